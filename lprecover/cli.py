@@ -1,0 +1,51 @@
+"""The ``lprecover`` command: ``lprecover COMMAND [key=value ...]``."""
+
+import importlib
+import sys
+
+from lprecover.config import ConfigError
+from lprecover.log import get_logger
+
+logger = get_logger(__name__)
+
+# command -> (module with main(argv), one-line help). Modules import lazily so `--help` stays instant.
+COMMANDS = {
+    "organism": ("lprecover.organism.cli", "Build or inspect the embedded reasoning model: organism build|info|data."),
+    "prune": ("lprecover.pruning.cli", "Remove decoder layers by a criterion and save the pruned model."),
+}
+
+USAGE = """usage: lprecover COMMAND [key=value ...]
+
+Prune whole layers out of an LLM, try to recover them, and measure whether test-time scaling came back.
+Arguments are dotted key=value overrides; `lprecover COMMAND --help` lists a command's keys.
+
+commands:
+{commands}
+"""
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = "\n".join(f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items())
+    return USAGE.format(commands=lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"lprecover: unknown command '{name}'.\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    try:
+        return module.main(rest) or 0
+    except ConfigError as e:
+        print(f"lprecover {name}: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""One config system for every command: YAML mapped onto typed dataclasses, with dotted ``key=value`` overrides.
+
+Precedence, lowest first: the dataclass defaults, the recipe file (``recipe=NAME``), config groups
+(``model=NAME`` picks ``lprecover/configs/model/NAME.yaml``), then the dotted overrides in the order given.
+Every key is checked against the dataclasses before anything runs, and an unknown key is named together with the
+nearest valid one.
+"""
+
+import dataclasses
+import difflib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, TypeVar, get_type_hints
+
+import yaml
+from omegaconf import OmegaConf
+
+from lprecover.log import get_logger
+
+logger = get_logger(__name__)
+
+T = TypeVar("T")
+PACKAGE_DIR = Path(__file__).resolve().parent
+GROUPS_DIR = PACKAGE_DIR / "configs"
+RECIPES_DIR = PACKAGE_DIR.parent / "recipes"
+CONFIG_FILE = "config.yaml"
+
+
+class ConfigError(ValueError):
+    """A config the user wrote is wrong; the message says how to fix it."""
+
+
+def group_choices(group: str) -> list[str]:
+    """The names a config group offers, e.g. ``group_choices('model')``."""
+    return sorted(p.stem for p in (GROUPS_DIR / group).glob("*.yaml"))
+
+
+def _dataclass_fields(cls) -> dict[str, Any]:
+    hints = get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def valid_keys(cls, prefix: str = "") -> list[str]:
+    """Every dotted key a dataclass schema accepts, nested sections included."""
+    keys = []
+    for name, tp in _dataclass_fields(cls).items():
+        keys.append(prefix + name)
+        if dataclasses.is_dataclass(tp):
+            keys.extend(valid_keys(tp, f"{prefix}{name}."))
+    return keys
+
+
+def _unknown_key_error(key: str, cls, where: str) -> ConfigError:
+    keys = valid_keys(cls)
+    near = difflib.get_close_matches(key, keys, n=1, cutoff=0.5)
+    if not near:  # a misspelt leaf in a known section, e.g. prune.n_layer
+        leaf = key.rsplit(".", 1)[-1]
+        near = difflib.get_close_matches(leaf, [k.rsplit(".", 1)[-1] for k in keys], n=1, cutoff=0.6)
+        near = [k for k in keys if k.endswith("." + near[0]) or k == near[0]][:1] if near else []
+    hint = f" Did you mean '{near[0]}'?" if near else f" Valid top-level keys: {', '.join(sorted(_dataclass_fields(cls)))}."
+    return ConfigError(f"Unknown config key '{key}' in {where}.{hint}")
+
+
+def _check_keys(tree: dict, root, where: str, cls=None, prefix: str = "") -> None:
+    fields = _dataclass_fields(cls or root)
+    for key, value in tree.items():
+        if key not in fields:
+            raise _unknown_key_error(prefix + key, root, where)
+        tp = fields[key]
+        if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+            _check_keys(value, root, where, tp, f"{prefix}{key}.")
+
+
+def _read_yaml(path: Path) -> dict:
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of config keys, not {type(data).__name__}.")
+    return data
+
+
+def _expand_groups(tree: dict, schema, where: str) -> dict:
+    """Replace ``model: NAME`` style group choices by the group file's contents."""
+    fields = _dataclass_fields(schema)
+    out = {}
+    for key, value in tree.items():
+        if key in fields and dataclasses.is_dataclass(fields[key]) and isinstance(value, str) and (GROUPS_DIR / key).is_dir():
+            path = GROUPS_DIR / key / f"{value}.yaml"
+            if not path.exists():
+                choices = ", ".join(group_choices(key))
+                raise ConfigError(f"Unknown {key} '{value}' in {where}. Choose one of: {choices}; or set {key}.<field>=... directly.")
+            value = _read_yaml(path)
+        out[key] = value
+    return out
+
+
+def recipe_choices() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def _parse_override(arg: str) -> tuple[str, Any]:
+    if "=" not in arg or arg.startswith("="):
+        raise ConfigError(f"Cannot read the argument '{arg}': arguments are dotted key=value pairs, e.g. prune.n_layers=2.")
+    key, raw = arg.split("=", 1)
+    value = yaml.safe_load(raw) if raw != "" else None
+    return key.strip(), value
+
+
+def _nest(key: str, value: Any) -> dict:
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+def load_config(schema: type[T], args: list[str], recipe_key: str | None = None) -> T:
+    """Build a ``schema`` instance from a recipe, config groups and dotted overrides.
+
+    Args:
+        schema: the command's config dataclass.
+        args: ``key=value`` strings, e.g. ``["recipe=lora_longcot", "model=organism", "train.lr=1e-4"]``.
+        recipe_key: the argument naming a recipe file in ``recipes/`` (``"recipe"`` for training), if the command has one.
+
+    Raises:
+        ConfigError: for an unknown key, group choice or recipe, or a value of the wrong type.
+    """
+    layers: list[tuple[str, dict]] = []
+    overrides = [_parse_override(a) for a in args]
+    if recipe_key:
+        names = [v for k, v in overrides if k == recipe_key]
+        if names:
+            path = RECIPES_DIR / f"{names[-1]}.yaml"
+            if not path.exists():
+                raise ConfigError(f"Unknown recipe '{names[-1]}'. Recipes: {', '.join(recipe_choices())}.")
+            layers.append((f"recipe {path.name}", _read_yaml(path)))
+    for key, value in overrides:
+        layers.append((f"the argument '{key}={value}'", _nest(key, value)))
+
+    merged = OmegaConf.structured(schema)
+    for where, tree in layers:
+        tree = _expand_groups(tree, schema, where)
+        _check_keys(tree, schema, where)
+        try:
+            merged = OmegaConf.merge(merged, tree)
+        except Exception as e:  # omegaconf's validation errors carry the key and expected type
+            raise ConfigError(f"Invalid value in {where}: {e}".split("\n")[0]) from None
+    try:
+        return OmegaConf.to_object(merged)
+    except Exception as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(str(e).split("\n")[0]) from None
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file whole or not at all: a temporary file in the same folder, then a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_config(cfg, output_dir: str | Path) -> Path:
+    """Save the resolved config as ``config.yaml`` in ``output_dir``."""
+    path = Path(output_dir) / CONFIG_FILE
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    return path

@@ -1,0 +1,183 @@
+"""Budget forcing (s1): cap the thinking phase at B tokens, close it for the model, then let it answer.
+
+The Hugging Face engine here generates a whole batch at once with the KV cache and left padding; each sequence
+stops on its own when it closes its thinking. That is what makes a curve over many budgets affordable, where the
+seed's pruned-model path recomputed the full prefix for every token of every problem.
+"""
+
+from dataclasses import dataclass, field
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from lprecover.log import get_logger, progress
+
+logger = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ThinkFormat:
+    """The delimiters a model family thinks in.
+
+    Args:
+        open: text that opens the thinking phase (appended to the prompt unless the chat template already ends with it).
+        close: text that ends the thinking phase; budget forcing appends it when the budget runs out.
+        answer_prefix: text appended after a forced close, nudging the model to answer now.
+        wait: text that replaces an early close when ``num_waits`` asks the model to keep thinking.
+    """
+
+    open: str = "<think>"
+    close: str = "</think>"
+    answer_prefix: str = ""
+    wait: str = "Wait"
+
+
+@dataclass
+class Generation:
+    """One budget-forced generation, in token ids and text."""
+
+    thinking: str
+    answer: str
+    thinking_tokens: int
+    truncated: bool
+    waits: int = 0
+    raw: str = field(default="")
+
+
+def _stop_ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+def prompt_ids(tokenizer: PreTrainedTokenizerBase, problem: str, fmt: ThinkFormat, system: str | None = None) -> list[int]:
+    """Token ids of the chat prompt for ``problem``, ending just inside the thinking phase."""
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": problem}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if fmt.open and not text.rstrip().endswith(fmt.open):
+        text += fmt.open
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    """End-of-turn ids from the tokenizer and the generation config (an int or a list there)."""
+    gen = getattr(model.generation_config, "eos_token_id", None)
+    gen = [gen] if isinstance(gen, int) else list(gen or [])
+    return {t for t in [tokenizer.eos_token_id, *gen] if t is not None}
+
+
+def _left_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if s:
+            ids[i, width - len(s) :] = torch.tensor(s)
+            mask[i, width - len(s) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _cut_at(ids: list[int], stops: set[int], pad_id: int) -> tuple[list[int], int | None]:
+    """Split generated ids at the first stop token: (kept ids, the stop token or None)."""
+    out = []
+    for t in ids:
+        if t in stops:
+            return out, t
+        if t == pad_id and t not in stops:
+            break
+        out.append(t)
+    return out, None
+
+
+@torch.inference_mode()
+def _generate(model, tokenizer, seqs, max_new_tokens, stop_ids, sampling) -> list[list[int]]:
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ids, mask = _left_pad(seqs, pad_id, model.device)
+    out = model.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        max_new_tokens=max_new_tokens,
+        eos_token_id=sorted(stop_ids),
+        pad_token_id=pad_id,
+        use_cache=True,
+        **sampling,
+    )
+    return [row[ids.shape[1] :].tolist() for row in out]
+
+
+def budget_forced_generate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[list[int]],
+    budget: int,
+    fmt: ThinkFormat = ThinkFormat(),
+    answer_max_tokens: int = 16,
+    num_waits: int = 0,
+    batch_size: int = 64,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    show_progress: bool = False,
+) -> list[Generation]:
+    """Generate with the thinking phase capped at ``budget`` tokens, then a short answer.
+
+    Args:
+        prompts: prompt token ids, each ending inside the thinking phase (see ``prompt_ids``).
+        budget: the most thinking tokens each sequence may write. A sequence still thinking at the cap is closed
+            for it (``fmt.close`` then ``fmt.answer_prefix``) and marked truncated.
+        num_waits: how many times an early close is replaced by ``fmt.wait`` so the model keeps thinking.
+        temperature: 0 means greedy.
+
+    Returns:
+        One ``Generation`` per prompt, in order.
+    """
+    if budget < 0:
+        raise ValueError(f"The thinking budget must be non-negative, got {budget}.")
+    close_ids = _stop_ids(tokenizer, fmt.close)
+    if len(close_ids) != 1:
+        raise ValueError(
+            f"The end-of-thinking delimiter {fmt.close!r} is {len(close_ids)} tokens for this tokenizer; budget "
+            "forcing needs it to be a single token. Pass the model family's delimiter (e.g. eval.think_close=...)."
+        )
+    close_id = close_ids[0]
+    eos_ids = _eos_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    sampling = {"do_sample": False} if temperature == 0 else {"do_sample": True, "temperature": temperature, "top_p": top_p}
+    suffix = close_ids + _stop_ids(tokenizer, fmt.answer_prefix)
+    wait_ids = _stop_ids(tokenizer, fmt.wait)
+    torch.manual_seed(seed)
+
+    results: list[Generation] = []
+    batches = range(0, len(prompts), batch_size)
+    for start in progress(batches, desc=f"budget {budget}", disable=not show_progress):
+        batch = prompts[start : start + batch_size]
+        thinking = [[] for _ in batch]
+        waits = [0] * len(batch)
+        truncated = [budget > 0 for _ in batch]
+        active = list(range(len(batch))) if budget > 0 else []
+        while active:
+            room = max(budget - len(thinking[i]) for i in active)
+            outs = _generate(model, tokenizer, [batch[i] + thinking[i] for i in active], room, {close_id} | eos_ids, sampling)
+            still = []
+            for i, out in zip(active, outs):
+                kept, stop = _cut_at(out, {close_id} | eos_ids, pad_id)
+                own_room = budget - len(thinking[i])
+                # The batch runs to the longest remaining room; a sequence past its own cap was cut by the budget.
+                if stop is None or len(kept) > own_room:
+                    thinking[i] += kept[:own_room]
+                    continue
+                thinking[i] += kept
+                truncated[i] = False
+                if waits[i] < num_waits and len(thinking[i]) + len(wait_ids) < budget:
+                    thinking[i] += wait_ids
+                    waits[i] += 1
+                    truncated[i] = True
+                    still.append(i)
+            active = still
+        answer_prompts = [p + t + suffix for p, t in zip(batch, thinking)]
+        answers = _generate(model, tokenizer, answer_prompts, answer_max_tokens, eos_ids, sampling)
+        for i, out in enumerate(answers):
+            ans, _ = _cut_at(out, eos_ids, pad_id)
+            think_text = tokenizer.decode(thinking[i], skip_special_tokens=False)
+            answer_text = tokenizer.decode(ans, skip_special_tokens=True)
+            raw = tokenizer.decode(thinking[i] + suffix + ans, skip_special_tokens=False)
+            results.append(Generation(think_text, answer_text, len(thinking[i]), truncated[i], waits[i], raw))
+    return results

@@ -1,0 +1,161 @@
+"""Build, cache and check the organism teacher: a tiny Qwen3 trained by the project's own SFT path.
+
+The teacher lives in ``$LPRECOVER_CACHE/organism/teacher-<hash>`` (default cache: ``~/.cache/lprecover``); the
+hash covers every setting that changes the weights, so a changed recipe builds a new teacher and an unchanged one
+is reused. A build is written to a temporary folder and renamed into place, so an interrupted build leaves no
+half teacher, and a file lock keeps concurrent processes (e.g. two ranks under ``accelerate launch``) from
+building it twice.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import datasets
+import torch
+from filelock import FileLock
+from transformers import Qwen3Config, Qwen3ForCausalLM
+
+from lprecover.log import get_logger
+from lprecover.organism.task import MAX_STEPS, make_problems, to_record
+from lprecover.organism.tokenizer import build_tokenizer
+from lprecover.recovery.sft import TrainConfig, sft_args, sft_trainer
+
+logger = get_logger(__name__)
+
+CARD = "organism.json"
+TASK_VERSION = 2  # bump when the task or tokenizer changes, so stale teachers are not reused
+
+
+def _teacher_train_defaults() -> TrainConfig:
+    return TrainConfig(
+        max_steps=600,
+        learning_rate=3e-3,
+        warmup_ratio=0.05,
+        per_device_batch_size=64,
+        max_length=128,
+        packing=False,
+        logging_steps=50,
+        save_steps=0,
+        seed=0,
+    )
+
+
+@dataclass
+class OrganismConfig:
+    """The organism teacher: architecture, training data, and optimisation.
+
+    Architecture: a Qwen3 decoder of ``num_layers`` blocks, ``hidden_size`` wide.
+    Data: long-CoT chains of ``min_chain..max_chain`` steps drawn with ``data_seed``.
+    """
+
+    hidden_size: int = field(default=96, metadata={"help": "Residual width."})
+    num_layers: int = field(default=6, metadata={"help": "Decoder blocks."})
+    num_heads: int = field(default=4, metadata={"help": "Attention heads (head_dim = hidden_size / num_heads)."})
+    intermediate_size: int = field(default=384, metadata={"help": "MLP width."})
+    min_chain: int = field(default=1, metadata={"help": "Shortest chain in the teacher's training data."})
+    max_chain: int = field(default=8, metadata={"help": "Longest chain in the teacher's training data."})
+    data_seed: int = field(default=1, metadata={"help": "Seed of the training problems."})
+    train: TrainConfig = field(default_factory=_teacher_train_defaults)
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads}).")
+        if not 1 <= self.min_chain <= self.max_chain <= MAX_STEPS:
+            raise ValueError(f"Need 1 <= min_chain <= max_chain <= {MAX_STEPS}, got {self.min_chain}..{self.max_chain}.")
+        if self.num_layers < 2:
+            raise ValueError(f"num_layers must be at least 2 so there is something to prune, got {self.num_layers}.")
+
+    def fingerprint(self) -> str:
+        blob = json.dumps({"v": TASK_VERSION, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("LPRECOVER_CACHE", Path.home() / ".cache" / "lprecover"))
+
+
+def teacher_dir(cfg: OrganismConfig) -> Path:
+    return cache_root() / "organism" / f"teacher-{cfg.fingerprint()}"
+
+
+def make_model(cfg: OrganismConfig, tokenizer) -> Qwen3ForCausalLM:
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_heads,
+        head_dim=cfg.hidden_size // cfg.num_heads,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+    # Marks the model (and everything pruned or trained from it) as the organism, e.g. for calibration defaults.
+    config.lprecover_organism = {"task_version": TASK_VERSION}
+    torch.manual_seed(cfg.train.seed)
+    return Qwen3ForCausalLM(config)
+
+
+def training_data(cfg: OrganismConfig) -> datasets.Dataset:
+    t = cfg.train
+    n = t.max_steps * t.per_device_batch_size * t.grad_accum
+    rows = [to_record(p, "longcot") for p in make_problems(n, cfg.min_chain, cfg.max_chain, cfg.data_seed)]
+    return datasets.Dataset.from_list(rows)
+
+
+def build_teacher(cfg: OrganismConfig, out_dir: Path) -> dict:
+    """Train the teacher into ``out_dir`` and return its card (settings, loss, accuracy curve)."""
+    tokenizer = build_tokenizer()
+    model = make_model(cfg, tokenizer)
+    logger.info("Training the organism teacher (%d params) into %s", model.num_parameters(), out_dir)
+    start = time.time()
+    with tempfile.TemporaryDirectory() as work:
+        trainer = sft_trainer(model, tokenizer, training_data(cfg), sft_args(cfg.train, work, disable_tqdm=True))
+        result = trainer.train()
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+    from lprecover.organism.check import sequential_curve
+
+    curve = sequential_curve(model.eval(), tokenizer)
+    card = {
+        "config": asdict(cfg),
+        "fingerprint": cfg.fingerprint(),
+        "parameters": model.num_parameters(),
+        "train_loss": result.training_loss,
+        "train_seconds": round(time.time() - start, 1),
+        "curve": curve,
+    }
+    (out_dir / CARD).write_text(json.dumps(card, indent=2))
+    return card
+
+
+def ensure_teacher(cfg: OrganismConfig | None = None) -> Path:
+    """Return the cached teacher's folder, building it first if it is missing."""
+    cfg = cfg or OrganismConfig()
+    final = teacher_dir(cfg)
+    if (final / CARD).exists():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(final) + ".lock"):
+        if (final / CARD).exists():  # another process built it while we waited
+            return final
+        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
+        try:
+            card = build_teacher(cfg, tmp)
+            os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("Organism teacher ready at %s (built in %.0f s)", final, card["train_seconds"])
+    return final

@@ -1,0 +1,32 @@
+"""Measure the organism's test-time scaling: accuracy against the thinking budget, per chain length."""
+
+from lprecover.evaluation.budget_forcing import ThinkFormat, budget_forced_generate, prompt_ids
+from lprecover.organism.task import TOKENS_PER_STEP, make_problems
+
+EVAL_SEED = 12345  # disjoint from the training seeds, so held-out problems are fresh draws
+
+
+def default_budgets(max_chain: int = 8) -> list[int]:
+    """Thinking budgets from none to a full chain of ``max_chain`` steps."""
+    steps = sorted({0, 1, 2, max_chain // 2, (3 * max_chain) // 4, max_chain})
+    return [s * TOKENS_PER_STEP for s in steps]
+
+
+def sequential_curve(model, tokenizer, n: int = 400, min_chain: int = 1, max_chain: int = 8, budgets=None, seed=EVAL_SEED):
+    """Greedy budget-forced accuracy on ``n`` held-out problems.
+
+    Returns:
+        ``{"budget": [...], "accuracy": [...], "by_chain": {k: [...]}}``, accuracies aligned with the budgets.
+    """
+    budgets = budgets or default_budgets(max_chain)
+    problems = make_problems(n, min_chain, max_chain, seed)
+    prompts = [prompt_ids(tokenizer, p.problem, ThinkFormat()) for p in problems]
+    curve = {"budget": list(budgets), "accuracy": [], "by_chain": {k: [] for k in range(min_chain, max_chain + 1)}}
+    for budget in budgets:
+        gens = budget_forced_generate(model, tokenizer, prompts, budget, batch_size=256)
+        hits = [g.answer.strip() == p.answer for g, p in zip(gens, problems)]
+        curve["accuracy"].append(sum(hits) / len(hits))
+        for k in curve["by_chain"]:
+            ks = [h for h, p in zip(hits, problems) if p.steps == k]
+            curve["by_chain"][k].append(sum(ks) / len(ks))
+    return curve

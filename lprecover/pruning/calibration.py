@@ -1,0 +1,146 @@
+"""Calibration text for pruning criteria.
+
+Sources (``prune.calibration=``):
+
+- ``traces``: the unpruned model's own long-CoT generations on reasoning problems (organism chains, or GSM8K
+  questions from ``calibration_path``). Layers that look redundant on prose may carry the reasoning, so this is
+  the source that matches what pruning must preserve.
+- ``problems``: reasoning problems with their reference solutions rendered through the chat template (the
+  organism's gold traces, or GSM8K question + worked answer).
+- ``text``: plain text, one document per line of a ``.txt`` file, or the ``text`` field of a ``.jsonl`` file.
+- ``hf:DATASET[:CONFIG]``: the ``text`` column of a hub dataset, loaded with ``datasets``.
+- ``auto``: ``traces`` for the organism, ``problems`` otherwise.
+"""
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lprecover.log import get_logger
+
+logger = get_logger(__name__)
+
+SOURCES = ("auto", "traces", "problems", "text")
+
+
+@dataclass
+class Calibration:
+    """Tokenised calibration batches: ``input_ids`` and ``attention_mask`` (right-padded), ``labels`` (-100 on pad)."""
+
+    batches: list[dict]
+
+    @property
+    def num_tokens(self) -> int:
+        return int(sum(b["attention_mask"].sum() for b in self.batches))
+
+
+def _organism_problems(n: int, seed: int):
+    from lprecover.organism.task import make_problems
+
+    return make_problems(n, 1, 8, seed)
+
+
+def _gsm8k_rows(path: str | None) -> list[dict]:
+    if path is None:
+        import datasets
+
+        return list(datasets.load_dataset("openai/gsm8k", "main", split="train"))
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _problem_texts(tokenizer, is_organism: bool, path: str | None, n: int, seed: int) -> list[str]:
+    if is_organism:
+        from lprecover.organism.task import to_record
+
+        rows = [to_record(p, "longcot")["messages"] for p in _organism_problems(n, seed)]
+    else:
+        data = _gsm8k_rows(path)
+        random.Random(seed).shuffle(data)
+        rows = [
+            [{"role": "user", "content": r["question"]}, {"role": "assistant", "content": r["answer"]}] for r in data[:n]
+        ]
+    return [tokenizer.apply_chat_template(m, tokenize=False) for m in rows]
+
+
+def _trace_texts(model, tokenizer, is_organism: bool, path: str | None, n: int, seq_len: int, seed: int) -> list[str]:
+    """Let the model think on ``n`` problems (greedy) and keep prompt + generation as calibration text."""
+    from lprecover.evaluation.budget_forcing import ThinkFormat, budget_forced_generate, prompt_ids
+
+    if is_organism:
+        questions = [p.problem for p in _organism_problems(n, seed)]
+    else:
+        data = _gsm8k_rows(path)
+        random.Random(seed).shuffle(data)
+        questions = [r["question"] for r in data[:n]]
+    fmt = ThinkFormat()
+    prompts = [prompt_ids(tokenizer, q, fmt) for q in questions]
+    budget = max(1, seq_len - max(len(p) for p in prompts) - 8)
+    gens = budget_forced_generate(model, tokenizer, prompts, budget, fmt, answer_max_tokens=8, batch_size=16)
+    return [tokenizer.decode(p) + g.raw for p, g in zip(prompts, gens)]
+
+
+def _plain_texts(source: str, path: str | None, n: int, seed: int) -> list[str]:
+    if source.startswith("hf:"):
+        import datasets
+
+        name, _, config = source[3:].partition(":")
+        texts = [r["text"] for r in datasets.load_dataset(name, config or None, split="train") if r["text"].strip()]
+    else:
+        if not path:
+            raise ValueError("prune.calibration=text needs prune.calibration_path=FILE (.txt or .jsonl with 'text').")
+        p = Path(path)
+        if p.suffix == ".jsonl":
+            texts = [json.loads(line)["text"] for line in p.read_text().splitlines() if line.strip()]
+        else:
+            texts = [line for line in p.read_text().splitlines() if line.strip()]
+    random.Random(seed).shuffle(texts)
+    return texts[:n]
+
+
+def check_source(source: str) -> None:
+    if source not in SOURCES and not source.startswith("hf:"):
+        raise ValueError(f"Unknown calibration source '{source}'. Use one of {', '.join(SOURCES)} or hf:DATASET.")
+
+
+def build_calibration(
+    model,
+    tokenizer,
+    source: str = "auto",
+    path: str | None = None,
+    num_samples: int = 64,
+    seq_len: int = 512,
+    batch_size: int = 8,
+    seed: int = 0,
+    is_organism: bool = False,
+) -> Calibration:
+    """Collect ``num_samples`` calibration texts, truncated to ``seq_len`` tokens and batched."""
+    check_source(source)
+    if source == "auto":
+        source = "traces" if is_organism else "problems"
+    if source == "traces":
+        texts = _trace_texts(model, tokenizer, is_organism, path, num_samples, seq_len, seed)
+    elif source == "problems":
+        texts = _problem_texts(tokenizer, is_organism, path, num_samples, seed)
+    else:
+        texts = _plain_texts(source, path, num_samples, seed)
+    if not texts:
+        raise ValueError(f"The calibration source '{source}' produced no text.")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    batches = []
+    for start in range(0, len(texts), batch_size):
+        enc = [tokenizer.encode(t, add_special_tokens=False)[:seq_len] for t in texts[start : start + batch_size]]
+        width = max(len(e) for e in enc)
+        ids = torch.full((len(enc), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(enc), width), dtype=torch.long)
+        for i, e in enumerate(enc):
+            ids[i, : len(e)] = torch.tensor(e)
+            mask[i, : len(e)] = 1
+        labels = ids.masked_fill(mask == 0, -100)
+        batches.append({"input_ids": ids, "attention_mask": mask, "labels": labels})
+    cal = Calibration(batches)
+    logger.info("Calibration: %d %s samples, %d tokens", len(texts), source, cal.num_tokens)
+    return cal

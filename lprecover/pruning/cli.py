@@ -1,0 +1,80 @@
+"""``lprecover prune``: remove decoder layers by a criterion and save the pruned model.
+
+    lprecover prune model=organism prune.method=shortgpt prune.n_layers=2 output_dir=OUT
+    lprecover prune model.name_or_path=PATH prune.method=selection prune.layers=[3,4] output_dir=OUT
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from lprecover.config import CONFIG_FILE, ConfigError, load_config, to_dict, valid_keys
+from lprecover.log import get_logger
+from lprecover.modeling import ModelConfig, load_model_and_tokenizer, resolve_model_path
+from lprecover.pruning.prune import PruneConfig, prune_model, save_pruned
+from lprecover.surgery import UnsupportedModelError, find_blocks, layer_count
+
+logger = get_logger(__name__)
+
+
+@dataclass
+class PruneCommand:
+    """``lprecover prune``: which model, how to prune it, and where to save it."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    output_dir: str = field(default="", metadata={"help": "Folder for the pruned model (written whole or not at all)."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an output_dir that holds a different model."})
+
+    def __post_init__(self):
+        if not self.output_dir:
+            raise ValueError("output_dir is required, e.g. output_dir=runs/pruned-2.")
+
+
+def check_output_dir(cfg: PruneCommand) -> bool:
+    """Return True when ``output_dir`` already holds this exact pruning (nothing to do); refuse a different one."""
+    out = Path(cfg.output_dir)
+    if not out.exists() or not any(out.iterdir()):
+        return False
+    saved = out / CONFIG_FILE
+    if saved.exists() and yaml.safe_load(saved.read_text()) == to_dict(cfg) | {"overwrite": False}:
+        return True
+    if not cfg.overwrite:
+        raise ConfigError(
+            f"output_dir '{out}' already holds something else (a different model or settings). Choose a new "
+            "output_dir, or pass overwrite=true to replace it."
+        )
+    return False
+
+
+def check_model(cfg: PruneCommand) -> None:
+    """Refuse models without a block list and impossible layer choices from the config alone, before loading weights."""
+    path = resolve_model_path(cfg.model.name_or_path)
+    config = AutoConfig.from_pretrained(path, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code)
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=cfg.model.trust_remote_code)
+    find_blocks(skeleton)
+    cfg.prune.check_against(layer_count(config))
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__ + "\nkeys: " + ", ".join(valid_keys(PruneCommand)))
+        return 0
+    cfg = load_config(PruneCommand, argv)
+    if check_output_dir(cfg):
+        logger.info("%s already holds this pruning; nothing to do.", cfg.output_dir)
+        return 0
+    try:
+        check_model(cfg)
+    except (UnsupportedModelError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+    model, tokenizer = load_model_and_tokenizer(cfg.model)
+    decision, provenance = prune_model(model, tokenizer, cfg.prune, source=cfg.model.name_or_path)
+    resolved = yaml.safe_dump(to_dict(cfg) | {"overwrite": False}, sort_keys=False)
+    save_pruned(model, tokenizer, cfg.output_dir, decision, provenance, extra_files={CONFIG_FILE: resolved})
+    print(f"removed layers {decision.removed} ({cfg.prune.method}); saved to {cfg.output_dir}")
+    return 0

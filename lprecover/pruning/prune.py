@@ -1,0 +1,176 @@
+"""The pruning API: choose layers by a criterion, cut them out, and save the result whole.
+
+    from lprecover.pruning import PruneConfig, prune_model, save_pruned
+    decision, provenance = prune_model(model, tokenizer, PruneConfig(method="shortgpt", n_layers=2))
+    save_pruned(model, tokenizer, "out/pruned", decision, provenance)
+
+Recipes call ``prune_model`` when they prune before recovering; ``lprecover prune`` wraps the same calls.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from lprecover.log import get_logger
+from lprecover.pruning.calibration import SOURCES, build_calibration, check_source
+from lprecover.pruning.criteria import CRITERIA, NEEDS_CALIBRATION, Decision, apply, decide
+from lprecover.surgery import validate_layers
+
+logger = get_logger(__name__)
+
+SCORES_FILE = "prune_scores.json"
+PLOT_FILE = "prune_scores.png"
+ORGANISM_MARKER = "lprecover_organism"
+
+
+@dataclass
+class PruneConfig:
+    """How to prune.
+
+    Criterion: ``method`` and how many layers (``n_layers``) or which (``layers``, for ``selection``).
+    Calibration: ``calibration`` source, ``calibration_path``, ``num_samples`` texts of up to ``seq_len`` tokens.
+    LaCo: ``laco_merge_count`` layers merged per step at cosine ``laco_threshold``, from layer ``laco_min_layer`` up.
+    """
+
+    method: str = field(default="shortgpt", metadata={"help": f"One of: {', '.join(CRITERIA)}."})
+    n_layers: int = field(default=2, metadata={"help": "Layers to remove."})
+    layers: list[int] | None = field(default=None, metadata={"help": "Explicit layer indices, for method=selection."})
+    calibration: str = field(default="auto", metadata={"help": f"{', '.join(SOURCES)} or hf:DATASET."})
+    calibration_path: str | None = field(default=None, metadata={"help": "Local file for the calibration source."})
+    num_samples: int = field(default=64, metadata={"help": "Calibration texts."})
+    seq_len: int = field(default=512, metadata={"help": "Tokens per calibration text (and trace length for traces)."})
+    batch_size: int = field(default=8, metadata={"help": "Calibration batch size."})
+    seed: int = field(default=0, metadata={"help": "Seed for calibration sampling and method=random."})
+    laco_merge_count: int = field(default=2, metadata={"help": "LaCo: layers merged into one per step."})
+    laco_threshold: float = field(default=0.85, metadata={"help": "LaCo: minimum final-state cosine to accept a merge."})
+    laco_min_layer: int = field(default=1, metadata={"help": "LaCo: lowest layer that may absorb others."})
+    laco_interval: int = field(default=1, metadata={"help": "LaCo: layers skipped after an accepted merge."})
+
+    def __post_init__(self):
+        if self.method not in CRITERIA:
+            raise ValueError(f"Unknown prune.method '{self.method}'. Valid methods: {', '.join(CRITERIA)}.")
+        if self.method == "selection":
+            if not self.layers:
+                raise ValueError("prune.method=selection needs prune.layers=[i,j,...] naming the layers to remove.")
+            dupes = sorted({i for i in self.layers if self.layers.count(i) > 1})
+            if dupes:
+                raise ValueError(f"prune.layers lists layer(s) {dupes} more than once.")
+            self.n_layers = len(self.layers)
+        elif self.layers:
+            raise ValueError(f"prune.layers is only read by method=selection, not '{self.method}'.")
+        if self.n_layers < 1:
+            raise ValueError(f"prune.n_layers must be at least 1, got {self.n_layers}.")
+        check_source(self.calibration)
+        if self.num_samples < 1 or self.seq_len < 8 or self.batch_size < 1:
+            raise ValueError("prune.num_samples and prune.batch_size must be >= 1 and prune.seq_len >= 8.")
+
+    def check_against(self, num_layers: int) -> None:
+        """Errors that need the model's layer count, raised before any weights load."""
+        if self.n_layers >= num_layers:
+            raise ValueError(
+                f"prune.n_layers={self.n_layers} would remove every layer: the model has {num_layers}. "
+                f"Use at most {num_layers - 1}."
+            )
+        if self.layers:
+            validate_layers(self.layers, num_layers, "prune.layers")
+
+
+def is_organism(model) -> bool:
+    return bool(getattr(model.config, ORGANISM_MARKER, None))
+
+
+def prune_model(model, tokenizer, cfg: PruneConfig, source: str | None = None) -> tuple[Decision, dict]:
+    """Score layers with ``cfg.method``, remove the chosen ones in place, and return (decision, provenance)."""
+    from lprecover.surgery import find_blocks
+
+    cfg.check_against(len(find_blocks(model)[1]))
+    cal = None
+    if cfg.method in NEEDS_CALIBRATION:
+        cal = build_calibration(
+            model,
+            tokenizer,
+            cfg.calibration,
+            cfg.calibration_path,
+            cfg.num_samples,
+            cfg.seq_len,
+            cfg.batch_size,
+            cfg.seed,
+            is_organism=is_organism(model),
+        )
+    decision = decide(
+        model,
+        cal,
+        cfg.method,
+        cfg.n_layers,
+        layers=cfg.layers,
+        seed=cfg.seed,
+        merge_count=cfg.laco_merge_count,
+        threshold=cfg.laco_threshold,
+        min_layer=cfg.laco_min_layer,
+        interval=cfg.laco_interval,
+    )
+    provenance = apply(model, decision, cfg.method, source=source)
+    provenance["calibration"] = None if cal is None else {"source": cfg.calibration, "tokens": cal.num_tokens}
+    model.config.lprecover_pruning = provenance
+    return decision, provenance
+
+
+def plot_scores(decision: Decision, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(5, 0.3 * len(decision.scores)), 3.2))
+    colors = ["tab:red" if i in decision.removed else "tab:blue" for i in range(len(decision.scores))]
+    ax.bar(range(len(decision.scores)), decision.scores, color=colors)
+    ax.set_xlabel("layer (red: removed)")
+    ax.set_ylabel(decision.score_name)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def save_pruned(model, tokenizer, output_dir, decision: Decision, provenance: dict, extra_files=None) -> Path:
+    """Write the pruned model, tokenizer, generation config, scores and plot to ``output_dir``, whole or not at all.
+
+    Args:
+        extra_files: ``{name: text}`` written beside the model (e.g. the resolved ``config.yaml``).
+    """
+    out = Path(output_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        scores = {
+            "method": provenance["method"],
+            "score_name": decision.score_name,
+            "scores": decision.scores,
+            "removed_layers": decision.removed,
+            "merged_layers": {str(k): v for k, v in decision.merged.items()},
+            "provenance": provenance,
+        }
+        (tmp / SCORES_FILE).write_text(json.dumps(scores, indent=2))
+        plot_scores(decision, tmp / PLOT_FILE, f"{provenance['method']}: removed {decision.removed}")
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("Saved the pruned model to %s", out)
+    return out
+
+
+def spec_of(prune_cfg: PruneConfig, source: str) -> dict:
+    return {"source": source, **asdict(prune_cfg)}

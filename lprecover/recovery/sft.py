@@ -1,0 +1,84 @@
+"""Supervised fine-tuning on the messages schema, through TRL's SFTTrainer.
+
+The organism teacher is trained here, and the SFT recovery recipes reuse it, so every model in a study has been
+through the same data path: the chat template, assistant-only loss, and packing.
+"""
+
+from dataclasses import dataclass, field
+
+from trl import SFTConfig, SFTTrainer
+
+from lprecover.log import get_logger
+
+logger = get_logger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings shared by every recovery method.
+
+    Schedule: ``max_steps`` bounds the run; ``learning_rate`` with ``lr_scheduler`` and ``warmup_ratio``.
+    Batching: ``per_device_batch_size`` sequences (packed rows when ``packing``), times ``grad_accum``.
+    Checkpoints: every ``save_steps``, the newest ``save_total_limit`` kept.
+    """
+
+    max_steps: int = field(default=200, metadata={"help": "Optimizer steps to run."})
+    learning_rate: float = field(default=1e-5, metadata={"help": "Peak learning rate."})
+    lr_scheduler: str = field(default="cosine", metadata={"help": "transformers scheduler name."})
+    warmup_ratio: float = field(default=0.05, metadata={"help": "Fraction of steps spent warming up."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    per_device_batch_size: int = field(default=8, metadata={"help": "Rows per device per micro-step."})
+    grad_accum: int = field(default=1, metadata={"help": "Micro-steps per optimizer step."})
+    max_length: int = field(default=4096, metadata={"help": "Longest tokenized row (and packed row length)."})
+    packing: bool = field(
+        default=True,
+        metadata={"help": "Pack rows into max_length blocks without cross-attention (padding-free); no pad FLOPs."},
+    )
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for activation memory."})
+    seed: int = field(default=0, metadata={"help": "Seed for data order and initialisation."})
+    logging_steps: int = field(default=10, metadata={"help": "Log metrics every N steps."})
+    save_steps: int = field(default=100, metadata={"help": "Checkpoint every N steps (0: only at the end)."})
+    save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept on disk."})
+
+    def __post_init__(self):
+        for name in ("max_steps", "per_device_batch_size", "grad_accum", "max_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be at least 1, got {getattr(self, name)}.")
+        if self.learning_rate <= 0:
+            raise ValueError(f"train.learning_rate must be positive, got {self.learning_rate}.")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
+
+
+def sft_args(train: TrainConfig, output_dir: str, report_to: list[str] | str = "none", **extra) -> SFTConfig:
+    """TRL's SFTConfig for ``train``, with the loss on assistant turns only."""
+    return SFTConfig(
+        output_dir=output_dir,
+        max_steps=train.max_steps,
+        learning_rate=train.learning_rate,
+        lr_scheduler_type=train.lr_scheduler,
+        warmup_steps=int(train.warmup_ratio * train.max_steps),
+        weight_decay=train.weight_decay,
+        per_device_train_batch_size=train.per_device_batch_size,
+        gradient_accumulation_steps=train.grad_accum,
+        max_length=train.max_length,
+        packing=train.packing,
+        gradient_checkpointing=train.gradient_checkpointing,
+        assistant_only_loss=True,
+        seed=train.seed,
+        data_seed=train.seed,
+        logging_steps=train.logging_steps,
+        save_strategy="steps" if train.save_steps else "no",
+        save_steps=train.save_steps or 500,
+        save_total_limit=train.save_total_limit,
+        save_only_model=False,
+        report_to=report_to,
+        dataset_num_proc=None,
+        **extra,
+    )
+
+
+def sft_trainer(model, tokenizer, dataset, args: SFTConfig, **kwargs) -> SFTTrainer:
+    """An SFTTrainer on a messages dataset (extra columns are dropped before tokenizing)."""
+    dataset = dataset.select_columns(["messages"])
+    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, **kwargs)
