@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny random models of every decoder family, the organism teacher, SmolLM2, GSM8K."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+GSM8K_DIR = REPO.parent / "shared" / "data" / "gsm8k"
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def organism_tokenizer():
+    from lprecover.organism.tokenizer import build_tokenizer
+
+    return build_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def teacher_path():
+    """The cached organism teacher, built on first use (about 5 minutes on 2 cores)."""
+    from lprecover.organism.build import ensure_teacher
+
+    return ensure_teacher()
+
+
+@pytest.fixture(scope="session")
+def smollm2_path():
+    from lprecover.smollm2 import ensure_smollm2
+
+    return ensure_smollm2()
+
+
+@pytest.fixture(scope="session")
+def gsm8k_dir():
+    if not (GSM8K_DIR / "test.jsonl").exists():
+        pytest.skip(f"GSM8K not found at {GSM8K_DIR} (it ships only with the CI checkout's shared/ folder)")
+    return GSM8K_DIR

@@ -1,0 +1,71 @@
+import datasets
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from lprecover.cli import main
+from lprecover.organism.check import default_budgets, sequential_curve
+from lprecover.organism.task import TOKENS_PER_STEP, make_problem, make_problems, solve, to_record
+from lprecover.surgery import remove_layers
+
+
+def test_problems_are_solvable_and_balanced():
+    problems = make_problems(160, 1, 8, seed=0)
+    assert [sum(p.steps == k for p in problems) for k in range(1, 9)] == [20] * 8
+    for p in problems:
+        assert solve(p.problem) == p.answer
+        assert len(p.trace) == TOKENS_PER_STEP * p.steps
+        assert p.trace.endswith("=" + p.answer)
+    assert make_problems(5, 2, 4, seed=7) == make_problems(5, 2, 4, seed=7)
+    with pytest.raises(ValueError, match="steps must be between"):
+        make_problem(__import__("random").Random(0), 0)
+
+
+def test_splits_share_one_schema():
+    p = make_problems(1, 3, 3, seed=1)[0]
+    long, short = to_record(p, "longcot"), to_record(p, "short")
+    assert long["messages"][1]["content"] == f"<think>{p.trace}</think>{p.answer}"
+    assert short["messages"][1]["content"] == f"<think></think>{p.answer}"
+    assert set(long) == set(short) >= {"messages", "problem", "answer", "source"}
+
+
+def test_tokenizer_round_trips_and_masks_only_the_assistant_turn(organism_tokenizer, tmp_path):
+    organism_tokenizer.save_pretrained(tmp_path)
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    record = to_record(make_problems(1, 4, 4, seed=2)[0], "longcot")
+    text = tok.apply_chat_template(record["messages"], tokenize=False)
+    enc = tok.apply_chat_template(record["messages"], return_dict=True, return_assistant_tokens_mask=True)
+    assert tok.decode(enc["input_ids"]) == text
+    masked = [t for t, m in zip(enc["input_ids"], enc["assistant_masks"]) if m]
+    assert tok.decode(masked) == record["messages"][1]["content"] + "<|end|>"
+    assert tok.padding_side == "left"
+    think_ids = tok.encode("<think></think>", add_special_tokens=False)
+    assert len(think_ids) == 2  # each delimiter is one token, as budget forcing needs
+
+
+def test_data_command_writes_short_chain_recovery_data(tmp_path):
+    out = tmp_path / "short"
+    assert main(["organism", "data", f"output_dir={out}", "split=short", "n=40", "max_chain=4"]) == 0
+    ds = datasets.load_from_disk(str(out))
+    assert len(ds) == 40 and max(ds["steps"]) == 4
+    assert all(m[1]["content"].startswith("<think></think>") for m in ds["messages"])
+
+
+def test_budgets_cover_none_to_a_full_chain():
+    assert default_budgets(8) == [0, 5, 10, 20, 30, 40]
+
+
+@pytest.mark.slow
+def test_teacher_scales_with_thinking_and_collapses_when_pruned(teacher_path):
+    tok = AutoTokenizer.from_pretrained(teacher_path)
+    model = AutoModelForCausalLM.from_pretrained(teacher_path).eval()
+    curve = sequential_curve(model, tok, n=240)
+    acc = curve["accuracy"]
+    assert acc[-1] >= 0.9, curve
+    assert acc[-1] - acc[0] >= 0.5, curve
+    n = model.config.num_hidden_layers
+    remove_layers(model, [n // 2 - 1, n // 2])
+    pruned = sequential_curve(model, tok, n=240, budgets=[curve["budget"][-1]])
+    assert acc[-1] - pruned["accuracy"][0] >= 0.3, (curve, pruned)
+    with torch.no_grad():
+        assert model.config.num_hidden_layers == n - 2

@@ -1,0 +1,95 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from tiny_models import tiny_model
+from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
+
+from lprecover.cli import main
+from lprecover.surgery import PROVENANCE_KEY
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory, organism_tokenizer):
+    path = tmp_path_factory.mktemp("tiny_llama")
+    tiny_model("llama").save_pretrained(path)
+    organism_tokenizer.save_pretrained(path)
+    return path
+
+
+def _run(args, capsys):
+    code = main(["prune", *args])
+    return code, capsys.readouterr().err
+
+
+def test_selection_invocation_writes_a_whole_model(tiny_dir, tmp_path):
+    out = tmp_path / "pruned"
+    cmd = [sys.executable, "-m", "lprecover.cli", "prune", f"model.name_or_path={tiny_dir}"]
+    cmd += ["prune.method=selection", "prune.layers=[3,4]", f"output_dir={out}"]
+    subprocess.run(cmd, check=True, capture_output=True)
+    config = AutoConfig.from_pretrained(out)
+    assert config.num_hidden_layers == 4
+    assert getattr(config, PROVENANCE_KEY)["removed_layers"] == [3, 4]
+    scores = json.loads((out / "prune_scores.json").read_text())
+    assert scores["removed_layers"] == [3, 4] and len(scores["scores"]) == 6
+    assert (out / "prune_scores.png").stat().st_size > 1000
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["prune"]["method"] == "selection" and resolved["prune"]["layers"] == [3, 4]
+    assert (out / "tokenizer.json").exists() and (out / "generation_config.json").exists()
+    model = AutoModelForCausalLM.from_pretrained(out)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    assert torch.equal(model.generate(ids, max_new_tokens=8, do_sample=False), model.generate(ids, max_new_tokens=8, do_sample=False, use_cache=False))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["prune.n_layers=6"], "would remove every layer"),
+        (["prune.method=selection", "prune.layers=[2,2]"], "more than once"),
+        (["prune.method=selection", "prune.layers=[1,9]"], "out of range"),
+        (["prune.method=shortgpt2"], "Valid methods: shortgpt"),
+        (["prune.n_layer=2"], "Did you mean 'prune.n_layers'"),
+    ],
+)
+def test_bad_input_fails_before_writing(args, message, tiny_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, err = _run([f"model.name_or_path={tiny_dir}", f"output_dir={out}", "prune.method=tail", *args], capsys)
+    assert code == 2 and message in err
+    assert not out.exists()
+
+
+def test_existing_different_output_is_refused_unless_overwrite(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.safetensors").write_text("another model")
+    base = [f"model.name_or_path={tiny_dir}", f"output_dir={out}", "prune.method=tail", "prune.n_layers=1"]
+    code, err = _run(base, capsys)
+    assert code == 2 and "overwrite=true" in err
+    assert (out / "model.safetensors").read_text() == "another model"
+    assert _run([*base, "overwrite=true"], capsys)[0] == 0
+    assert AutoConfig.from_pretrained(out).num_hidden_layers == 5
+    assert _run([*base, "overwrite=true"], capsys)[0] == 0  # same settings again: recognised, nothing redone
+
+
+class _FlatConfig(PretrainedConfig):
+    model_type = "lprecover_flat_test"
+
+
+class _FlatModel(PreTrainedModel):
+    config_class = _FlatConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.proj = torch.nn.Linear(4, 4)
+
+
+def test_model_without_block_list_is_refused(tmp_path, capsys):
+    AutoConfig.register("lprecover_flat_test", _FlatConfig)
+    AutoModelForCausalLM.register(_FlatConfig, _FlatModel)
+    _FlatModel(_FlatConfig()).save_pretrained(tmp_path / "flat")
+    code, err = _run([f"model.name_or_path={tmp_path / 'flat'}", f"output_dir={tmp_path / 'out'}"], capsys)
+    assert code == 2 and "_FlatModel has no decoder block list" in err
+    assert not (tmp_path / "out").exists()
