@@ -12,6 +12,7 @@ logger = get_logger(__name__)
 COMMANDS = {
     "organism": ("lprecover.organism.cli", "Build or inspect the embedded reasoning model: organism build|info|data."),
     "prune": ("lprecover.pruning.cli", "Remove decoder layers by a criterion and save the pruned model."),
+    "eval": ("lprecover.evaluation.cli", "Test-time scaling curves: budget-forced accuracy, pass@k and maj@k."),
 }
 
 USAGE = """usage: lprecover COMMAND [key=value ...]

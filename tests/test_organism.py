@@ -51,8 +51,9 @@ def test_data_command_writes_short_chain_recovery_data(tmp_path):
     assert all(m[1]["content"].startswith("<think></think>") for m in ds["messages"])
 
 
-def test_budgets_cover_none_to_a_full_chain():
-    assert default_budgets(8) == [0, 5, 10, 20, 30, 40]
+def test_budgets_cover_one_step_to_a_full_chain():
+    assert default_budgets(8) == [5, 10, 20, 30, 40]
+    assert default_budgets(2) == [5, 10]
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 from tiny_models import tiny_model
-from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, PreTrainedModel
 
 from lprecover.cli import main
 from lprecover.surgery import PROVENANCE_KEY
@@ -93,3 +93,20 @@ def test_model_without_block_list_is_refused(tmp_path, capsys):
     code, err = _run([f"model.name_or_path={tmp_path / 'flat'}", f"output_dir={tmp_path / 'out'}"], capsys)
     assert code == 2 and "_FlatModel has no decoder block list" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_organism_shortgpt_invocation_calibrates_on_its_own_traces(teacher_path, tmp_path, capsys):
+    from lprecover.organism.check import sequential_curve
+
+    out = tmp_path / "organism-sg2"
+    code, _ = _run(["model=organism", "prune.method=shortgpt", "prune.n_layers=2", f"output_dir={out}"], capsys)
+    assert code == 0
+    scores = json.loads((out / "prune_scores.json").read_text())
+    assert scores["provenance"]["calibration"]["source"] == "traces"
+    assert scores["provenance"]["source_model"] == "organism"
+    assert len(scores["scores"]) == 6 and len(scores["removed_layers"]) == 2
+    tok = AutoTokenizer.from_pretrained(out)
+    pruned = sequential_curve(AutoModelForCausalLM.from_pretrained(out).eval(), tok, n=160, budgets=[40])
+    teacher = sequential_curve(AutoModelForCausalLM.from_pretrained(teacher_path).eval(), tok, n=160, budgets=[40])
+    assert pruned["accuracy"][0] < teacher["accuracy"][0]

@@ -21,13 +21,14 @@ class ThinkFormat:
 
     Args:
         open: text that opens the thinking phase (appended to the prompt unless the chat template already ends with it).
-        close: text that ends the thinking phase; budget forcing appends it when the budget runs out.
+        close: text that ends the thinking phase; budget forcing appends it when the budget runs out. ``None`` for
+            models that do not think in delimiters: the whole response is capped, and an end-of-turn ends it.
         answer_prefix: text appended after a forced close, nudging the model to answer now.
         wait: text that replaces an early close when ``num_waits`` asks the model to keep thinking.
     """
 
     open: str = "<think>"
-    close: str = "</think>"
+    close: str | None = "</think>"
     answer_prefix: str = ""
     wait: str = "Wait"
 
@@ -50,6 +51,11 @@ def _stop_ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
 
 def prompt_ids(tokenizer: PreTrainedTokenizerBase, problem: str, fmt: ThinkFormat, system: str | None = None) -> list[int]:
     """Token ids of the chat prompt for ``problem``, ending just inside the thinking phase."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            f"The tokenizer of {tokenizer.name_or_path!r} has no chat template; evaluation prompts every model through "
+            "its chat template so compared models see identical prompts. Use an instruct/reasoning checkpoint."
+        )
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": problem}]
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     if fmt.open and not text.rstrip().endswith(fmt.open):
@@ -131,17 +137,17 @@ def budget_forced_generate(
     """
     if budget < 0:
         raise ValueError(f"The thinking budget must be non-negative, got {budget}.")
-    close_ids = _stop_ids(tokenizer, fmt.close)
-    if len(close_ids) != 1:
+    close_ids = _stop_ids(tokenizer, fmt.close) if fmt.close else []
+    if fmt.close and len(close_ids) != 1:
         raise ValueError(
             f"The end-of-thinking delimiter {fmt.close!r} is {len(close_ids)} tokens for this tokenizer; budget "
-            "forcing needs it to be a single token. Pass the model family's delimiter (e.g. eval.think_close=...)."
+            "forcing needs it to be a single token. Pass the model family's delimiter (model.think_close=...)."
         )
-    close_id = close_ids[0]
     eos_ids = _eos_ids(model, tokenizer)
+    stops = set(close_ids) | eos_ids
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     sampling = {"do_sample": False} if temperature == 0 else {"do_sample": True, "temperature": temperature, "top_p": top_p}
-    suffix = close_ids + _stop_ids(tokenizer, fmt.answer_prefix)
+    forced_suffix = close_ids + _stop_ids(tokenizer, fmt.answer_prefix)
     wait_ids = _stop_ids(tokenizer, fmt.wait)
     torch.manual_seed(seed)
 
@@ -152,13 +158,15 @@ def budget_forced_generate(
         thinking = [[] for _ in batch]
         waits = [0] * len(batch)
         truncated = [budget > 0 for _ in batch]
+        ended = [False] * len(batch)  # the model closed its turn itself (formats without thinking delimiters)
+        closed_by = [None] * len(batch)
         active = list(range(len(batch))) if budget > 0 else []
         while active:
             room = max(budget - len(thinking[i]) for i in active)
-            outs = _generate(model, tokenizer, [batch[i] + thinking[i] for i in active], room, {close_id} | eos_ids, sampling)
+            outs = _generate(model, tokenizer, [batch[i] + thinking[i] for i in active], room, stops, sampling)
             still = []
             for i, out in zip(active, outs):
-                kept, stop = _cut_at(out, {close_id} | eos_ids, pad_id)
+                kept, stop = _cut_at(out, stops, pad_id)
                 own_room = budget - len(thinking[i])
                 # The batch runs to the longest remaining room; a sequence past its own cap was cut by the budget.
                 if stop is None or len(kept) > own_room:
@@ -166,16 +174,25 @@ def budget_forced_generate(
                     continue
                 thinking[i] += kept
                 truncated[i] = False
+                closed_by[i] = stop
                 if waits[i] < num_waits and len(thinking[i]) + len(wait_ids) < budget:
                     thinking[i] += wait_ids
                     waits[i] += 1
                     truncated[i] = True
                     still.append(i)
+                elif not close_ids:
+                    ended[i] = True
             active = still
-        answer_prompts = [p + t + suffix for p, t in zip(batch, thinking)]
-        answers = _generate(model, tokenizer, answer_prompts, answer_max_tokens, eos_ids, sampling)
-        for i, out in enumerate(answers):
-            ans, _ = _cut_at(out, eos_ids, pad_id)
+        # A model that closed its thinking goes on to answer as it would; a forced close also gets the answer prefix.
+        suffixes = [close_ids if closed_by[i] in close_ids else forced_suffix for i in range(len(batch))]
+        todo = [i for i in range(len(batch)) if not ended[i]]
+        answers = dict.fromkeys(range(len(batch)), [])
+        if todo:
+            prompts_2 = [batch[i] + thinking[i] + suffixes[i] for i in todo]
+            answers |= dict(zip(todo, _generate(model, tokenizer, prompts_2, answer_max_tokens, eos_ids, sampling)))
+        for i in range(len(batch)):
+            ans, _ = _cut_at(answers[i], eos_ids, pad_id)
+            suffix = [] if ended[i] else suffixes[i]
             think_text = tokenizer.decode(thinking[i], skip_special_tokens=False)
             answer_text = tokenizer.decode(ans, skip_special_tokens=True)
             raw = tokenizer.decode(thinking[i] + suffix + ans, skip_special_tokens=False)

@@ -7,6 +7,7 @@ half teacher, and a file lock keeps concurrent processes (e.g. two ranks under `
 building it twice.
 """
 
+import copy
 import hashlib
 import json
 import os
@@ -22,9 +23,11 @@ from filelock import FileLock
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
 from lprecover.log import get_logger
+from lprecover.organism.check import sequential_curve
 from lprecover.organism.task import MAX_STEPS, make_problems, to_record
 from lprecover.organism.tokenizer import build_tokenizer
 from lprecover.recovery.sft import TrainConfig, sft_args, sft_trainer
+from lprecover.surgery import remove_layers
 
 logger = get_logger(__name__)
 
@@ -35,8 +38,8 @@ TASK_VERSION = 2  # bump when the task or tokenizer changes, so stale teachers a
 def _teacher_train_defaults() -> TrainConfig:
     return TrainConfig(
         max_steps=600,
-        learning_rate=3e-3,
-        warmup_ratio=0.05,
+        learning_rate=2e-3,
+        warmup_ratio=0.08,
         per_device_batch_size=64,
         max_length=128,
         packing=False,
@@ -126,9 +129,12 @@ def build_teacher(cfg: OrganismConfig, out_dir: Path) -> dict:
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
 
-    from lprecover.organism.check import sequential_curve
-
     curve = sequential_curve(model.eval(), tokenizer)
+    # The phenomenon in one line: the same teacher with its two middle layers deleted.
+    pruned = copy.deepcopy(model)
+    middle = cfg.num_layers // 2
+    remove_layers(pruned, [middle - 1, middle], method="selection", source="organism")
+    pruned_curve = sequential_curve(pruned, tokenizer)
     card = {
         "config": asdict(cfg),
         "fingerprint": cfg.fingerprint(),
@@ -136,6 +142,7 @@ def build_teacher(cfg: OrganismConfig, out_dir: Path) -> dict:
         "train_loss": result.training_loss,
         "train_seconds": round(time.time() - start, 1),
         "curve": curve,
+        "pruned_middle_two_curve": pruned_curve,
     }
     (out_dir / CARD).write_text(json.dumps(card, indent=2))
     return card

@@ -7,8 +7,8 @@ EVAL_SEED = 12345  # disjoint from the training seeds, so held-out problems are 
 
 
 def default_budgets(max_chain: int = 8) -> list[int]:
-    """Thinking budgets from none to a full chain of ``max_chain`` steps."""
-    steps = sorted({0, 1, 2, max_chain // 2, (3 * max_chain) // 4, max_chain})
+    """Thinking budgets from one step to a full chain of ``max_chain`` steps."""
+    steps = sorted({1, 2, max(1, max_chain // 2), max(1, (3 * max_chain) // 4), max_chain})
     return [s * TOKENS_PER_STEP for s in steps]
 
 

@@ -50,6 +50,9 @@ def _print_curve(card: dict) -> None:
     print(f"organism teacher: {card['parameters']:,} parameters, trained in {card['train_seconds']} s")
     print("thinking budget (tokens):  " + "  ".join(f"{b:>5}" for b in curve["budget"]))
     print("accuracy, chains 1..8:     " + "  ".join(f"{a:>5.2f}" for a in curve["accuracy"]))
+    pruned = card.get("pruned_middle_two_curve")
+    if pruned:
+        print("two middle layers removed: " + "  ".join(f"{a:>5.2f}" for a in pruned["accuracy"]))
 
 
 def main(argv: list[str]) -> int:

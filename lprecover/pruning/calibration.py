@@ -31,6 +31,7 @@ class Calibration:
     """Tokenised calibration batches: ``input_ids`` and ``attention_mask`` (right-padded), ``labels`` (-100 on pad)."""
 
     batches: list[dict]
+    source: str = "given"
 
     @property
     def num_tokens(self) -> int:
@@ -141,6 +142,6 @@ def build_calibration(
             mask[i, : len(e)] = 1
         labels = ids.masked_fill(mask == 0, -100)
         batches.append({"input_ids": ids, "attention_mask": mask, "labels": labels})
-    cal = Calibration(batches)
+    cal = Calibration(batches, source)
     logger.info("Calibration: %d %s samples, %d tokens", len(texts), source, cal.num_tokens)
     return cal

@@ -66,6 +66,17 @@ def skipping(model, layers):
             h.remove()
 
 
+def _token_cosine(a: torch.Tensor, b: torch.Tensor, chunk: int = 512) -> torch.Tensor:
+    """Per-token cosine of two ``(..., T, d)`` tensors, in token chunks so temporaries stay O(chunk * d)."""
+    flat_a, flat_b = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
+    out = torch.empty(flat_a.shape[0], dtype=torch.float32, device=a.device)
+    for s in range(0, flat_a.shape[0], chunk):
+        out[s : s + chunk] = torch.nn.functional.cosine_similarity(
+            flat_a[s : s + chunk].float(), flat_b[s : s + chunk].float(), dim=-1
+        )
+    return out.view(a.shape[:-1])
+
+
 @torch.no_grad()
 def boundary_distances(model, cal: Calibration, span: int = 1) -> list[float]:
     """Mean angular quantity between the input of block ``l`` and the output of block ``l + span - 1``.
@@ -91,7 +102,7 @@ def boundary_distances(model, cal: Calibration, span: int = 1) -> list[float]:
             window.append(_hidden_out(output).detach())
             if len(window) == span + 1:
                 start = i - span + 1
-                cos = torch.nn.functional.cosine_similarity(window[0].float(), window[-1].float(), dim=-1)
+                cos = _token_cosine(window[0], window[-1])
                 value = 1 - cos if span == 1 else torch.arccos(cos.clamp(-1, 1)) / torch.pi
                 total[start] += (value * state["mask"]).sum().double().cpu()
 

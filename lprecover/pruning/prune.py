@@ -113,7 +113,7 @@ def prune_model(model, tokenizer, cfg: PruneConfig, source: str | None = None) -
         interval=cfg.laco_interval,
     )
     provenance = apply(model, decision, cfg.method, source=source)
-    provenance["calibration"] = None if cal is None else {"source": cfg.calibration, "tokens": cal.num_tokens}
+    provenance["calibration"] = None if cal is None else {"source": cal.source, "tokens": cal.num_tokens}
     model.config.lprecover_pruning = provenance
     return decision, provenance
 

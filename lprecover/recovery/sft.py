@@ -6,6 +6,7 @@ through the same data path: the chat template, assistant-only loss, and packing.
 
 from dataclasses import dataclass, field
 
+import torch
 from trl import SFTConfig, SFTTrainer
 
 from lprecover.log import get_logger
@@ -63,7 +64,10 @@ def sft_args(train: TrainConfig, output_dir: str, report_to: list[str] | str = "
         gradient_accumulation_steps=train.grad_accum,
         max_length=train.max_length,
         packing=train.packing,
-        gradient_checkpointing=train.gradient_checkpointing,
+        activation_checkpointing=train.gradient_checkpointing,
+        # bf16 where the GPU has it; CPUs train in float32 (their bf16 kernels are slow and tiny models need fp32).
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        use_cpu=not torch.cuda.is_available(),
         assistant_only_loss=True,
         seed=train.seed,
         data_seed=train.seed,

@@ -1,0 +1,58 @@
+"""``lprecover eval``: test-time scaling curves of one model.
+
+    lprecover eval model.name_or_path=PATH eval=scaling output_dir=OUT
+    lprecover eval model=organism eval=sequential eval.tasks=[organism_long] output_dir=OUT
+    lprecover eval model=smollm2_135m eval.tasks=[gsm8k] eval.paths={gsm8k:test.jsonl} eval.budgets=[128,256] output_dir=OUT
+
+Relaunching with the same output_dir resumes: finished generations in samples.jsonl are kept, never redone.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lprecover.config import CONFIG_FILE, ConfigError, atomic_write_text, load_config, to_dict, valid_keys
+from lprecover.evaluation.run import EvalConfig, run_eval
+from lprecover.log import get_logger
+from lprecover.modeling import ModelConfig, default_device, load_model_and_tokenizer
+
+logger = get_logger(__name__)
+
+
+@dataclass
+class EvalCommand:
+    """``lprecover eval``: the model, the evaluation settings (``eval=`` presets), and the output folder."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    output_dir: str = field(default="", metadata={"help": "Folder for samples.jsonl, curves.json, summary.json, curves.png."})
+
+    def __post_init__(self):
+        if not self.output_dir:
+            raise ValueError("output_dir is required, e.g. output_dir=runs/eval-teacher.")
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__ + "\nkeys: " + ", ".join(valid_keys(EvalCommand)))
+        return 0
+    cfg = load_config(EvalCommand, argv)
+    out = Path(cfg.output_dir)
+    saved = out / CONFIG_FILE
+    resolved = to_dict(cfg)
+    if saved.exists() and yaml.safe_load(saved.read_text()) != resolved:
+        raise ConfigError(
+            f"{out} holds an evaluation with different settings; resuming it would mix them. Use a new output_dir."
+        )
+    model, tokenizer = load_model_and_tokenizer(cfg.model, default_device())
+    try:
+        result = run_eval(
+            model, tokenizer, cfg.eval, out, cfg.model, title=cfg.model.name_or_path,
+            on_start=lambda: atomic_write_text(saved, yaml.safe_dump(resolved, sort_keys=False)),
+        )
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    for task, s in result["summary"].items():
+        print(task, " ".join(f"{k}={v:.3f}" for k, v in s.items()))
+    return 0

@@ -1,0 +1,118 @@
+"""Evaluation tasks: problems, gold answers, prompts, and each task's default budgets.
+
+Hub datasets load with ``datasets``; a local jsonl with the same fields overrides any of them
+(``eval.paths={gsm8k: ../shared/data/gsm8k/test.jsonl}``). Organism tasks are generated, with the chain length as a
+parameter: ``organism`` (1-8 steps), ``organism_long`` (5-8), ``organism_shallow`` (1-2, the knowledge-task
+stand-in), or ``organism:LO-HI`` for any range.
+"""
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from lprecover.evaluation.scoring import LETTERS, TASK_KINDS, task_kind
+
+MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+CHOICE_INSTRUCTION = "Think it through, then give your final answer as 'Answer: X' where X is the letter."
+REAL_BUDGETS = [512, 1024, 2048, 4096, 8192]
+ORGANISM_RANGES = {"organism": (1, 8), "organism_long": (5, 8), "organism_shallow": (1, 2)}
+GPQA_SHUFFLE_SEED = 1234  # fixed, so every model sees the same choice order
+
+HUB = {
+    "gsm8k": ("openai/gsm8k", "main", "test"),
+    "math500": ("HuggingFaceH4/MATH-500", None, "test"),
+    "aime24": ("HuggingFaceH4/aime_2024", None, "train"),
+    "aime25": ("math-ai/aime25", None, "test"),
+    "gpqa_diamond": ("Idavidrein/gpqa", "gpqa_diamond", "train"),
+    "mmlu": ("cais/mmlu", "all", "test"),
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: str
+    prompt: str
+    gold: str
+
+
+@dataclass
+class Task:
+    name: str
+    kind: str
+    problems: list[Problem]
+    default_budgets: list[int]
+    answer_max_tokens: int
+
+
+def organism_range(name: str) -> tuple[int, int] | None:
+    if name in ORGANISM_RANGES:
+        return ORGANISM_RANGES[name]
+    if name.startswith("organism:"):
+        lo, _, hi = name.split(":", 1)[1].partition("-")
+        try:
+            return int(lo), int(hi or lo)
+        except ValueError:
+            raise ValueError(f"Cannot read the chain range in task '{name}'; write organism:LO-HI, e.g. organism:5-8.")
+    return None
+
+
+def check_task(name: str) -> None:
+    """Raise for an unknown task name, listing the known ones."""
+    if organism_range(name) is None and name not in TASK_KINDS:
+        known = ", ".join(list(ORGANISM_RANGES) + [t for t in TASK_KINDS if t != "organism"])
+        raise ValueError(f"Unknown task '{name}'. Known tasks: {known}, or organism:LO-HI.")
+
+
+def _rows(name: str, path: str | None) -> list[dict]:
+    if path:
+        p = Path(path)
+        if not p.exists():
+            raise FileNotFoundError(f"The local file for task '{name}' does not exist: {p}")
+        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    import datasets
+
+    repo, config, split = HUB[name]
+    return list(datasets.load_dataset(repo, config, split=split))
+
+
+def _gpqa(row: dict, index: int) -> Problem:
+    choices = [row["Correct Answer"], row["Incorrect Answer 1"], row["Incorrect Answer 2"], row["Incorrect Answer 3"]]
+    order = list(range(4))
+    random.Random(GPQA_SHUFFLE_SEED + index).shuffle(order)
+    gold = LETTERS[order.index(0)]
+    body = "\n".join(f"({LETTERS[i]}) {choices[j].strip()}" for i, j in enumerate(order))
+    return Problem(f"gpqa-{index}", f"{row['Question'].strip()}\n\n{body}\n\n{CHOICE_INSTRUCTION}", gold)
+
+
+def _mmlu(row: dict, index: int) -> Problem:
+    body = "\n".join(f"({LETTERS[i]}) {c}" for i, c in enumerate(row["choices"]))
+    return Problem(f"mmlu-{index}", f"{row['question']}\n\n{body}\n\n{CHOICE_INSTRUCTION}", LETTERS[int(row["answer"])])
+
+
+def _math(row: dict, index: int, name: str) -> Problem:
+    question = row.get("question") or row.get("problem")
+    gold = str(row["answer"])
+    if name == "gsm8k":
+        gold = gold.split("####")[-1].strip().replace(",", "")
+    return Problem(f"{name}-{row.get('id', index)}", f"{question}\n\n{MATH_INSTRUCTION}", gold)
+
+
+def load_task(name: str, num_problems: int | None = None, path: str | None = None, seed: int = 12345) -> Task:
+    """Load a task's first ``num_problems`` problems (all when None)."""
+    check_task(name)
+    chains = organism_range(name)
+    if chains:
+        from lprecover.organism.check import default_budgets
+        from lprecover.organism.task import make_problems
+
+        problems = [Problem(p.id, p.problem, p.answer) for p in make_problems(num_problems or 200, *chains, seed)]
+        return Task(name, "exact", problems, default_budgets(chains[1]), answer_max_tokens=4)
+    rows = _rows(name, path)[: num_problems or None]
+    if name == "gpqa_diamond":
+        problems = [_gpqa(r, i) for i, r in enumerate(rows)]
+    elif name == "mmlu":
+        problems = [_mmlu(r, i) for i, r in enumerate(rows)]
+    else:
+        problems = [_math(r, i, name) for i, r in enumerate(rows)]
+    return Task(name, task_kind(name), problems, REAL_BUDGETS, answer_max_tokens=64)

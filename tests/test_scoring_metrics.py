@@ -1,0 +1,106 @@
+import math
+
+import numpy as np
+import pytest
+
+from lprecover.evaluation import scoring
+from lprecover.evaluation.metrics import (
+    bootstrap_ci,
+    cov_at_k,
+    curve_area,
+    maj_at_k,
+    pass_at_k,
+    recovery_score,
+    scaling_slope,
+)
+from lprecover.evaluation.scoring import canonical, extract_answer, is_correct
+
+
+def test_pass_at_k_matches_hand_values():
+    assert pass_at_k(8, 6, 2) == pytest.approx(27 / 28)
+    assert pass_at_k(10, 0, 5) == 0.0
+    assert pass_at_k(5, 1, 1) == pytest.approx(0.2)
+    assert pass_at_k(4, 2, 3) == 1.0  # any 3 of 4 include one of the 2 correct
+    assert pass_at_k(100, 3, 10) == pytest.approx(1 - math.comb(97, 10) / math.comb(100, 10))
+    with pytest.raises(ValueError, match="1 <= k <= n"):
+        pass_at_k(4, 1, 5)
+
+
+def test_maj_at_k_votes_on_canonical_answers():
+    # The right answer "42" is written three ways; the wrong "7" appears twice as often as any single spelling.
+    answers = [canonical(a, "gsm8k") for a in ["42", "42.0", "\\frac{84}{2}", "7", "7"]]
+    correct = [True, True, True, False, False]
+    assert maj_at_k(answers, correct, 5) == 1.0
+    assert maj_at_k(["7", "7", "42", None], [False, False, True, False], 1) == pytest.approx(0.25)
+    assert maj_at_k([None, None], [False, False], 2) == 0.0
+    # All C(4,3) subsets: two hold both a's (a wins); two are three-way ties worth 1/3 each.
+    assert maj_at_k(["a", "a", "b", "c"], [True, True, False, False], 3) == pytest.approx(2 / 3)
+
+
+def test_cov_at_k_counts_extractable_answers():
+    assert cov_at_k(4, 0, 4) == 0.0 and cov_at_k(4, 1, 4) == 1.0
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("so the total is \\boxed{\\frac{3}{4}}.", "\\frac{3}{4}"),
+        ("Step 1 ... Final Answer: 18", "18"),
+        ("The answer is: $1,250$.", "1,250"),
+        ("Therefore **42** eggs.", "42"),
+        ("She makes 9 * 2 = 18 dollars.\n#### 18", "18"),
+        ("I am not sure what the question asks.", None),
+        ("", None),
+    ],
+)
+def test_math_extraction(text, expected):
+    assert extract_answer(text, "gsm8k") == expected
+
+
+def test_math_correctness_uses_math_verify():
+    assert is_correct("\\boxed{0.5}", "1/2", "math500")
+    assert is_correct("Final Answer: 1,250", "1250", "gsm8k")
+    assert not is_correct("\\boxed{3}", "4", "gsm8k")
+    assert not is_correct("no answer here", "4", "gsm8k")
+
+
+def test_math_verify_works_outside_the_main_thread():
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(is_correct, "\\boxed{\\sqrt{4}}", "2", "math500").result()
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("Answer: C", "C"), ("... so the answer is (B).", "B"), ("\\boxed{D}", "D"), ("I think A or maybe B", None)],
+)
+def test_strict_letter_extraction(text, expected):
+    assert extract_answer(text, "gpqa_diamond") == expected
+
+
+def test_organism_is_exact_match():
+    assert is_correct("3", "3", "organism_long") and not is_correct("3 ", "4", "organism")
+    with pytest.raises(ValueError, match="Unknown task 'chess'"):
+        scoring.task_kind("chess")
+
+
+def test_bootstrap_interval_brackets_the_mean():
+    values = np.array([1.0] * 30 + [0.0] * 70)
+    lo, hi = bootstrap_ci(values, 2000, seed=0)
+    assert lo < 0.3 < hi and hi - lo < 0.25
+    assert bootstrap_ci(np.ones(10)) == (1.0, 1.0)
+
+
+def test_scaling_slope_is_gain_per_doubling():
+    assert scaling_slope([512, 1024, 2048, 4096], [0.2, 0.3, 0.4, 0.5]) == pytest.approx(0.1)
+    assert scaling_slope([10, 20], [0.5, 0.5]) == pytest.approx(0.0)
+
+
+def test_recovery_score_measures_the_won_back_area():
+    budgets = [5, 10, 20, 40]
+    teacher, pruned, half = [0.3, 0.5, 0.8, 1.0], [0.2, 0.2, 0.2, 0.2], [0.25, 0.35, 0.5, 0.6]
+    areas = [curve_area(budgets, c) for c in (teacher, pruned, half)]
+    assert recovery_score(*areas) == pytest.approx(0.5, abs=0.02)
+    assert recovery_score(areas[0], areas[1], areas[1]) == 0.0
+    assert math.isnan(recovery_score(0.5, 0.5, 0.7))
