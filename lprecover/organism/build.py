@@ -20,7 +20,7 @@ from pathlib import Path
 import datasets
 import torch
 from filelock import FileLock
-from transformers import Qwen3Config, Qwen3ForCausalLM
+from transformers import AutoModelForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
 from lprecover.log import get_logger
 from lprecover.organism.check import sequential_curve
@@ -129,7 +129,10 @@ def build_teacher(cfg: OrganismConfig, out_dir: Path) -> dict:
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
 
-    curve = sequential_curve(model.eval(), tokenizer)
+    # Measure the saved checkpoint, not the trained object: accelerate wraps the trained model's forward in a
+    # closure that a deepcopy would still route to the original.
+    model = AutoModelForCausalLM.from_pretrained(out_dir).eval()
+    curve = sequential_curve(model, tokenizer)
     # The phenomenon in one line: the same teacher with its two middle layers deleted.
     pruned = copy.deepcopy(model)
     middle = cfg.num_layers // 2
