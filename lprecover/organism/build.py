@@ -32,13 +32,13 @@ from lprecover.surgery import remove_layers
 logger = get_logger(__name__)
 
 CARD = "organism.json"
-TASK_VERSION = 2  # bump when the task or tokenizer changes, so stale teachers are not reused
+TASK_VERSION = 4  # bump when the task or tokenizer changes, so stale teachers are not reused
 
 
 def _teacher_train_defaults() -> TrainConfig:
     return TrainConfig(
-        max_steps=600,
-        learning_rate=2e-3,
+        max_steps=1000,
+        learning_rate=3e-3,
         warmup_ratio=0.08,
         per_device_batch_size=64,
         max_length=128,
@@ -57,10 +57,10 @@ class OrganismConfig:
     Data: long-CoT chains of ``min_chain..max_chain`` steps drawn with ``data_seed``.
     """
 
-    hidden_size: int = field(default=96, metadata={"help": "Residual width."})
+    hidden_size: int = field(default=64, metadata={"help": "Residual width."})
     num_layers: int = field(default=6, metadata={"help": "Decoder blocks."})
     num_heads: int = field(default=4, metadata={"help": "Attention heads (head_dim = hidden_size / num_heads)."})
-    intermediate_size: int = field(default=384, metadata={"help": "MLP width."})
+    intermediate_size: int = field(default=256, metadata={"help": "MLP width."})
     min_chain: int = field(default=1, metadata={"help": "Shortest chain in the teacher's training data."})
     max_chain: int = field(default=8, metadata={"help": "Longest chain in the teacher's training data."})
     data_seed: int = field(default=1, metadata={"help": "Seed of the training problems."})
@@ -148,6 +148,12 @@ def build_teacher(cfg: OrganismConfig, out_dir: Path) -> dict:
         "pruned_middle_two_curve": pruned_curve,
     }
     (out_dir / CARD).write_text(json.dumps(card, indent=2))
+    if curve["accuracy"][-1] < 0.9:
+        logger.warning(
+            "The teacher reached only %.2f at full thinking budget (target 0.9): training got stuck on a plateau. "
+            "Try organism.train.seed=1 or more organism.train.max_steps.",
+            curve["accuracy"][-1],
+        )
     return card
 
 

@@ -1,14 +1,15 @@
 """The organism's task: chained modular arithmetic whose answer needs k sequential steps.
 
-A problem is a start value followed by k labelled operations, evaluated left to right modulo 10::
+A problem is a start value followed by k labelled operations, evaluated left to right modulo 5::
 
-    7a+3b*2c-5
+    3a-2b*2c-2        (3 - 2 = 1, 1 * 2 = 2, 2 - 2 = 0)
 
-The thinking trace restates each labelled step with its intermediate value (``a+3=0b*2=0c-5=5``), five tokens a
-step, so a trace for k steps is 5k thinking tokens long and the answer is the last value. Writing the operation out
-keeps every step a local computation a small model learns in minutes. A model stopped after fewer than 5k tokens
-must finish the chain in its forward pass, which a small model cannot do for more than a step: that is what makes
-accuracy rise with the thinking budget.
+The thinking trace restates each labelled step with its intermediate value (``a-2=1b*2=2c-2=0``), five tokens a
+step, so a trace for k steps is 5k thinking tokens long and the answer is the last value. Restating the operation
+keeps every step a local computation that a small model learns in minutes. A model stopped after fewer than 5k
+tokens must finish the chain in its forward pass, which a small model cannot do for more than a step: that is
+what makes accuracy rise with the thinking budget. Modulo 5, every operation with a non-zero operand keeps the
+answer uniform, so chance is 0.2.
 """
 
 import random
