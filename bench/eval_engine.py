@@ -19,13 +19,18 @@ from lprecover.evaluation.run import think_format
 from lprecover.surgery import remove_layers
 
 
-def seed_path(model, tok, prompts, budget):
-    """One prompt at a time, no cache: what the seed's pruned models had to do."""
+def seed_path(model, tok, prompts, lengths):
+    """One prompt at a time, no cache: what the seed's pruned models had to do.
+
+    Each problem generates exactly as many tokens as our engine produced for it, so both do the same work.
+    """
     tokens = 0
-    for p in prompts:
+    for p, n in zip(prompts, lengths):
         ids = torch.tensor([p])
         with torch.inference_mode():
-            out = model.generate(ids, max_new_tokens=budget, do_sample=False, use_cache=False, pad_token_id=tok.pad_token_id)
+            out = model.generate(
+                ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, use_cache=False, pad_token_id=tok.pad_token_id
+            )
         tokens += out.shape[1] - ids.shape[1]
     return tokens
 
@@ -41,8 +46,9 @@ def bench(name, path, problems, budget, n_ours, n_seed, batch_size):
     gens = budget_forced_generate(model, tok, prompts[:n_ours], budget, fmt, answer_max_tokens=8, batch_size=batch_size)
     t_ours = time.perf_counter() - start
     ours_tokens = sum(g.thinking_tokens for g in gens)
+    lengths = [max(1, g.thinking_tokens) for g in gens[:n_seed]]
     start = time.perf_counter()
-    seed_tokens = seed_path(model, tok, prompts[:n_seed], budget)
+    seed_tokens = seed_path(model, tok, prompts[:n_seed], lengths)
     t_seed = time.perf_counter() - start
     ours_rate, seed_rate = ours_tokens / t_ours, seed_tokens / t_seed
     print(f"{name}: pruned to {n - 2} layers, thinking budget {budget}")
@@ -65,7 +71,7 @@ def main():
         from lprecover.smollm2 import ensure_smollm2
 
         questions = [f"A farmer has {i + 3} cows and buys {2 * i + 1} more. Think step by step: how many cows?" for i in range(16)]
-        bench("SmolLM2-135M-Instruct", ensure_smollm2(), questions, 512, 16, 1, 16)
+        bench("SmolLM2-135M-Instruct", ensure_smollm2(), questions, 512, 16, 2, 16)
 
 
 if __name__ == "__main__":

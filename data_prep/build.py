@@ -1,0 +1,281 @@
+"""Build a training set in the messages schema every recipe reads.
+
+    python -m data_prep.build source=gsm8k path=../shared/data/gsm8k/train.jsonl split=short output_dir=data/gsm8k_short
+    python -m data_prep.build source=s1k model=qwen3_8b max_length=16384 decontaminate=[math500,aime24] output_dir=data/s1k
+    python -m data_prep.build source=organism split=short organism.max_chain=4 output_dir=data/organism_short
+    python -m data_prep.build source=teacher teacher.problems=organism model=organism output_dir=data/organism_traces
+    lprecover data ...   (the same)
+
+Each row: ``messages`` (user problem; assistant thinking trace + final answer, or the final answer alone for
+``split=short``), ``problem``, ``answer`` (gold), ``source``, ``id``, ``num_tokens``. Beside the data: ``stats.json``
+(token-length statistics, rows dropped and why, sampling settings for teacher traces), ``decontamination.json``
+(which training rows matched which test items) and ``config.yaml``. The folder appears whole or not at all.
+"""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+import yaml
+
+from data_prep.formats import FORMATS, assistant_turn, check_round_trip, resolve_format
+from data_prep.quality import contamination, exact_duplicates, near_duplicates
+from data_prep.sources import PARSERS, SOURCES, Example, RowError, mapped, read_rows
+from lprecover.config import CONFIG_FILE, ConfigError, load_config, to_dict, valid_keys
+from lprecover.log import get_logger
+from lprecover.modeling import ModelConfig, load_tokenizer
+
+logger = get_logger(__name__)
+
+STATS_FILE, CONTAMINATION_FILE = "stats.json", "decontamination.json"
+
+
+@dataclass
+class OrganismData:
+    """Organism problems: ``n`` chains of ``min_chain..max_chain`` steps drawn with ``seed``."""
+
+    n: int = field(default=2000, metadata={"help": "Number of problems."})
+    min_chain: int = field(default=1, metadata={"help": "Shortest chain."})
+    max_chain: int = field(default=8, metadata={"help": "Longest chain."})
+    seed: int = field(default=0, metadata={"help": "Generator seed (evaluation draws with a different one)."})
+
+
+@dataclass
+class TeacherTraces:
+    """Sequence-level distillation data: the teacher (``model``) answers problems from ``problems``."""
+
+    problems: str = field(default="organism", metadata={"help": "organism, or a math source (gsm8k, math, ...)."})
+    budget: int = field(default=4096, metadata={"help": "Thinking budget per trace (tokens)."})
+    temperature: float = field(default=0.0, metadata={"help": "0 = greedy."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling."})
+    keep_verified: bool = field(default=True, metadata={"help": "Keep only traces whose final answer is correct."})
+    batch_size: int = field(default=64, metadata={"help": "Generation batch size."})
+
+
+@dataclass
+class DataConfig:
+    """What to build and the checks it passes through."""
+
+    source: str = field(default="organism", metadata={"help": f"One of: {', '.join(SOURCES)}."})
+    path: str | None = field(default=None, metadata={"help": "Local file or save_to_disk folder instead of the hub."})
+    hub_id: str | None = field(default=None, metadata={"help": "Override the source's hub dataset id."})
+    hub_split: str = field(default="train", metadata={"help": "Hub split."})
+    fields: dict[str, str] = field(default_factory=dict, metadata={"help": "source=jsonl: {question:, answer:, trace:}."})
+    split: str = field(default="longcot", metadata={"help": "longcot (trace + answer) or short (answer only)."})
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "Tokenizer and chat template (model=...)."})
+    format: str = field(default="auto", metadata={"help": f"Thinking format: {', '.join(FORMATS)}."})
+    max_length: int | None = field(default=None, metadata={"help": "Drop rows longer than this many tokens."})
+    dedup: bool = field(default=True, metadata={"help": "Drop exact and near duplicate problems."})
+    near_dup_threshold: float = field(default=0.85, metadata={"help": "Word-3-gram Jaccard that marks a near duplicate."})
+    decontaminate: list[str] = field(default_factory=list, metadata={"help": "Evaluation tasks to decontaminate against."})
+    eval_paths: dict[str, str] = field(default_factory=dict, metadata={"help": "Local files of those tasks."})
+    ngram: int = field(default=13, metadata={"help": "Words in a decontamination n-gram."})
+    strict: bool = field(default=True, metadata={"help": "Fail on an unparseable row (false: skip and count it)."})
+    limit: int | None = field(default=None, metadata={"help": "Use only the first N source rows."})
+    organism: OrganismData = field(default_factory=OrganismData)
+    teacher: TeacherTraces = field(default_factory=TeacherTraces)
+    output_dir: str = field(default="", metadata={"help": "Output folder."})
+    output_format: str = field(default="disk", metadata={"help": "disk (datasets.save_to_disk) or jsonl."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty output_dir."})
+
+    def __post_init__(self):
+        if self.source not in SOURCES:
+            raise ValueError(f"Unknown source '{self.source}'. Sources: {', '.join(SOURCES)}.")
+        if self.split not in ("longcot", "short"):
+            raise ValueError(f"split must be 'longcot' or 'short', got '{self.split}'.")
+        if self.format not in FORMATS:
+            raise ValueError(f"Unknown format '{self.format}'. Formats: {', '.join(FORMATS)}.")
+        if self.output_format not in ("disk", "jsonl"):
+            raise ValueError(f"output_format must be 'disk' or 'jsonl', got '{self.output_format}'.")
+        if not self.output_dir:
+            raise ValueError("output_dir is required, e.g. output_dir=data/gsm8k_short.")
+        if self.source == "jsonl" and not self.path:
+            raise ValueError("source=jsonl needs path=FILE and, if its keys differ, fields={question: ..., answer: ...}.")
+        if self.source == "teacher" and self.teacher.problems != "organism" and self.teacher.problems not in PARSERS:
+            raise ValueError(f"teacher.problems must be organism or one of {', '.join(PARSERS)}.")
+        from lprecover.evaluation.tasks import check_task
+
+        for task in self.decontaminate:
+            check_task(task)
+
+
+def _organism_examples(cfg: OrganismData, split: str) -> list[Example]:
+    from lprecover.organism.task import make_problems
+
+    return [Example(p.id, p.problem, p.answer, p.trace if split == "longcot" else None, p.answer) for p in make_problems(cfg.n, cfg.min_chain, cfg.max_chain, cfg.seed)]
+
+
+def _parse(cfg: DataConfig, source: str, counts: dict) -> list[Example]:
+    """Read and parse ``source``'s rows; a bad row fails the build (strict) or is skipped and counted."""
+    rows = read_rows(source, cfg.path, cfg.hub_id, cfg.hub_split)[: cfg.limit]
+    parser = mapped(cfg.fields) if source == "jsonl" else PARSERS[source]
+    out = []
+    for i, row in enumerate(rows):
+        try:
+            out.append(parser(row, i))
+        except RowError as e:
+            if cfg.strict:
+                raise RowError(f"{source}: {e} Fix the row, or pass strict=false to skip and count such rows.") from None
+            counts["unparseable"] = counts.get("unparseable", 0) + 1
+    return out
+
+
+def _teacher_examples(cfg: DataConfig, counts: dict, stats: dict) -> list[Example]:
+    """Let the teacher think on each problem through the evaluation engine; optionally keep only correct traces."""
+    from lprecover.evaluation.budget_forcing import budget_forced_generate, prompt_ids
+    from lprecover.evaluation.run import think_format
+    from lprecover.evaluation.scoring import answers_match, extract_answer
+    from lprecover.modeling import default_device, load_model_and_tokenizer
+
+    t = cfg.teacher
+    if t.problems == "organism":
+        problems, task = _organism_examples(cfg.organism, "short"), "organism"
+    else:
+        problems, task = _parse(cfg, t.problems, counts), "gsm8k"
+    model, tok = load_model_and_tokenizer(cfg.model, default_device())
+    fmt = think_format(tok, cfg.model)
+    prompts = [prompt_ids(tok, p.problem, fmt) for p in problems]
+    gens = budget_forced_generate(
+        model, tok, prompts, t.budget, fmt, answer_max_tokens=64, batch_size=t.batch_size, temperature=t.temperature, top_p=t.top_p, show_progress=True
+    )
+    out = []
+    for p, g in zip(problems, gens):
+        final = g.answer.strip()
+        correct = answers_match(extract_answer(final, task), p.answer, task)
+        if t.keep_verified and not correct:
+            counts["unverified_trace"] = counts.get("unverified_trace", 0) + 1
+            continue
+        out.append(Example(p.id, p.problem, p.answer, g.thinking, final))
+    stats["sampling"] = {"model": cfg.model.name_or_path, "budget": t.budget, "temperature": t.temperature, "top_p": t.top_p, "keep_verified": t.keep_verified, "think_format": vars(fmt)}
+    return out
+
+
+def _test_items(cfg: DataConfig) -> dict[str, list[tuple[str, str]]]:
+    from lprecover.evaluation.tasks import load_task
+
+    tests = {}
+    for name in cfg.decontaminate:
+        task = load_task(name, None, cfg.eval_paths.get(name))
+        # Compare the problem statement, not the instruction every prompt of the task shares.
+        tests[name] = [(p.id, p.prompt.split("\n\n")[0]) for p in task.problems]
+    return tests
+
+
+def build(cfg: DataConfig) -> dict:
+    """Build the dataset described by ``cfg`` into ``cfg.output_dir``; returns the stats."""
+    out = Path(cfg.output_dir)
+    if out.exists() and any(out.iterdir()) and not cfg.overwrite:
+        raise ConfigError(f"output_dir '{out}' is not empty; choose another or pass overwrite=true.")
+    tokenizer = load_tokenizer(cfg.model)
+    fmt = resolve_format(cfg.format, tokenizer)
+    counts: dict[str, int] = {}
+    stats: dict = {"source": cfg.source, "split": cfg.split, "format": fmt}
+
+    if cfg.source == "organism":
+        examples = _organism_examples(cfg.organism, cfg.split)
+    elif cfg.source == "teacher":
+        examples = _teacher_examples(cfg, counts, stats)
+    else:
+        examples = _parse(cfg, cfg.source, counts)
+    stats["parsed"] = len(examples)
+
+    if cfg.dedup:
+        texts = [e.problem for e in examples]
+        exact = set(exact_duplicates(texts))
+        kept = [e for i, e in enumerate(examples) if i not in exact]
+        near = set(near_duplicates([e.problem for e in kept], cfg.near_dup_threshold))
+        counts["exact_duplicate"], counts["near_duplicate"] = len(exact), len(near)
+        examples = [e for i, e in enumerate(kept) if i not in near]
+
+    report = []
+    if cfg.decontaminate:
+        report = contamination([e.problem for e in examples], _test_items(cfg), cfg.ngram)
+        dirty = {m["train_index"] for m in report}
+        for m in report:
+            m["train_id"] = examples[m["train_index"]].id
+        counts["contaminated"] = len(dirty)
+        examples = [e for i, e in enumerate(examples) if i not in dirty]
+
+    rows, lengths = [], []
+    for e in examples:
+        messages = [
+            {"role": "user", "content": e.problem},
+            {"role": "assistant", "content": assistant_turn(e.trace if cfg.split == "longcot" else None, e.final, fmt)},
+        ]
+        n_tokens = len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
+        if cfg.max_length and n_tokens > cfg.max_length:
+            counts["too_long"] = counts.get("too_long", 0) + 1
+            continue
+        rows.append({"messages": messages, "problem": e.problem, "answer": e.answer, "source": cfg.source, "id": e.id, "num_tokens": n_tokens})
+        lengths.append(n_tokens)
+    if not rows:
+        raise ValueError(f"No rows survived: {counts}. Loosen max_length or check the source.")
+    check_round_trip(tokenizer, rows[0]["messages"])
+
+    lengths_np = np.array(lengths)
+    stats |= {
+        "rows": len(rows),
+        "dropped": counts,
+        "tokens": {
+            "total": int(lengths_np.sum()),
+            "mean": float(lengths_np.mean()),
+            "p50": float(np.percentile(lengths_np, 50)),
+            "p90": float(np.percentile(lengths_np, 90)),
+            "max": int(lengths_np.max()),
+        },
+    }
+    _write(out, rows, stats, report, cfg)
+    logger.info("Built %d rows (%s); dropped %s; tokens mean %.0f, p90 %.0f, max %d", len(rows), fmt, counts, stats["tokens"]["mean"], stats["tokens"]["p90"], stats["tokens"]["max"])
+    return stats
+
+
+def _write(out: Path, rows: list[dict], stats: dict, report: list[dict], cfg: DataConfig) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        if cfg.output_format == "jsonl":
+            with open(tmp / "data.jsonl", "w") as f:
+                f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        else:
+            datasets.Dataset.from_list(rows).save_to_disk(str(tmp / "data"))
+        (tmp / STATS_FILE).write_text(json.dumps(stats, indent=2))
+        (tmp / CONTAMINATION_FILE).write_text(json.dumps(report, indent=2))
+        (tmp / CONFIG_FILE).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_built(path: str | Path) -> datasets.Dataset:
+    """Load a dataset written by ``build`` (either output format)."""
+    p = Path(path)
+    if (p / "data.jsonl").exists():
+        return datasets.load_dataset("json", data_files=str(p / "data.jsonl"), split="train")
+    return datasets.load_from_disk(str(p / "data"))
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__ + "\nkeys: " + ", ".join(valid_keys(DataConfig)))
+        return 0
+    cfg = load_config(DataConfig, argv)
+    try:
+        stats = build(cfg)
+    except (RowError, ValueError, FileNotFoundError) as e:
+        raise ConfigError(str(e)) from None
+    print(json.dumps({k: stats[k] for k in ("rows", "dropped", "tokens")}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    from lprecover.cli import main as cli_main
+
+    sys.exit(cli_main(["data", *sys.argv[1:]]))

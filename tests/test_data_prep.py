@@ -1,0 +1,157 @@
+import json
+
+import pytest
+from tiny_models import tiny_model
+from transformers import AutoTokenizer
+
+from data_prep.build import DataConfig, build, load_built
+from data_prep.formats import assistant_turn, check_round_trip
+from data_prep.quality import contamination, near_duplicates
+from lprecover.cli import main
+from lprecover.config import load_config
+from lprecover.organism.task import solve
+
+
+@pytest.fixture(scope="module")
+def tok_dir(tmp_path_factory, organism_tokenizer):
+    """A folder holding only the organism tokenizer, so building data never needs the teacher's weights."""
+    path = tmp_path_factory.mktemp("tok")
+    organism_tokenizer.save_pretrained(path)
+    return path
+
+
+def _build(tok_dir, tmp_path, *args):
+    cfg = load_config(DataConfig, [f"model.name_or_path={tok_dir}", f"output_dir={tmp_path / 'out'}", *args])
+    return build(cfg), load_built(tmp_path / "out")
+
+
+@pytest.mark.parametrize("split", ["short", "longcot"])
+def test_gsm8k_answers_match_the_source(split, gsm8k_dir, tok_dir, tmp_path):
+    stats, ds = _build(tok_dir, tmp_path, "source=gsm8k", f"path={gsm8k_dir / 'train.jsonl'}", f"split={split}", "limit=200")
+    source = [json.loads(line) for line in (gsm8k_dir / "train.jsonl").read_text().splitlines()[:200]]
+    gold = {r["question"].strip(): r["answer"].split("####")[-1].strip().replace(",", "") for r in source}
+    assert stats["rows"] == len(ds) > 190
+    for row in ds:
+        assert row["answer"] == gold[row["problem"]]
+        reply = row["messages"][1]["content"]
+        assert reply.endswith(f"\\boxed{{{row['answer']}}}$.")
+        thinking = reply.split("</think>")[0].removeprefix("<think>")
+        assert (thinking == "") == (split == "short")
+        assert "<<" not in thinking  # calculator annotations stripped
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    rendered = tok.apply_chat_template(ds[0]["messages"], tokenize=False)
+    assert ds[0]["messages"][1]["content"] in rendered and ds[0]["problem"] in rendered
+    assert ds[0]["num_tokens"] == len(tok.apply_chat_template(ds[0]["messages"], return_dict=True)["input_ids"])
+    assert stats["tokens"]["max"] >= stats["tokens"]["p90"] >= stats["tokens"]["p50"] > 0
+
+
+def test_trl_assistant_mask_covers_exactly_the_assistant_turn(gsm8k_dir, tok_dir, tmp_path):
+    from lprecover.recovery.sft import TrainConfig, sft_args, sft_trainer
+
+    _, ds = _build(tok_dir, tmp_path, "source=gsm8k", f"path={gsm8k_dir / 'train.jsonl'}", "limit=8")
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    model = tiny_model("qwen3")
+    args = sft_args(TrainConfig(max_steps=1, packing=False, max_length=2048), str(tmp_path / "trl"))
+    trainer = sft_trainer(model, tok, ds, args)
+    for built, row in zip(trainer.train_dataset, ds):
+        masked = [t for t, label in zip(built["input_ids"], built["labels"]) if label != -100]
+        assert tok.decode(masked) == tok.decode(tok.encode(row["messages"][1]["content"] + "<|end|>"))
+
+
+def test_decontamination_drops_and_reports_planted_test_items(gsm8k_dir, tok_dir, tmp_path):
+    test = [json.loads(line) for line in (gsm8k_dir / "test.jsonl").read_text().splitlines()[:3]]
+    train = [{"question": f"Here is a problem. {t['question']}", "answer": "1"} for t in test]
+    train += [{"question": f"Count the {i} apples in basket number {i} please.", "answer": str(i)} for i in range(5)]
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in train))
+    stats, ds = _build(
+        tok_dir, tmp_path, "source=jsonl", f"path={path}", "split=short", "decontaminate=[gsm8k]",
+        f"eval_paths.gsm8k={gsm8k_dir / 'test.jsonl'}",
+    )
+    report = json.loads((tmp_path / "out" / "decontamination.json").read_text())
+    assert sorted(m["problem_id"] for m in report) == ["gsm8k-0", "gsm8k-1", "gsm8k-2"]
+    assert stats["dropped"]["contaminated"] == 3 and len(ds) == 5
+
+
+def test_contamination_matches_short_items_whole():
+    tests = {"t": [("p1", "what is two plus two"), ("p2", "an entirely different question about trains and their many wheels today")]}
+    hits = contamination(["tell me: what is two plus two?", "nothing to see"], tests, n=13)
+    assert [(h["train_index"], h["problem_id"]) for h in hits] == [(0, "p1")]
+
+
+def test_near_duplicates_are_found_and_distinct_rows_kept():
+    base = "a farmer has twelve cows and buys seven more at the market on a sunny tuesday morning how many cows"
+    texts = [base, base.replace("sunny", "rainy"), "a train leaves the station at noon travelling at sixty miles per hour"]
+    assert near_duplicates(texts, threshold=0.7) == [1]
+
+
+def test_organism_data_respects_chain_lengths(tok_dir, tmp_path):
+    _, ds = _build(tok_dir, tmp_path, "source=organism", "organism.n=60", "organism.min_chain=2", "organism.max_chain=4")
+    steps = {len(r["problem"]) // 3 for r in ds}
+    assert steps == {2, 3, 4}
+    for row in ds:
+        assert solve(row["problem"]) == row["answer"]
+        assert row["messages"][1]["content"].endswith(f"</think>{row['answer']}")
+
+
+def test_strict_rows_name_the_problem_and_lenient_rows_are_counted(tok_dir, tmp_path, capsys):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"q": "ok?", "a": "1"}) + "\n" + json.dumps({"q": "broken"}) + "\n")
+    args = ["data", f"model.name_or_path={tok_dir}", "source=jsonl", f"path={path}", "fields.question=q", "fields.answer=a"]
+    assert main([*args, f"output_dir={tmp_path / 'strict'}"]) == 2
+    err = capsys.readouterr().err
+    assert "row 1" in err and "has no a" in err and "strict=false" in err
+    assert not (tmp_path / "strict").exists()
+    assert main([*args, "strict=false", "output_format=jsonl", f"output_dir={tmp_path / 'lenient'}"]) == 0
+    stats = json.loads((tmp_path / "lenient" / "stats.json").read_text())
+    assert stats["rows"] == 1 and stats["dropped"]["unparseable"] == 1
+    assert len((tmp_path / "lenient" / "data.jsonl").read_text().splitlines()) == 1
+
+
+def test_length_filter_reports_what_it_dropped(tok_dir, tmp_path):
+    stats, ds = _build(tok_dir, tmp_path, "source=organism", "organism.n=40", "max_length=30")
+    assert stats["dropped"]["too_long"] > 0 and all(r["num_tokens"] <= 30 for r in ds)
+    dropped = stats["dropped"]
+    assert stats["rows"] + dropped["too_long"] + dropped["exact_duplicate"] + dropped["near_duplicate"] == 40
+
+
+def test_thinking_formats():
+    assert assistant_turn("t", "A", "qwen3") == "<think>\nt\n</think>\n\nA"
+    assert assistant_turn(None, "A", "qwen3") == "<think>\n\n</think>\n\nA"
+    assert assistant_turn("t", "A", "s1") == "<|im_start|>think\nt\n<|im_start|>answer\nA"
+    assert assistant_turn("t", "A", "organism") == "<think>t</think>A"
+
+
+def test_round_trip_check_catches_templates_that_strip_thinking(organism_tokenizer):
+    stripping = (
+        "{%- for m in messages -%}{%- if m['role'] == 'assistant' -%}"
+        "{{ '<|assistant|>' + m['content'].split('</think>')[-1] + '<|end|>' }}"
+        "{%- else -%}{{ '<|user|>' + m['content'] + '<|end|>' }}{%- endif -%}{%- endfor -%}"
+    )
+    tok = organism_tokenizer
+    original = tok.chat_template
+    messages = [{"role": "user", "content": "1a+2"}, {"role": "assistant", "content": "<think>a+2=3</think>3"}]
+    check_round_trip(tok, messages)
+    try:
+        tok.chat_template = stripping
+        with pytest.raises(ValueError, match="strip past thinking"):
+            check_round_trip(tok, messages)
+    finally:
+        tok.chat_template = original
+
+
+def test_bad_config_is_caught_before_work(tok_dir, tmp_path, capsys):
+    assert main(["data", "source=reddit", f"output_dir={tmp_path / 'o'}"]) == 2
+    assert "Unknown source 'reddit'" in capsys.readouterr().err
+    assert main(["data", "source=organism", "decontaminate=[chess]", f"output_dir={tmp_path / 'o'}"]) == 2
+    assert "Unknown task 'chess'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_teacher_traces_are_verified_and_record_their_sampling(teacher_path, tmp_path):
+    stats, ds = _build(teacher_path, tmp_path, "source=teacher", "model=organism", "organism.n=48", "teacher.budget=48")
+    assert stats["sampling"]["budget"] == 48 and stats["sampling"]["temperature"] == 0.0
+    assert len(ds) >= 40
+    for row in ds:
+        reply = row["messages"][1]["content"]
+        assert reply.endswith(f"</think>{row['answer']}") and "=" in reply
