@@ -29,7 +29,12 @@ def seed_path(model, tok, prompts, lengths):
         ids = torch.tensor([p])
         with torch.inference_mode():
             out = model.generate(
-                ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, use_cache=False, pad_token_id=tok.pad_token_id
+                ids,
+                max_new_tokens=n,
+                min_new_tokens=n,
+                do_sample=False,
+                use_cache=False,
+                pad_token_id=tok.pad_token_id,
             )
         tokens += out.shape[1] - ids.shape[1]
     return tokens
@@ -43,7 +48,9 @@ def bench(name, path, problems, budget, n_ours, n_seed, batch_size):
     fmt = think_format(tok)
     prompts = [prompt_ids(tok, q, fmt) for q in problems]
     start = time.perf_counter()
-    gens = budget_forced_generate(model, tok, prompts[:n_ours], budget, fmt, answer_max_tokens=8, batch_size=batch_size)
+    gens = budget_forced_generate(
+        model, tok, prompts[:n_ours], budget, fmt, answer_max_tokens=8, batch_size=batch_size
+    )
     t_ours = time.perf_counter() - start
     ours_tokens = sum(g.thinking_tokens for g in gens)
     lengths = [max(1, g.thinking_tokens) for g in gens[:n_seed]]
@@ -52,8 +59,12 @@ def bench(name, path, problems, budget, n_ours, n_seed, batch_size):
     t_seed = time.perf_counter() - start
     ours_rate, seed_rate = ours_tokens / t_ours, seed_tokens / t_seed
     print(f"{name}: pruned to {n - 2} layers, thinking budget {budget}")
-    print(f"  ours (batched {batch_size}, KV cache): {ours_rate:8.1f} tok/s  ({ours_tokens} tokens, {n_ours} problems, {t_ours:.1f} s)")
-    print(f"  seed (one at a time, no cache):   {seed_rate:8.1f} tok/s  ({seed_tokens} tokens, {n_seed} problems, {t_seed:.1f} s)")
+    print(
+        f"  ours (batched {batch_size}, KV cache): {ours_rate:8.1f} tok/s  ({ours_tokens} tokens, {n_ours} problems, {t_ours:.1f} s)"
+    )
+    print(
+        f"  seed (one at a time, no cache):   {seed_rate:8.1f} tok/s  ({seed_tokens} tokens, {n_seed} problems, {t_seed:.1f} s)"
+    )
     print(f"  speed-up: {ours_rate / seed_rate:.1f}x (target >= 10x)")
 
 
@@ -70,7 +81,10 @@ def main():
     if args.only in (None, "smollm2"):
         from lprecover.smollm2 import ensure_smollm2
 
-        questions = [f"A farmer has {i + 3} cows and buys {2 * i + 1} more. Think step by step: how many cows?" for i in range(16)]
+        questions = [
+            f"A farmer has {i + 3} cows and buys {2 * i + 1} more. Think step by step: how many cows?"
+            for i in range(16)
+        ]
         bench("SmolLM2-135M-Instruct", ensure_smollm2(), questions, 512, 16, 2, 16)
 
 

@@ -45,7 +45,9 @@ def main():
         cached, t_cache = timed_generate(model, ids, args.new_tokens, True)
         uncached, t_nocache = timed_generate(model, ids, args.new_tokens, False)
     same = torch.equal(cached, uncached)
-    print(f"model: {path} pruned to {n - 2} layers; {args.new_tokens} new tokens, batch 1, greedy, torch threads {torch.get_num_threads()}")
+    print(
+        f"model: {path} pruned to {n - 2} layers; {args.new_tokens} new tokens, batch 1, greedy, torch threads {torch.get_num_threads()}"
+    )
     print(f"KV cache on  (lprecover surgery): {args.new_tokens / t_cache:8.1f} tok/s  ({t_cache:.1f} s)")
     print(f"KV cache off (seed's path):       {args.new_tokens / t_nocache:8.1f} tok/s  ({t_nocache:.1f} s)")
     print(f"speed-up: {t_nocache / t_cache:.1f}x (target >= 10x); identical tokens: {same}")

@@ -66,14 +66,22 @@ class DataConfig:
     path: str | None = field(default=None, metadata={"help": "Local file or save_to_disk folder instead of the hub."})
     hub_id: str | None = field(default=None, metadata={"help": "Override the source's hub dataset id."})
     hub_split: str = field(default="train", metadata={"help": "Hub split."})
-    fields: dict[str, str] = field(default_factory=dict, metadata={"help": "source=jsonl: {question:, answer:, trace:}."})
+    fields: dict[str, str] = field(
+        default_factory=dict, metadata={"help": "source=jsonl: {question:, answer:, trace:}."}
+    )
     split: str = field(default="longcot", metadata={"help": "longcot (trace + answer) or short (answer only)."})
-    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "Tokenizer and chat template (model=...)."})
+    model: ModelConfig = field(
+        default_factory=ModelConfig, metadata={"help": "Tokenizer and chat template (model=...)."}
+    )
     format: str = field(default="auto", metadata={"help": f"Thinking format: {', '.join(FORMATS)}."})
     max_length: int | None = field(default=None, metadata={"help": "Drop rows longer than this many tokens."})
     dedup: bool = field(default=True, metadata={"help": "Drop exact and near duplicate problems."})
-    near_dup_threshold: float = field(default=0.85, metadata={"help": "Word-3-gram Jaccard that marks a near duplicate."})
-    decontaminate: list[str] = field(default_factory=list, metadata={"help": "Evaluation tasks to decontaminate against."})
+    near_dup_threshold: float = field(
+        default=0.85, metadata={"help": "Word-3-gram Jaccard that marks a near duplicate."}
+    )
+    decontaminate: list[str] = field(
+        default_factory=list, metadata={"help": "Evaluation tasks to decontaminate against."}
+    )
     eval_paths: dict[str, str] = field(default_factory=dict, metadata={"help": "Local files of those tasks."})
     ngram: int = field(default=13, metadata={"help": "Words in a decontamination n-gram."})
     strict: bool = field(default=True, metadata={"help": "Fail on an unparseable row (false: skip and count it)."})
@@ -96,7 +104,9 @@ class DataConfig:
         if not self.output_dir:
             raise ValueError("output_dir is required, e.g. output_dir=data/gsm8k_short.")
         if self.source == "jsonl" and not self.path:
-            raise ValueError("source=jsonl needs path=FILE and, if its keys differ, fields={question: ..., answer: ...}.")
+            raise ValueError(
+                "source=jsonl needs path=FILE and, if its keys differ, fields={question: ..., answer: ...}."
+            )
         if self.source == "teacher" and self.teacher.problems != "organism" and self.teacher.problems not in PARSERS:
             raise ValueError(f"teacher.problems must be organism or one of {', '.join(PARSERS)}.")
         from lprecover.evaluation.tasks import check_task
@@ -108,7 +118,10 @@ class DataConfig:
 def _organism_examples(cfg: OrganismData, split: str) -> list[Example]:
     from lprecover.organism.task import make_problems
 
-    return [Example(p.id, p.problem, p.answer, p.trace if split == "longcot" else None, p.answer) for p in make_problems(cfg.n, cfg.min_chain, cfg.max_chain, cfg.seed)]
+    return [
+        Example(p.id, p.problem, p.answer, p.trace if split == "longcot" else None, p.answer)
+        for p in make_problems(cfg.n, cfg.min_chain, cfg.max_chain, cfg.seed)
+    ]
 
 
 def _parse(cfg: DataConfig, source: str, counts: dict) -> list[Example]:
@@ -121,7 +134,9 @@ def _parse(cfg: DataConfig, source: str, counts: dict) -> list[Example]:
             out.append(parser(row, i))
         except RowError as e:
             if cfg.strict:
-                raise RowError(f"{source}: {e} Fix the row, or pass strict=false to skip and count such rows.") from None
+                raise RowError(
+                    f"{source}: {e} Fix the row, or pass strict=false to skip and count such rows."
+                ) from None
             counts["unparseable"] = counts.get("unparseable", 0) + 1
     return out
 
@@ -142,7 +157,16 @@ def _teacher_examples(cfg: DataConfig, counts: dict, stats: dict) -> list[Exampl
     fmt = think_format(tok, cfg.model)
     prompts = [prompt_ids(tok, p.problem, fmt) for p in problems]
     gens = budget_forced_generate(
-        model, tok, prompts, t.budget, fmt, answer_max_tokens=64, batch_size=t.batch_size, temperature=t.temperature, top_p=t.top_p, show_progress=True
+        model,
+        tok,
+        prompts,
+        t.budget,
+        fmt,
+        answer_max_tokens=64,
+        batch_size=t.batch_size,
+        temperature=t.temperature,
+        top_p=t.top_p,
+        show_progress=True,
     )
     out = []
     for p, g in zip(problems, gens):
@@ -152,7 +176,14 @@ def _teacher_examples(cfg: DataConfig, counts: dict, stats: dict) -> list[Exampl
             counts["unverified_trace"] = counts.get("unverified_trace", 0) + 1
             continue
         out.append(Example(p.id, p.problem, p.answer, g.thinking, final))
-    stats["sampling"] = {"model": cfg.model.name_or_path, "budget": t.budget, "temperature": t.temperature, "top_p": t.top_p, "keep_verified": t.keep_verified, "think_format": vars(fmt)}
+    stats["sampling"] = {
+        "model": cfg.model.name_or_path,
+        "budget": t.budget,
+        "temperature": t.temperature,
+        "top_p": t.top_p,
+        "keep_verified": t.keep_verified,
+        "think_format": vars(fmt),
+    }
     return out
 
 
@@ -206,13 +237,25 @@ def build(cfg: DataConfig) -> dict:
     for e in examples:
         messages = [
             {"role": "user", "content": e.problem},
-            {"role": "assistant", "content": assistant_turn(e.trace if cfg.split == "longcot" else None, e.final, fmt)},
+            {
+                "role": "assistant",
+                "content": assistant_turn(e.trace if cfg.split == "longcot" else None, e.final, fmt),
+            },
         ]
         n_tokens = len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
         if cfg.max_length and n_tokens > cfg.max_length:
             counts["too_long"] = counts.get("too_long", 0) + 1
             continue
-        rows.append({"messages": messages, "problem": e.problem, "answer": e.answer, "source": cfg.source, "id": e.id, "num_tokens": n_tokens})
+        rows.append(
+            {
+                "messages": messages,
+                "problem": e.problem,
+                "answer": e.answer,
+                "source": cfg.source,
+                "id": e.id,
+                "num_tokens": n_tokens,
+            }
+        )
         lengths.append(n_tokens)
     if not rows:
         raise ValueError(f"No rows survived: {counts}. Loosen max_length or check the source.")
@@ -231,7 +274,15 @@ def build(cfg: DataConfig) -> dict:
         },
     }
     _write(out, rows, stats, report, cfg)
-    logger.info("Built %d rows (%s); dropped %s; tokens mean %.0f, p90 %.0f, max %d", len(rows), fmt, counts, stats["tokens"]["mean"], stats["tokens"]["p90"], stats["tokens"]["max"])
+    logger.info(
+        "Built %d rows (%s); dropped %s; tokens mean %.0f, p90 %.0f, max %d",
+        len(rows),
+        fmt,
+        counts,
+        stats["tokens"]["mean"],
+        stats["tokens"]["p90"],
+        stats["tokens"]["max"],
+    )
     return stats
 
 

@@ -42,7 +42,9 @@ def exact_duplicates(texts: list[str]) -> list[int]:
     return dupes
 
 
-def near_duplicates(texts: list[str], threshold: float = 0.85, num_perm: int = 64, bands: int = 16, seed: int = 0) -> list[int]:
+def near_duplicates(
+    texts: list[str], threshold: float = 0.85, num_perm: int = 64, bands: int = 16, seed: int = 0
+) -> list[int]:
     """Indices of rows whose word-3-gram Jaccard similarity with an earlier kept row is at least ``threshold``."""
     rng = np.random.default_rng(seed)
     a = rng.integers(1, _PRIME, num_perm, dtype=np.uint64)

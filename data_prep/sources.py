@@ -85,7 +85,9 @@ def math_like(row: dict, i: int) -> Example:
     answer = row.get("answer") or last_boxed(solution)
     if not answer:
         raise RowError(f"row {i}: no 'answer' field and no \\boxed{{}} answer in the solution.")
-    return Example(str(row.get("id", f"math-{i}")), problem.strip(), str(answer).strip(), solution.strip(), _boxed_final(answer))
+    return Example(
+        str(row.get("id", f"math-{i}")), problem.strip(), str(answer).strip(), solution.strip(), _boxed_final(answer)
+    )
 
 
 def s1k(row: dict, i: int) -> Example:
@@ -103,7 +105,9 @@ def openr1(row: dict, i: int) -> Example:
     if not good:
         raise RowError(f"row {i}: no generation that math-verify marked correct and that closes </think>.")
     trace, final = good[0].split("</think>", 1)
-    return Example(str(row.get("uuid", f"openr1-{i}")), problem.strip(), str(answer).strip(), trace.replace("<think>", ""), final)
+    return Example(
+        str(row.get("uuid", f"openr1-{i}")), problem.strip(), str(answer).strip(), trace.replace("<think>", ""), final
+    )
 
 
 _THOUGHT = re.compile(r"<\|begin_of_thought\|>(.*?)<\|end_of_thought\|>", re.S)
@@ -131,9 +135,18 @@ def mapped(fields: dict[str, str]):
         trace = row.get(t) if t else None
         if t and not trace:
             raise RowError(f"row {i} (id {row.get('id', i)!r}) has no {t}.")
-        return Example(str(row.get("id", f"row-{i}")), str(question).strip(), str(answer).strip(), trace, _boxed_final(answer))
+        return Example(
+            str(row.get("id", f"row-{i}")), str(question).strip(), str(answer).strip(), trace, _boxed_final(answer)
+        )
 
     return parse
 
 
-PARSERS = {"gsm8k": gsm8k, "math": math_like, "numina": math_like, "s1k": s1k, "openr1": openr1, "openthoughts": openthoughts}
+PARSERS = {
+    "gsm8k": gsm8k,
+    "math": math_like,
+    "numina": math_like,
+    "s1k": s1k,
+    "openr1": openr1,
+    "openthoughts": openthoughts,
+}

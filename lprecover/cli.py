@@ -10,9 +10,12 @@ logger = get_logger(__name__)
 
 # command -> (module with main(argv), one-line help). Modules import lazily so `--help` stays instant.
 COMMANDS = {
-    "organism": ("lprecover.organism.cli", "Build or inspect the embedded reasoning model: organism build|info|data."),
+    "organism": ("lprecover.organism.cli", "Build or inspect the embedded reasoning model: organism build|info."),
     "prune": ("lprecover.pruning.cli", "Remove decoder layers by a criterion and save the pruned model."),
-    "data": ("data_prep.build", "Build training data in the messages schema: GSM8K, MATH, s1K, OpenR1, teacher traces."),
+    "data": (
+        "data_prep.build",
+        "Build training data in the messages schema: GSM8K, MATH, s1K, OpenR1, teacher traces.",
+    ),
     "eval": ("lprecover.evaluation.cli", "Test-time scaling curves: budget-forced accuracy, pass@k and maj@k."),
 }
 

@@ -58,7 +58,11 @@ def _unknown_key_error(key: str, cls, where: str) -> ConfigError:
         leaf = key.rsplit(".", 1)[-1]
         near = difflib.get_close_matches(leaf, [k.rsplit(".", 1)[-1] for k in keys], n=1, cutoff=0.6)
         near = [k for k in keys if k.endswith("." + near[0]) or k == near[0]][:1] if near else []
-    hint = f" Did you mean '{near[0]}'?" if near else f" Valid top-level keys: {', '.join(sorted(_dataclass_fields(cls)))}."
+    hint = (
+        f" Did you mean '{near[0]}'?"
+        if near
+        else f" Valid top-level keys: {', '.join(sorted(_dataclass_fields(cls)))}."
+    )
     return ConfigError(f"Unknown config key '{key}' in {where}.{hint}")
 
 
@@ -85,11 +89,18 @@ def _expand_groups(tree: dict, schema, where: str) -> dict:
     fields = _dataclass_fields(schema)
     out = {}
     for key, value in tree.items():
-        if key in fields and dataclasses.is_dataclass(fields[key]) and isinstance(value, str) and (GROUPS_DIR / key).is_dir():
+        if (
+            key in fields
+            and dataclasses.is_dataclass(fields[key])
+            and isinstance(value, str)
+            and (GROUPS_DIR / key).is_dir()
+        ):
             path = GROUPS_DIR / key / f"{value}.yaml"
             if not path.exists():
                 choices = ", ".join(group_choices(key))
-                raise ConfigError(f"Unknown {key} '{value}' in {where}. Choose one of: {choices}; or set {key}.<field>=... directly.")
+                raise ConfigError(
+                    f"Unknown {key} '{value}' in {where}. Choose one of: {choices}; or set {key}.<field>=... directly."
+                )
             value = _read_yaml(path)
         out[key] = value
     return out
@@ -101,7 +112,9 @@ def recipe_choices() -> list[str]:
 
 def _parse_override(arg: str) -> tuple[str, Any]:
     if "=" not in arg or arg.startswith("="):
-        raise ConfigError(f"Cannot read the argument '{arg}': arguments are dotted key=value pairs, e.g. prune.n_layers=2.")
+        raise ConfigError(
+            f"Cannot read the argument '{arg}': arguments are dotted key=value pairs, e.g. prune.n_layers=2."
+        )
     key, raw = arg.split("=", 1)
     value = yaml.safe_load(raw) if raw != "" else None
     return key.strip(), value

@@ -36,8 +36,12 @@ class ModelConfig:
         default=False, metadata={"help": "Run modelling code shipped with the checkpoint. Off unless you trust it."}
     )
     attn_implementation: str | None = field(default=None, metadata={"help": "e.g. sdpa, eager, flash_attention_2."})
-    think_open: str | None = field(default=None, metadata={"help": "Text that opens thinking; None reads the family's."})
-    think_close: str | None = field(default=None, metadata={"help": "Text that closes thinking; None reads the family's."})
+    think_open: str | None = field(
+        default=None, metadata={"help": "Text that opens thinking; None reads the family's."}
+    )
+    think_close: str | None = field(
+        default=None, metadata={"help": "Text that closes thinking; None reads the family's."}
+    )
     answer_prefix: str = field(default="", metadata={"help": "Text appended after a forced end of thinking."})
 
     def __post_init__(self):

@@ -153,7 +153,9 @@ def validate_layers(layers: Iterable[int], n: int, what: str = "layers") -> list
     return sorted(layers)
 
 
-def remove_layers(model: nn.Module, layers: Iterable[int], method: str = "selection", source: str | None = None) -> dict:
+def remove_layers(
+    model: nn.Module, layers: Iterable[int], method: str = "selection", source: str | None = None
+) -> dict:
     """Delete decoder blocks in place and rewrite the config around the ones that remain.
 
     Args:

@@ -27,7 +27,9 @@ def _build(tok_dir, tmp_path, *args):
 
 @pytest.mark.parametrize("split", ["short", "longcot"])
 def test_gsm8k_answers_match_the_source(split, gsm8k_dir, tok_dir, tmp_path):
-    stats, ds = _build(tok_dir, tmp_path, "source=gsm8k", f"path={gsm8k_dir / 'train.jsonl'}", f"split={split}", "limit=200")
+    stats, ds = _build(
+        tok_dir, tmp_path, "source=gsm8k", f"path={gsm8k_dir / 'train.jsonl'}", f"split={split}", "limit=200"
+    )
     source = [json.loads(line) for line in (gsm8k_dir / "train.jsonl").read_text().splitlines()[:200]]
     gold = {r["question"].strip(): r["answer"].split("####")[-1].strip().replace(",", "") for r in source}
     assert stats["rows"] == len(ds) > 190
@@ -65,7 +67,12 @@ def test_decontamination_drops_and_reports_planted_test_items(gsm8k_dir, tok_dir
     path = tmp_path / "train.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in train))
     stats, ds = _build(
-        tok_dir, tmp_path, "source=jsonl", f"path={path}", "split=short", "decontaminate=[gsm8k]",
+        tok_dir,
+        tmp_path,
+        "source=jsonl",
+        f"path={path}",
+        "split=short",
+        "decontaminate=[gsm8k]",
         f"eval_paths.gsm8k={gsm8k_dir / 'test.jsonl'}",
     )
     report = json.loads((tmp_path / "out" / "decontamination.json").read_text())
@@ -74,19 +81,30 @@ def test_decontamination_drops_and_reports_planted_test_items(gsm8k_dir, tok_dir
 
 
 def test_contamination_matches_short_items_whole():
-    tests = {"t": [("p1", "what is two plus two"), ("p2", "an entirely different question about trains and their many wheels today")]}
+    tests = {
+        "t": [
+            ("p1", "what is two plus two"),
+            ("p2", "an entirely different question about trains and their many wheels today"),
+        ]
+    }
     hits = contamination(["tell me: what is two plus two?", "nothing to see"], tests, n=13)
     assert [(h["train_index"], h["problem_id"]) for h in hits] == [(0, "p1")]
 
 
 def test_near_duplicates_are_found_and_distinct_rows_kept():
     base = "a farmer has twelve cows and buys seven more at the market on a sunny tuesday morning how many cows"
-    texts = [base, base.replace("sunny", "rainy"), "a train leaves the station at noon travelling at sixty miles per hour"]
+    texts = [
+        base,
+        base.replace("sunny", "rainy"),
+        "a train leaves the station at noon travelling at sixty miles per hour",
+    ]
     assert near_duplicates(texts, threshold=0.7) == [1]
 
 
 def test_organism_data_respects_chain_lengths(tok_dir, tmp_path):
-    _, ds = _build(tok_dir, tmp_path, "source=organism", "organism.n=60", "organism.min_chain=2", "organism.max_chain=4")
+    _, ds = _build(
+        tok_dir, tmp_path, "source=organism", "organism.n=60", "organism.min_chain=2", "organism.max_chain=4"
+    )
     steps = {len(r["problem"]) // 3 for r in ds}
     assert steps == {2, 3, 4}
     for row in ds:
@@ -97,7 +115,14 @@ def test_organism_data_respects_chain_lengths(tok_dir, tmp_path):
 def test_strict_rows_name_the_problem_and_lenient_rows_are_counted(tok_dir, tmp_path, capsys):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"q": "ok?", "a": "1"}) + "\n" + json.dumps({"q": "broken"}) + "\n")
-    args = ["data", f"model.name_or_path={tok_dir}", "source=jsonl", f"path={path}", "fields.question=q", "fields.answer=a"]
+    args = [
+        "data",
+        f"model.name_or_path={tok_dir}",
+        "source=jsonl",
+        f"path={path}",
+        "fields.question=q",
+        "fields.answer=a",
+    ]
     assert main([*args, f"output_dir={tmp_path / 'strict'}"]) == 2
     err = capsys.readouterr().err
     assert "row 1" in err and "has no a" in err and "strict=false" in err
@@ -149,7 +174,9 @@ def test_bad_config_is_caught_before_work(tok_dir, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_teacher_traces_are_verified_and_record_their_sampling(teacher_path, tmp_path):
-    stats, ds = _build(teacher_path, tmp_path, "source=teacher", "model=organism", "organism.n=48", "teacher.budget=48")
+    stats, ds = _build(
+        teacher_path, tmp_path, "source=teacher", "model=organism", "organism.n=48", "teacher.budget=48"
+    )
     assert stats["sampling"]["budget"] == 48 and stats["sampling"]["temperature"] == 0.0
     assert len(ds) >= 40
     for row in ds:

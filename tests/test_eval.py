@@ -53,7 +53,9 @@ def test_wait_extension_keeps_the_model_thinking(organism_tokenizer):
     model.lm_head.register_forward_hook(always_close)
     prompts = [prompt_ids(organism_tokenizer, "1a+2", ThinkFormat())]
     plain = budget_forced_generate(model, organism_tokenizer, prompts, 30, ThinkFormat(), answer_max_tokens=1)[0]
-    waited = budget_forced_generate(model, organism_tokenizer, prompts, 30, ThinkFormat(), answer_max_tokens=1, num_waits=2)[0]
+    waited = budget_forced_generate(
+        model, organism_tokenizer, prompts, 30, ThinkFormat(), answer_max_tokens=1, num_waits=2
+    )[0]
     assert plain.thinking_tokens == 0 and waited.waits == 2 and waited.thinking.count("Wait") == 2
 
 
@@ -70,7 +72,18 @@ def test_eval_writes_curves_and_resumes_without_redoing(tiny_dir, tmp_path):
     lines = (tmp_path / "samples.jsonl").read_text().splitlines()
     assert len(lines) == 6 * 2 + 6 * 4
     record = json.loads(lines[0])
-    for key in ("task", "problem_id", "budget", "sample", "prompt_hash", "thinking_tokens", "truncated", "output", "extracted", "correct"):
+    for key in (
+        "task",
+        "problem_id",
+        "budget",
+        "sample",
+        "prompt_hash",
+        "thinking_tokens",
+        "truncated",
+        "output",
+        "extracted",
+        "correct",
+    ):
         assert key in record
     summary = json.loads((tmp_path / "summary.json").read_text())["organism_shallow"]
     assert {"sequential_area", "pass_at_1", "scaling_slope", "extraction_failure_rate"} <= set(summary)
@@ -82,7 +95,14 @@ def test_eval_writes_curves_and_resumes_without_redoing(tiny_dir, tmp_path):
 
 def test_killed_eval_resumes_where_it_stopped(tiny_dir, tmp_path):
     out = tmp_path / "eval"
-    args = ["-m", "lprecover.cli", "eval", f"model.name_or_path={tiny_dir}", "eval.tasks=[organism]", "eval.num_problems=64"]
+    args = [
+        "-m",
+        "lprecover.cli",
+        "eval",
+        f"model.name_or_path={tiny_dir}",
+        "eval.tasks=[organism]",
+        "eval.num_problems=64",
+    ]
     args += ["eval.budgets=[8,16,24,32]", "eval.parallel=false", "eval.batch_size=4", f"output_dir={out}"]
     env = dict(os.environ, CI="1")
     proc = subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -122,7 +142,9 @@ def test_model_without_chat_template_is_refused(tiny_dir, tmp_path, capsys):
     tok.chat_template = None
     tok.save_pretrained(tmp_path / "m")
     AutoModelForCausalLM.from_pretrained(tiny_dir).save_pretrained(tmp_path / "m")
-    code = main(["eval", f"model.name_or_path={tmp_path / 'm'}", "eval.tasks=[organism]", f"output_dir={tmp_path / 'o'}"])
+    code = main(
+        ["eval", f"model.name_or_path={tmp_path / 'm'}", "eval.tasks=[organism]", f"output_dir={tmp_path / 'o'}"]
+    )
     assert code == 2 and "no chat template" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
@@ -132,5 +154,7 @@ def test_think_format_follows_the_family(organism_tokenizer, smollm2_tokenizer_o
     assert (fmt.open, fmt.close) == ("<think>", "</think>")
     from lprecover.modeling import ModelConfig
 
-    s1 = think_format(organism_tokenizer, ModelConfig(think_open="<|assistant|>", think_close="<|end|>", answer_prefix="answer"))
+    s1 = think_format(
+        organism_tokenizer, ModelConfig(think_open="<|assistant|>", think_close="<|end|>", answer_prefix="answer")
+    )
     assert (s1.close, s1.answer_prefix) == ("<|end|>", "answer")

@@ -41,7 +41,10 @@ def test_selection_invocation_writes_a_whole_model(tiny_dir, tmp_path):
     assert (out / "tokenizer.json").exists() and (out / "generation_config.json").exists()
     model = AutoModelForCausalLM.from_pretrained(out)
     ids = torch.tensor([[5, 6, 7, 8]])
-    assert torch.equal(model.generate(ids, max_new_tokens=8, do_sample=False), model.generate(ids, max_new_tokens=8, do_sample=False, use_cache=False))
+    assert torch.equal(
+        model.generate(ids, max_new_tokens=8, do_sample=False),
+        model.generate(ids, max_new_tokens=8, do_sample=False, use_cache=False),
+    )
 
 
 @pytest.mark.parametrize(

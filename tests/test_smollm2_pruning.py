@@ -59,7 +59,10 @@ def test_reload_and_cache_equivalence_on_real_weights(smollm2, pruned_dir):
     reloaded = AutoModelForCausalLM.from_pretrained(pruned_dir).eval()
     assert reloaded.config.num_hidden_layers == 26
     ids = tok.apply_chat_template(
-        [{"role": "user", "content": "What is 12 times 7?"}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+        [{"role": "user", "content": "What is 12 times 7?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
     )
     # Reloaded weights give the logits of the model pruned in memory.
     removed = json.loads((pruned_dir / "prune_scores.json").read_text())["removed_layers"]

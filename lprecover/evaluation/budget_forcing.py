@@ -49,7 +49,9 @@ def _stop_ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     return tokenizer.encode(text, add_special_tokens=False)
 
 
-def prompt_ids(tokenizer: PreTrainedTokenizerBase, problem: str, fmt: ThinkFormat, system: str | None = None) -> list[int]:
+def prompt_ids(
+    tokenizer: PreTrainedTokenizerBase, problem: str, fmt: ThinkFormat, system: str | None = None
+) -> list[int]:
     """Token ids of the chat prompt for ``problem``, ending just inside the thinking phase."""
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError(
@@ -146,7 +148,9 @@ def budget_forced_generate(
     eos_ids = _eos_ids(model, tokenizer)
     stops = set(close_ids) | eos_ids
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    sampling = {"do_sample": False} if temperature == 0 else {"do_sample": True, "temperature": temperature, "top_p": top_p}
+    sampling = (
+        {"do_sample": False} if temperature == 0 else {"do_sample": True, "temperature": temperature, "top_p": top_p}
+    )
     forced_suffix = close_ids + _stop_ids(tokenizer, fmt.answer_prefix)
     wait_ids = _stop_ids(tokenizer, fmt.wait)
     torch.manual_seed(seed)

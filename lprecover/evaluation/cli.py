@@ -26,7 +26,9 @@ class EvalCommand:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    output_dir: str = field(default="", metadata={"help": "Folder for samples.jsonl, curves.json, summary.json, curves.png."})
+    output_dir: str = field(
+        default="", metadata={"help": "Folder for samples.jsonl, curves.json, summary.json, curves.png."}
+    )
 
     def __post_init__(self):
         if not self.output_dir:
@@ -48,7 +50,12 @@ def main(argv: list[str]) -> int:
     model, tokenizer = load_model_and_tokenizer(cfg.model, default_device())
     try:
         result = run_eval(
-            model, tokenizer, cfg.eval, out, cfg.model, title=cfg.model.name_or_path,
+            model,
+            tokenizer,
+            cfg.eval,
+            out,
+            cfg.model,
+            title=cfg.model.name_or_path,
             on_start=lambda: atomic_write_text(saved, yaml.safe_dump(resolved, sort_keys=False)),
         )
     except ValueError as e:

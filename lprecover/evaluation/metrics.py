@@ -57,7 +57,9 @@ def cov_at_k(n: int, extracted: int, k: int) -> float:
     return pass_at_k(n, extracted, k)
 
 
-def bootstrap_ci(per_problem: np.ndarray, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
+def bootstrap_ci(
+    per_problem: np.ndarray, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean, resampling problems."""
     values = np.asarray(per_problem, dtype=float)
     if len(values) == 0:

@@ -6,7 +6,7 @@ post-training evaluation both call it.
 """
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,17 +47,23 @@ class EvalConfig:
     paths: dict[str, str] = field(default_factory=dict, metadata={"help": "Local jsonl per task, e.g. {gsm8k: FILE}."})
     sequential: bool = field(default=True, metadata={"help": "Run the budget-forced sequential curve."})
     budgets: list[int] | None = field(default=None, metadata={"help": "Thinking budgets in tokens."})
-    seq_temperature: float = field(default=0.0, metadata={"help": "Sampling temperature of the sequential curve (0 = greedy)."})
+    seq_temperature: float = field(
+        default=0.0, metadata={"help": "Sampling temperature of the sequential curve (0 = greedy)."}
+    )
     num_waits: int = field(default=0, metadata={"help": "Times an early end of thinking is replaced by wait_text."})
     wait_text: str = field(default="Wait", metadata={"help": "Text that asks the model to keep thinking."})
     answer_max_tokens: int | None = field(default=None, metadata={"help": "Cap on the answer after thinking."})
     parallel: bool = field(default=True, metadata={"help": "Run the parallel (pass@k / maj@k) curve."})
     n_samples: int = field(default=8, metadata={"help": "Samples per problem for the parallel curve."})
     k: list[int] | None = field(default=None, metadata={"help": "k values; None: powers of two up to n_samples."})
-    parallel_budget: int | None = field(default=None, metadata={"help": "Thinking budget when sampling; None: the largest budget."})
+    parallel_budget: int | None = field(
+        default=None, metadata={"help": "Thinking budget when sampling; None: the largest budget."}
+    )
     temperature: float = field(default=0.8, metadata={"help": "Temperature of the parallel samples."})
     top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling of the parallel samples."})
-    system_prompt: str | None = field(default=None, metadata={"help": "Optional system message, the same for every model."})
+    system_prompt: str | None = field(
+        default=None, metadata={"help": "Optional system message, the same for every model."}
+    )
     batch_size: int = field(default=64, metadata={"help": "Sequences generated together."})
     engine: str = field(default="hf", metadata={"help": "hf: transformers, batched with the KV cache, CPU or GPU."})
     seed: int = field(default=0, metadata={"help": "Sampling and bootstrap seed."})
@@ -75,7 +81,9 @@ class EvalConfig:
         if self.k is not None:
             too_big = [k for k in self.k if k > self.n_samples or k < 1]
             if too_big:
-                raise ValueError(f"eval.k {too_big} must lie in 1..n_samples ({self.n_samples}); raise eval.n_samples.")
+                raise ValueError(
+                    f"eval.k {too_big} must lie in 1..n_samples ({self.n_samples}); raise eval.n_samples."
+                )
         if self.engine not in ENGINES:
             raise ValueError(f"eval.engine must be one of {', '.join(ENGINES)}, got '{self.engine}'.")
         if not (self.sequential or self.parallel):
@@ -147,7 +155,11 @@ def _run_jobs(store, model, tokenizer, fmt, task, mode, budget, jobs, cfg, tempe
     pending = [(p, s) for p, s in jobs if (task.name, mode, p.id, budget, s) not in store]
     chunk = cfg.batch_size * 4  # flush to disk every few batches, so a kill loses little
     for start in progress(range(0, len(pending), chunk), desc=f"{task.name} {mode} B={budget}"):
-        store.append(_generate_records(model, tokenizer, fmt, task, mode, budget, pending[start : start + chunk], cfg, temperature))
+        store.append(
+            _generate_records(
+                model, tokenizer, fmt, task, mode, budget, pending[start : start + chunk], cfg, temperature
+            )
+        )
 
 
 def sequential_curve(records: list[dict], problems, budgets, n_boot, seed) -> dict:
@@ -170,7 +182,16 @@ def parallel_curve(records: list[dict], problems, n: int, ks: list[int], n_boot,
     for r in records:
         if r["problem_id"] in by_problem and r["sample"] < n:
             by_problem[r["problem_id"]].append(r)
-    out = {"k": ks, "pass_at_k": [], "maj_at_k": [], "cov_at_k": [], "ci_low": [], "ci_high": [], "maj_ci_low": [], "maj_ci_high": []}
+    out = {
+        "k": ks,
+        "pass_at_k": [],
+        "maj_at_k": [],
+        "cov_at_k": [],
+        "ci_low": [],
+        "ci_high": [],
+        "maj_ci_low": [],
+        "maj_ci_high": [],
+    }
     for k in ks:
         passes, majs, covs = [], [], []
         for rows in by_problem.values():
@@ -270,14 +291,29 @@ def run_eval(model, tokenizer, cfg: EvalConfig, output_dir, model_cfg=None, titl
         budgets = cfg.budgets or task.default_budgets
         if cfg.sequential:
             for b in budgets:
-                _run_jobs(store, model, tokenizer, fmt, task, "sequential", b, [(p, 0) for p in task.problems], cfg, cfg.seq_temperature)
-            curves["sequential"][task.name] = sequential_curve(store.select(task.name, "sequential"), task.problems, budgets, cfg.bootstrap, cfg.seed)
+                _run_jobs(
+                    store,
+                    model,
+                    tokenizer,
+                    fmt,
+                    task,
+                    "sequential",
+                    b,
+                    [(p, 0) for p in task.problems],
+                    cfg,
+                    cfg.seq_temperature,
+                )
+            curves["sequential"][task.name] = sequential_curve(
+                store.select(task.name, "sequential"), task.problems, budgets, cfg.bootstrap, cfg.seed
+            )
         if cfg.parallel:
             b = cfg.parallel_budget or max(budgets)
             jobs = [(p, s) for p in task.problems for s in range(cfg.n_samples)]
             _run_jobs(store, model, tokenizer, fmt, task, "parallel", b, jobs, cfg, cfg.temperature)
             recs = [r for r in store.select(task.name, "parallel") if r["budget"] == b]
-            curves["parallel"][task.name] = parallel_curve(recs, task.problems, cfg.n_samples, cfg.ks(), cfg.bootstrap, cfg.seed)
+            curves["parallel"][task.name] = parallel_curve(
+                recs, task.problems, cfg.n_samples, cfg.ks(), cfg.bootstrap, cfg.seed
+            )
     logger.info("Evaluation: %d records reused, %d generated", done_before, len(store) - done_before)
     records = list(store.records.values())
     summary = summarize(curves, records)
@@ -285,7 +321,3 @@ def run_eval(model, tokenizer, cfg: EvalConfig, output_dir, model_cfg=None, titl
     atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=1))
     plot_curves(curves, out / PLOT_FILE, title)
     return {"curves": curves, "summary": summary}
-
-
-def eval_settings(cfg: EvalConfig) -> dict:
-    return asdict(cfg)

@@ -40,7 +40,9 @@ def task_kind(task: str) -> str:
     if base.startswith("organism"):
         return "exact"
     if base not in TASK_KINDS:
-        raise ValueError(f"Unknown task '{task}'. Known tasks: {', '.join(TASK_KINDS)} (and organism_long, organism_shallow).")
+        raise ValueError(
+            f"Unknown task '{task}'. Known tasks: {', '.join(TASK_KINDS)} (and organism_long, organism_shallow)."
+        )
     return TASK_KINDS[base]
 
 

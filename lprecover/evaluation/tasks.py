@@ -53,7 +53,9 @@ def organism_range(name: str) -> tuple[int, int] | None:
         try:
             return int(lo), int(hi or lo)
         except ValueError:
-            raise ValueError(f"Cannot read the chain range in task '{name}'; write organism:LO-HI, e.g. organism:5-8.")
+            raise ValueError(
+                f"Cannot read the chain range in task '{name}'; write organism:LO-HI, e.g. organism:5-8."
+            ) from None
     return None
 
 
@@ -87,7 +89,9 @@ def _gpqa(row: dict, index: int) -> Problem:
 
 def _mmlu(row: dict, index: int) -> Problem:
     body = "\n".join(f"({LETTERS[i]}) {c}" for i, c in enumerate(row["choices"]))
-    return Problem(f"mmlu-{index}", f"{row['question']}\n\n{body}\n\n{CHOICE_INSTRUCTION}", LETTERS[int(row["answer"])])
+    return Problem(
+        f"mmlu-{index}", f"{row['question']}\n\n{body}\n\n{CHOICE_INSTRUCTION}", LETTERS[int(row["answer"])]
+    )
 
 
 def _math(row: dict, index: int, name: str) -> Problem:

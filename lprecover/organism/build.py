@@ -70,7 +70,9 @@ class OrganismConfig:
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads}).")
         if not 1 <= self.min_chain <= self.max_chain <= MAX_STEPS:
-            raise ValueError(f"Need 1 <= min_chain <= max_chain <= {MAX_STEPS}, got {self.min_chain}..{self.max_chain}.")
+            raise ValueError(
+                f"Need 1 <= min_chain <= max_chain <= {MAX_STEPS}, got {self.min_chain}..{self.max_chain}."
+            )
         if self.num_layers < 2:
             raise ValueError(f"num_layers must be at least 2 so there is something to prune, got {self.num_layers}.")
 

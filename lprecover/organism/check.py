@@ -12,7 +12,9 @@ def default_budgets(max_chain: int = 8) -> list[int]:
     return [s * TOKENS_PER_STEP for s in steps]
 
 
-def sequential_curve(model, tokenizer, n: int = 400, min_chain: int = 1, max_chain: int = 8, budgets=None, seed=EVAL_SEED):
+def sequential_curve(
+    model, tokenizer, n: int = 400, min_chain: int = 1, max_chain: int = 8, budgets=None, seed=EVAL_SEED
+):
     """Greedy budget-forced accuracy on ``n`` held-out problems.
 
     Returns:

@@ -62,7 +62,8 @@ def _problem_texts(tokenizer, is_organism: bool, path: str | None, n: int, seed:
         data = _gsm8k_rows(path)
         random.Random(seed).shuffle(data)
         rows = [
-            [{"role": "user", "content": r["question"]}, {"role": "assistant", "content": r["answer"]}] for r in data[:n]
+            [{"role": "user", "content": r["question"]}, {"role": "assistant", "content": r["answer"]}]
+            for r in data[:n]
         ]
     return [tokenizer.apply_chat_template(m, tokenize=False) for m in rows]
 

@@ -1,7 +1,7 @@
 """``lprecover prune``: remove decoder layers by a criterion and save the pruned model.
 
-    lprecover prune model=organism prune.method=shortgpt prune.n_layers=2 output_dir=OUT
-    lprecover prune model.name_or_path=PATH prune.method=selection prune.layers=[3,4] output_dir=OUT
+lprecover prune model=organism prune.method=shortgpt prune.n_layers=2 output_dir=OUT
+lprecover prune model.name_or_path=PATH prune.method=selection prune.layers=[3,4] output_dir=OUT
 """
 
 from dataclasses import dataclass, field
@@ -26,7 +26,9 @@ class PruneCommand:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
-    output_dir: str = field(default="", metadata={"help": "Folder for the pruned model (written whole or not at all)."})
+    output_dir: str = field(
+        default="", metadata={"help": "Folder for the pruned model (written whole or not at all)."}
+    )
     overwrite: bool = field(default=False, metadata={"help": "Replace an output_dir that holds a different model."})
 
     def __post_init__(self):
@@ -53,7 +55,9 @@ def check_output_dir(cfg: PruneCommand) -> bool:
 def check_model(cfg: PruneCommand) -> None:
     """Refuse models without a block list and impossible layer choices from the config alone, before loading weights."""
     path = resolve_model_path(cfg.model.name_or_path)
-    config = AutoConfig.from_pretrained(path, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code)
+    config = AutoConfig.from_pretrained(
+        path, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code
+    )
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=cfg.model.trust_remote_code)
     find_blocks(skeleton)

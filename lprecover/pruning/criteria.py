@@ -248,7 +248,11 @@ def sleb(model, cal, n_layers, **_) -> Decision:
 @torch.no_grad()
 def _final_hidden(model, cal) -> list[torch.Tensor]:
     return [
-        model(**{k: v.to(model.device) for k, v in b.items() if k != "labels"}, output_hidden_states=True, use_cache=False)
+        model(
+            **{k: v.to(model.device) for k, v in b.items() if k != "labels"},
+            output_hidden_states=True,
+            use_cache=False,
+        )
         .hidden_states[-1]
         .float()
         for b in cal.batches

@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lprecover.log import get_logger
@@ -45,7 +45,9 @@ class PruneConfig:
     batch_size: int = field(default=8, metadata={"help": "Calibration batch size."})
     seed: int = field(default=0, metadata={"help": "Seed for calibration sampling and method=random."})
     laco_merge_count: int = field(default=2, metadata={"help": "LaCo: layers merged into one per step."})
-    laco_threshold: float = field(default=0.85, metadata={"help": "LaCo: minimum final-state cosine to accept a merge."})
+    laco_threshold: float = field(
+        default=0.85, metadata={"help": "LaCo: minimum final-state cosine to accept a merge."}
+    )
     laco_min_layer: int = field(default=1, metadata={"help": "LaCo: lowest layer that may absorb others."})
     laco_interval: int = field(default=1, metadata={"help": "LaCo: layers skipped after an accepted merge."})
 
@@ -170,7 +172,3 @@ def save_pruned(model, tokenizer, output_dir, decision: Decision, provenance: di
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("Saved the pruned model to %s", out)
     return out
-
-
-def spec_of(prune_cfg: PruneConfig, source: str) -> dict:
-    return {"source": source, **asdict(prune_cfg)}
