@@ -15,7 +15,13 @@ import yaml
 from lprecover.config import CONFIG_FILE, ConfigError, atomic_write_text, load_config, to_dict, valid_keys
 from lprecover.evaluation.run import EvalConfig, run_eval
 from lprecover.log import get_logger
-from lprecover.modeling import ModelConfig, default_device, load_model_and_tokenizer
+from lprecover.modeling import (
+    ModelConfig,
+    default_device,
+    load_model_and_tokenizer,
+    load_tokenizer,
+    resolve_model_path,
+)
 
 logger = get_logger(__name__)
 
@@ -47,7 +53,20 @@ def main(argv: list[str]) -> int:
         raise ConfigError(
             f"{out} holds an evaluation with different settings; resuming it would mix them. Use a new output_dir."
         )
-    model, tokenizer = load_model_and_tokenizer(cfg.model, default_device())
+    if cfg.eval.engine == "vllm":
+        from lprecover.evaluation.engines import VLLMEngine
+
+        tokenizer = load_tokenizer(cfg.model)
+        model = VLLMEngine(
+            resolve_model_path(cfg.model.name_or_path),
+            tokenizer,
+            dtype=cfg.model.dtype,
+            tensor_parallel_size=cfg.eval.vllm_tensor_parallel_size,
+            seed=cfg.eval.seed,
+            **cfg.eval.vllm_kwargs,
+        )
+    else:
+        model, tokenizer = load_model_and_tokenizer(cfg.model, default_device())
     try:
         result = run_eval(
             model,

@@ -8,11 +8,13 @@ post-training evaluation both call it.
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from lprecover.config import atomic_write_text
-from lprecover.evaluation.budget_forcing import ThinkFormat, budget_forced_generate, prompt_ids
+from lprecover.evaluation.budget_forcing import ThinkFormat, prompt_ids
+from lprecover.evaluation.engines import HFEngine
 from lprecover.evaluation.metrics import (
     bootstrap_ci,
     cov_at_k,
@@ -29,7 +31,7 @@ from lprecover.log import get_logger, progress
 logger = get_logger(__name__)
 
 CURVES_FILE, SUMMARY_FILE, PLOT_FILE = "curves.json", "summary.json", "curves.png"
-ENGINES = ("hf",)  # the vLLM engine (optional extra) is not written yet
+ENGINES = ("hf", "vllm")
 
 
 @dataclass
@@ -65,7 +67,11 @@ class EvalConfig:
         default=None, metadata={"help": "Optional system message, the same for every model."}
     )
     batch_size: int = field(default=64, metadata={"help": "Sequences generated together."})
-    engine: str = field(default="hf", metadata={"help": "hf: transformers, batched with the KV cache, CPU or GPU."})
+    engine: str = field(default="hf", metadata={"help": "hf (transformers, CPU/GPU) or vllm (the vllm extra)."})
+    vllm_tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM: GPUs one model is sharded over."})
+    vllm_kwargs: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "vLLM: extra LLM(...) arguments, e.g. {enforce_eager: true}."}
+    )
     seed: int = field(default=0, metadata={"help": "Sampling and bootstrap seed."})
     bootstrap: int = field(default=1000, metadata={"help": "Bootstrap resamples for confidence intervals."})
 
@@ -108,13 +114,11 @@ def think_format(tokenizer, model_cfg=None) -> ThinkFormat:
     return ThinkFormat(open=open_, close=close, answer_prefix=prefix)
 
 
-def _generate_records(model, tokenizer, fmt, task: Task, mode: str, budget: int, jobs, cfg: EvalConfig, temperature):
+def _generate_records(engine, tokenizer, fmt, task: Task, mode: str, budget: int, jobs, cfg: EvalConfig, temperature):
     """Run budget forcing for ``jobs`` = [(problem, sample index)] and return their records."""
     prompts = [prompt_ids(tokenizer, p.prompt, fmt, cfg.system_prompt) for p, _ in jobs]
     answer_cap = cfg.answer_max_tokens or task.answer_max_tokens
-    gens = budget_forced_generate(
-        model,
-        tokenizer,
+    gens = engine.generate(
         prompts,
         budget,
         fmt,
@@ -151,13 +155,13 @@ def _generate_records(model, tokenizer, fmt, task: Task, mode: str, budget: int,
     return records
 
 
-def _run_jobs(store, model, tokenizer, fmt, task, mode, budget, jobs, cfg, temperature):
+def _run_jobs(store, engine, tokenizer, fmt, task, mode, budget, jobs, cfg, temperature):
     pending = [(p, s) for p, s in jobs if (task.name, mode, p.id, budget, s) not in store]
     chunk = cfg.batch_size * 4  # flush to disk every few batches, so a kill loses little
     for start in progress(range(0, len(pending), chunk), desc=f"{task.name} {mode} B={budget}"):
         store.append(
             _generate_records(
-                model, tokenizer, fmt, task, mode, budget, pending[start : start + chunk], cfg, temperature
+                engine, tokenizer, fmt, task, mode, budget, pending[start : start + chunk], cfg, temperature
             )
         )
 
@@ -274,12 +278,14 @@ def run_eval(model, tokenizer, cfg: EvalConfig, output_dir, model_cfg=None, titl
     """Evaluate ``model`` into ``output_dir`` (resuming what is there) and return ``{"curves", "summary"}``.
 
     Args:
+        model: a transformers model, or an engine from ``lprecover.evaluation.engines`` (e.g. ``VLLMEngine``).
         on_start: called once every input has been validated, just before the first generation (e.g. to save the
             resolved config, so that a relaunch can tell it is resuming the same evaluation).
     """
     out = Path(output_dir)
+    engine = model if getattr(model, "is_engine", False) else HFEngine(model, tokenizer)
     fmt = think_format(tokenizer, model_cfg)
-    tasks = [load_task(t, cfg.num_problems, cfg.paths.get(t)) for t in (cfg.tasks or default_tasks(model))]
+    tasks = [load_task(t, cfg.num_problems, cfg.paths.get(t)) for t in (cfg.tasks or default_tasks(engine))]
     for task in tasks:  # validate every prompt before any generation starts
         prompt_ids(tokenizer, task.problems[0].prompt, fmt, cfg.system_prompt)
     if on_start:
@@ -293,7 +299,7 @@ def run_eval(model, tokenizer, cfg: EvalConfig, output_dir, model_cfg=None, titl
             for b in budgets:
                 _run_jobs(
                     store,
-                    model,
+                    engine,
                     tokenizer,
                     fmt,
                     task,
@@ -309,7 +315,7 @@ def run_eval(model, tokenizer, cfg: EvalConfig, output_dir, model_cfg=None, titl
         if cfg.parallel:
             b = cfg.parallel_budget or max(budgets)
             jobs = [(p, s) for p in task.problems for s in range(cfg.n_samples)]
-            _run_jobs(store, model, tokenizer, fmt, task, "parallel", b, jobs, cfg, cfg.temperature)
+            _run_jobs(store, engine, tokenizer, fmt, task, "parallel", b, jobs, cfg, cfg.temperature)
             recs = [r for r in store.select(task.name, "parallel") if r["budget"] == b]
             curves["parallel"][task.name] = parallel_curve(
                 recs, task.problems, cfg.n_samples, cfg.ks(), cfg.bootstrap, cfg.seed
