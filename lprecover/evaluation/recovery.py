@@ -1,0 +1,85 @@
+"""Recovery scores: how much of the scaling curve that pruning lost a recovered model wins back.
+
+For runs that share a teacher, the score is ``(area(recovered) - area(pruned)) / (area(teacher) - area(pruned))``
+for the sequential curve (accuracy over thinking budgets) and the parallel curve (pass@k over k). The interval
+resamples problems jointly across the three runs, so it reflects the paired design.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from lprecover.evaluation.metrics import curve_area, pass_at_k, recovery_score
+from lprecover.evaluation.records import SAMPLES_FILE
+
+
+def _records(run_dir) -> list[dict]:
+    path = Path(run_dir) / SAMPLES_FILE
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{run_dir} holds no {SAMPLES_FILE}: evaluate it first (lprecover eval ... output_dir={run_dir})."
+        )
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _sequential_matrix(records, task) -> tuple[list[int], dict[str, np.ndarray]]:
+    """Per problem, correctness (sample 0) at each budget."""
+    rows = [r for r in records if r["task"] == task and r["mode"] == "sequential" and r["sample"] == 0]
+    budgets = sorted({r["budget"] for r in rows})
+    table: dict[str, np.ndarray] = {}
+    for r in rows:
+        table.setdefault(r["problem_id"], np.full(len(budgets), np.nan))[budgets.index(r["budget"])] = float(
+            r["correct"]
+        )
+    return budgets, table
+
+
+def _parallel_matrix(records, task) -> tuple[list[int], dict[str, np.ndarray]]:
+    """Per problem, unbiased pass@k at k = 1, 2, 4, ... up to its sample count."""
+    rows = [r for r in records if r["task"] == task and r["mode"] == "parallel"]
+    by_problem: dict[str, list[bool]] = {}
+    for r in rows:
+        by_problem.setdefault(r["problem_id"], []).append(r["correct"])
+    if not by_problem:
+        return [], {}
+    n = min(len(v) for v in by_problem.values())
+    ks = [2**i for i in range(n.bit_length()) if 2**i <= n]
+    return ks, {p: np.array([pass_at_k(len(v), sum(v), k) for k in ks]) for p, v in by_problem.items()}
+
+
+def _score(xs, teacher, pruned, recovered, problems, idx):
+    areas = [curve_area(xs, np.nanmean([m[problems[i]] for i in idx], axis=0)) for m in (teacher, pruned, recovered)]
+    return recovery_score(*areas)
+
+
+def recovery_scores(teacher_dir, pruned_dir, recovered_dir, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Sequential and parallel recovery scores per task, each with a 95% bootstrap interval over problems.
+
+    Returns:
+        ``{task: {"sequential": {"score", "ci_low", "ci_high"}, "parallel": {...}}}`` for the tasks all three
+        runs evaluated on the same problems and budgets.
+    """
+    runs = [_records(d) for d in (teacher_dir, pruned_dir, recovered_dir)]
+    tasks = set.intersection(*({r["task"] for r in recs} for recs in runs))
+    rng = np.random.default_rng(seed)
+    out = {}
+    for task in sorted(tasks):
+        out[task] = {}
+        for name, build in (("sequential", _sequential_matrix), ("parallel", _parallel_matrix)):
+            built = [build(recs, task) for recs in runs]
+            xs = built[0][0]
+            if not xs or any(b[0] != xs for b in built):
+                continue  # the runs did not share budgets (or k): no comparable curve
+            problems = sorted(set.intersection(*(set(b[1]) for b in built)))
+            if not problems:
+                continue
+            matrices = [b[1] for b in built]
+            point = _score(xs, *matrices, problems, range(len(problems)))
+            boots = [
+                _score(xs, *matrices, problems, rng.integers(0, len(problems), len(problems))) for _ in range(n_boot)
+            ]
+            boots = [b for b in boots if np.isfinite(b)]
+            lo, hi = np.quantile(boots, [0.025, 0.975]) if boots else (np.nan, np.nan)
+            out[task][name] = {"score": point, "ci_low": float(lo), "ci_high": float(hi), "problems": len(problems)}
+    return out
