@@ -4,12 +4,15 @@ The seed keeps every layer's hidden states and builds a T x T cosine-similarity 
 layer's input and output tokens, reading its diagonal. Ours computes per-token cosines in forward hooks and keeps
 only running sums. Each approach runs in a fresh subprocess that first does a plain forward pass over the same
 calibration tokens; the number reported is the peak RSS *above* that forward's own peak, i.e. what scoring adds.
+Workers run single-threaded with one malloc arena, so the RSS delta reflects tensors rather than per-thread
+allocator arenas (with two threads, arena growth alone moves it by ~100 MB from run to run).
 
     python bench/prune_scoring_memory.py [--tokens 4096] [--model PATH]
 """
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -62,7 +65,8 @@ def main():
     results = {}
     for approach in ("ours", "seed"):
         cmd = [sys.executable, __file__, "--worker", approach, "--model", path, "--tokens", str(args.tokens)]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        env = dict(os.environ, OMP_NUM_THREADS="1", MALLOC_ARENA_MAX="1")
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout.strip().splitlines()[-1]
         results[approach] = json.loads(out)
     ours, seed = max(results["ours"]["extra_mb"], 1.0), results["seed"]["extra_mb"]
     print(f"model: {path}; {args.tokens} calibration tokens in one sequence")

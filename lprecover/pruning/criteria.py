@@ -83,7 +83,8 @@ def boundary_distances(model, cal: Calibration, span: int = 1) -> list[float]:
 
     With ``span=1`` this is ShortGPT's block influence, ``1 - cos(x_in, x_out)`` per token; with ``span=n`` it is
     Gromov et al.'s ``arccos(cos) / pi`` over an n-block window. Both average over non-padding tokens, include the
-    last block, and keep at most ``span + 1`` boundary states of one batch alive.
+    last block. Block influence keeps no hidden state beyond the forward's own; the angular window keeps
+    ``span + 1`` boundary states of one batch.
     """
     _, blocks = find_blocks(model)
     n = len(blocks)
@@ -94,17 +95,20 @@ def boundary_distances(model, cal: Calibration, span: int = 1) -> list[float]:
 
     def make_hooks(i):
         def pre(module, args, kwargs):
-            if i == 0:
+            if i == 0 and span > 1:
                 state["window"].append(_hidden_in(args, kwargs).detach())
 
         def post(module, args, kwargs, output):
+            if span == 1:  # the block's own input is still alive here: nothing needs keeping
+                cos = _token_cosine(_hidden_in(args, kwargs), _hidden_out(output))
+                total[i] += ((1 - cos) * state["mask"]).sum().double().cpu()
+                return
             window = state["window"]
             window.append(_hidden_out(output).detach())
             if len(window) == span + 1:
                 start = i - span + 1
                 cos = _token_cosine(window[0], window[-1])
-                value = 1 - cos if span == 1 else torch.arccos(cos.clamp(-1, 1)) / torch.pi
-                total[start] += (value * state["mask"]).sum().double().cpu()
+                total[start] += (torch.arccos(cos.clamp(-1, 1)) / torch.pi * state["mask"]).sum().double().cpu()
 
         return pre, post
 
