@@ -95,20 +95,100 @@ def _cut_at(ids: list[int], stops: set[int], pad_id: int) -> tuple[list[int], in
     return out, None
 
 
-@torch.inference_mode()
-def _generate(model, tokenizer, seqs, max_new_tokens, stop_ids, sampling) -> list[list[int]]:
+def _check_close(tokenizer, fmt: ThinkFormat) -> list[int]:
+    close_ids = _stop_ids(tokenizer, fmt.close) if fmt.close else []
+    if fmt.close and len(close_ids) != 1:
+        raise ValueError(
+            f"The end-of-thinking delimiter {fmt.close!r} is {len(close_ids)} tokens for this tokenizer; budget "
+            "forcing needs it to be a single token. Pass the model family's delimiter (model.think_close=...)."
+        )
+    return close_ids
+
+
+def force_budget(
+    run, tokenizer, eos_ids: set[int], prompts, budget, fmt, answer_max_tokens, num_waits
+) -> list[Generation]:
+    """The budget-forcing loop, shared by every engine.
+
+    Args:
+        run: ``run(seqs, rooms, stops) -> [(kept ids, stop id or None)]``: continue each sequence by at most its
+            room, stopping at any of ``stops``; ``None`` means the room ran out.
+    """
+    if budget < 0:
+        raise ValueError(f"The thinking budget must be non-negative, got {budget}.")
+    close_ids = _check_close(tokenizer, fmt)
+    stops = set(close_ids) | eos_ids
+    forced_suffix = close_ids + _stop_ids(tokenizer, fmt.answer_prefix)
+    wait_ids = _stop_ids(tokenizer, fmt.wait)
+    n = len(prompts)
+    thinking = [[] for _ in range(n)]
+    waits = [0] * n
+    truncated = [budget > 0] * n
+    ended = [False] * n  # the model closed its turn itself (formats without thinking delimiters)
+    closed_by = [None] * n
+    active = list(range(n)) if budget > 0 else []
+    while active:
+        outs = run([prompts[i] + thinking[i] for i in active], [budget - len(thinking[i]) for i in active], stops)
+        still = []
+        for i, (kept, stop) in zip(active, outs):
+            thinking[i] += kept
+            if stop is None:
+                continue  # the budget ran out: closed for the model below
+            truncated[i], closed_by[i] = False, stop
+            if waits[i] < num_waits and len(thinking[i]) + len(wait_ids) < budget:
+                thinking[i] += wait_ids
+                waits[i] += 1
+                truncated[i] = True
+                still.append(i)
+            elif not close_ids:
+                ended[i] = True
+        active = still
+    # A model that closed its thinking goes on to answer as it would; a forced close also gets the answer prefix.
+    suffixes = [close_ids if closed_by[i] in close_ids else forced_suffix for i in range(n)]
+    todo = [i for i in range(n) if not ended[i]]
+    answers = dict.fromkeys(range(n), [])
+    if todo:
+        outs = run([prompts[i] + thinking[i] + suffixes[i] for i in todo], [answer_max_tokens] * len(todo), eos_ids)
+        answers |= {i: kept for i, (kept, _) in zip(todo, outs)}
+    results = []
+    for i in range(n):
+        suffix = [] if ended[i] else suffixes[i]
+        results.append(
+            Generation(
+                tokenizer.decode(thinking[i], skip_special_tokens=False),
+                tokenizer.decode(answers[i], skip_special_tokens=True),
+                len(thinking[i]),
+                truncated[i],
+                waits[i],
+                tokenizer.decode(thinking[i] + suffix + answers[i], skip_special_tokens=False),
+            )
+        )
+    return results
+
+
+def _hf_runner(model, tokenizer, sampling):
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    ids, mask = _left_pad(seqs, pad_id, model.device)
-    out = model.generate(
-        input_ids=ids,
-        attention_mask=mask,
-        max_new_tokens=max_new_tokens,
-        eos_token_id=sorted(stop_ids),
-        pad_token_id=pad_id,
-        use_cache=True,
-        **sampling,
-    )
-    return [row[ids.shape[1] :].tolist() for row in out]
+
+    @torch.inference_mode()
+    def run(seqs, rooms, stops):
+        ids, mask = _left_pad(seqs, pad_id, model.device)
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=max(rooms),
+            eos_token_id=sorted(stops),
+            pad_token_id=pad_id,
+            use_cache=True,
+            **sampling,
+        )
+        result = []
+        for row, room in zip(out, rooms):
+            kept, stop = _cut_at(row[ids.shape[1] :].tolist(), stops, pad_id)
+            # The batch runs to the longest room; a sequence that went past its own was cut by its budget.
+            result.append((kept[:room], None) if stop is None or len(kept) > room else (kept, stop))
+        return result
+
+    return run
 
 
 def budget_forced_generate(
@@ -125,7 +205,7 @@ def budget_forced_generate(
     seed: int = 0,
     show_progress: bool = False,
 ) -> list[Generation]:
-    """Generate with the thinking phase capped at ``budget`` tokens, then a short answer.
+    """Generate with the thinking phase capped at ``budget`` tokens, then a short answer (transformers engine).
 
     Args:
         prompts: prompt token ids, each ending inside the thinking phase (see ``prompt_ids``).
@@ -137,68 +217,15 @@ def budget_forced_generate(
     Returns:
         One ``Generation`` per prompt, in order.
     """
-    if budget < 0:
-        raise ValueError(f"The thinking budget must be non-negative, got {budget}.")
-    close_ids = _stop_ids(tokenizer, fmt.close) if fmt.close else []
-    if fmt.close and len(close_ids) != 1:
-        raise ValueError(
-            f"The end-of-thinking delimiter {fmt.close!r} is {len(close_ids)} tokens for this tokenizer; budget "
-            "forcing needs it to be a single token. Pass the model family's delimiter (model.think_close=...)."
-        )
-    eos_ids = _eos_ids(model, tokenizer)
-    stops = set(close_ids) | eos_ids
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    _check_close(tokenizer, fmt)
     sampling = (
         {"do_sample": False} if temperature == 0 else {"do_sample": True, "temperature": temperature, "top_p": top_p}
     )
-    forced_suffix = close_ids + _stop_ids(tokenizer, fmt.answer_prefix)
-    wait_ids = _stop_ids(tokenizer, fmt.wait)
+    run = _hf_runner(model, tokenizer, sampling)
+    eos_ids = _eos_ids(model, tokenizer)
     torch.manual_seed(seed)
-
     results: list[Generation] = []
-    batches = range(0, len(prompts), batch_size)
-    for start in progress(batches, desc=f"budget {budget}", disable=not show_progress):
+    for start in progress(range(0, len(prompts), batch_size), desc=f"budget {budget}", disable=not show_progress):
         batch = prompts[start : start + batch_size]
-        thinking = [[] for _ in batch]
-        waits = [0] * len(batch)
-        truncated = [budget > 0 for _ in batch]
-        ended = [False] * len(batch)  # the model closed its turn itself (formats without thinking delimiters)
-        closed_by = [None] * len(batch)
-        active = list(range(len(batch))) if budget > 0 else []
-        while active:
-            room = max(budget - len(thinking[i]) for i in active)
-            outs = _generate(model, tokenizer, [batch[i] + thinking[i] for i in active], room, stops, sampling)
-            still = []
-            for i, out in zip(active, outs):
-                kept, stop = _cut_at(out, stops, pad_id)
-                own_room = budget - len(thinking[i])
-                # The batch runs to the longest remaining room; a sequence past its own cap was cut by the budget.
-                if stop is None or len(kept) > own_room:
-                    thinking[i] += kept[:own_room]
-                    continue
-                thinking[i] += kept
-                truncated[i] = False
-                closed_by[i] = stop
-                if waits[i] < num_waits and len(thinking[i]) + len(wait_ids) < budget:
-                    thinking[i] += wait_ids
-                    waits[i] += 1
-                    truncated[i] = True
-                    still.append(i)
-                elif not close_ids:
-                    ended[i] = True
-            active = still
-        # A model that closed its thinking goes on to answer as it would; a forced close also gets the answer prefix.
-        suffixes = [close_ids if closed_by[i] in close_ids else forced_suffix for i in range(len(batch))]
-        todo = [i for i in range(len(batch)) if not ended[i]]
-        answers = dict.fromkeys(range(len(batch)), [])
-        if todo:
-            prompts_2 = [batch[i] + thinking[i] + suffixes[i] for i in todo]
-            answers |= dict(zip(todo, _generate(model, tokenizer, prompts_2, answer_max_tokens, eos_ids, sampling)))
-        for i in range(len(batch)):
-            ans, _ = _cut_at(answers[i], eos_ids, pad_id)
-            suffix = [] if ended[i] else suffixes[i]
-            think_text = tokenizer.decode(thinking[i], skip_special_tokens=False)
-            answer_text = tokenizer.decode(ans, skip_special_tokens=True)
-            raw = tokenizer.decode(thinking[i] + suffix + ans, skip_special_tokens=False)
-            results.append(Generation(think_text, answer_text, len(thinking[i]), truncated[i], waits[i], raw))
+        results += force_budget(run, tokenizer, eos_ids, batch, budget, fmt, answer_max_tokens, num_waits)
     return results

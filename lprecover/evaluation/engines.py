@@ -5,7 +5,7 @@
 share their prompt's KV blocks, and tensor parallelism for models that do not fit one GPU.
 """
 
-from lprecover.evaluation.budget_forcing import Generation, ThinkFormat, _stop_ids, budget_forced_generate
+from lprecover.evaluation.budget_forcing import Generation, ThinkFormat, budget_forced_generate, force_budget
 
 
 class HFEngine:
@@ -49,28 +49,6 @@ class VLLMEngine:
         )
         self.eos_ids = {self.tokenizer.eos_token_id} | set(_generation_eos(path))
 
-    def _run(self, seqs, max_tokens, stops, temperature, top_p, seed):
-        from vllm import SamplingParams, TokensPrompt
-
-        params = [
-            SamplingParams(
-                max_tokens=max_tokens,
-                temperature=temperature,
-                top_p=top_p if temperature > 0 else 1.0,
-                seed=seed + i,
-                stop_token_ids=sorted(stops),
-                skip_special_tokens=False,
-            )
-            for i in range(len(seqs))
-        ]
-        outs = self.llm.generate([TokensPrompt(prompt_token_ids=s) for s in seqs], params, use_tqdm=False)
-        result = []
-        for o in outs:
-            ids = list(o.outputs[0].token_ids)
-            stop = ids[-1] if ids and ids[-1] in stops else None
-            result.append((ids[:-1] if stop is not None else ids, stop))
-        return result
-
     def generate(
         self,
         prompts,
@@ -83,62 +61,30 @@ class VLLMEngine:
         seed: int = 0,
         **_,
     ) -> list[Generation]:
-        tok = self.tokenizer
-        close_ids = _stop_ids(tok, fmt.close) if fmt.close else []
-        stops = set(close_ids) | self.eos_ids
-        forced_suffix = close_ids + _stop_ids(tok, fmt.answer_prefix)
-        wait_ids = _stop_ids(tok, fmt.wait)
-        n = len(prompts)
-        thinking = [[] for _ in range(n)]
-        waits, truncated, ended, closed_by = [0] * n, [budget > 0] * n, [False] * n, [None] * n
-        active = list(range(n)) if budget > 0 else []
-        while active:
-            groups = {}
-            for i in active:  # vLLM takes one max_tokens per request: each sequence gets exactly its own room
-                groups.setdefault(budget - len(thinking[i]), []).append(i)
-            still = []
-            for room, idx in groups.items():
-                outs = self._run([prompts[i] + thinking[i] for i in idx], room, stops, temperature, top_p, seed)
-                for i, (kept, stop) in zip(idx, outs):
-                    thinking[i] += kept
-                    if stop is None:
-                        continue
-                    truncated[i], closed_by[i] = False, stop
-                    if waits[i] < num_waits and len(thinking[i]) + len(wait_ids) < budget:
-                        thinking[i] += wait_ids
-                        waits[i] += 1
-                        truncated[i] = True
-                        still.append(i)
-                    elif not close_ids:
-                        ended[i] = True
-            active = still
-        suffixes = [close_ids if closed_by[i] in close_ids else forced_suffix for i in range(n)]
-        todo = [i for i in range(n) if not ended[i]]
-        answers = dict.fromkeys(range(n), [])
-        if todo:
-            outs = self._run(
-                [prompts[i] + thinking[i] + suffixes[i] for i in todo],
-                answer_max_tokens,
-                self.eos_ids,
-                temperature,
-                top_p,
-                seed,
-            )
-            answers |= {i: kept for i, (kept, _) in zip(todo, outs)}
-        results = []
-        for i in range(n):
-            suffix = [] if ended[i] else suffixes[i]
-            results.append(
-                Generation(
-                    tok.decode(thinking[i], skip_special_tokens=False),
-                    tok.decode(answers[i], skip_special_tokens=True),
-                    len(thinking[i]),
-                    truncated[i],
-                    waits[i],
-                    tok.decode(thinking[i] + suffix + answers[i], skip_special_tokens=False),
+        from vllm import SamplingParams, TokensPrompt
+
+        def run(seqs, rooms, stops):
+            # One request per sequence, each with its own room; seeds per request keep samples reproducible.
+            params = [
+                SamplingParams(
+                    max_tokens=room,
+                    temperature=temperature,
+                    top_p=top_p if temperature > 0 else 1.0,
+                    seed=seed + i,
+                    stop_token_ids=sorted(stops),
+                    skip_special_tokens=False,
                 )
-            )
-        return results
+                for i, room in enumerate(rooms)
+            ]
+            outs = self.llm.generate([TokensPrompt(prompt_token_ids=s) for s in seqs], params, use_tqdm=False)
+            result = []
+            for o in outs:
+                ids = list(o.outputs[0].token_ids)
+                stopped = bool(ids) and ids[-1] in stops
+                result.append((ids[:-1], ids[-1]) if stopped else (ids, None))
+            return result
+
+        return force_budget(run, self.tokenizer, self.eos_ids, prompts, budget, fmt, answer_max_tokens, num_waits)
 
 
 def _generation_eos(path) -> list[int]:
