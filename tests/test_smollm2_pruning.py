@@ -73,3 +73,13 @@ def test_reload_and_cache_equivalence_on_real_weights(smollm2, pruned_dir):
     cached = reloaded.generate(**ids, max_new_tokens=24, do_sample=False, use_cache=True)
     uncached = reloaded.generate(**ids, max_new_tokens=24, do_sample=False, use_cache=False)
     assert torch.equal(cached, uncached)
+
+
+def test_trace_calibration_works_for_a_model_without_thinking_tokens(smollm2, gsm8k_dir):
+    model, tok = smollm2
+    cal = build_calibration(
+        model, tok, "traces", str(gsm8k_dir / "train.jsonl"), num_samples=2, seq_len=96, batch_size=2
+    )
+    assert cal.source == "traces" and cal.batches[0]["input_ids"].shape == (2, 96)
+    prompt = tok.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True)
+    assert cal.num_tokens > 2 * len(tok.encode(prompt))  # the model's own continuation is in there

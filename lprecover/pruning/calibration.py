@@ -70,7 +70,8 @@ def _problem_texts(tokenizer, is_organism: bool, path: str | None, n: int, seed:
 
 def _trace_texts(model, tokenizer, is_organism: bool, path: str | None, n: int, seq_len: int, seed: int) -> list[str]:
     """Let the model think on ``n`` problems (greedy) and keep prompt + generation as calibration text."""
-    from lprecover.evaluation.budget_forcing import ThinkFormat, budget_forced_generate, prompt_ids
+    from lprecover.evaluation.budget_forcing import budget_forced_generate, prompt_ids
+    from lprecover.evaluation.run import think_format
 
     if is_organism:
         questions = [p.problem for p in _organism_problems(n, seed)]
@@ -78,7 +79,7 @@ def _trace_texts(model, tokenizer, is_organism: bool, path: str | None, n: int, 
         data = _gsm8k_rows(path)
         random.Random(seed).shuffle(data)
         questions = [r["question"] for r in data[:n]]
-    fmt = ThinkFormat()
+    fmt = think_format(tokenizer)  # the family's delimiters; models without them think in their plain response
     prompts = [prompt_ids(tokenizer, q, fmt) for q in questions]
     budget = max(1, seq_len - max(len(p) for p in prompts) - 8)
     gens = budget_forced_generate(model, tokenizer, prompts, budget, fmt, answer_max_tokens=8, batch_size=16)
