@@ -149,7 +149,7 @@ def test_model_without_chat_template_is_refused(tiny_dir, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_think_format_follows_the_family(organism_tokenizer, smollm2_tokenizer_or_skip=None):
+def test_think_format_follows_the_family(organism_tokenizer):
     fmt = think_format(organism_tokenizer)
     assert (fmt.open, fmt.close) == ("<think>", "</think>")
     from lprecover.modeling import ModelConfig
