@@ -17,6 +17,10 @@ COMMANDS = {
         "Build training data in the messages schema: GSM8K, MATH, s1K, OpenR1, teacher traces.",
     ),
     "eval": ("lprecover.evaluation.cli", "Test-time scaling curves: budget-forced accuracy, pass@k and maj@k."),
+    "train": (
+        "lprecover.train",
+        "Recover a pruned model with a recipe (SFT, LoRA, distillation); = lprecover/train.py.",
+    ),
 }
 
 USAGE = """usage: lprecover COMMAND [key=value ...]

@@ -6,10 +6,10 @@ through the same data path: the chat template, assistant-only loss, and packing.
 
 from dataclasses import dataclass, field
 
-import torch
 from trl import SFTConfig, SFTTrainer
 
 from lprecover.log import get_logger
+from lprecover.recovery.launch import training_device_kwargs
 
 logger = get_logger(__name__)
 
@@ -51,9 +51,10 @@ class TrainConfig:
             raise ValueError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
 
 
-def sft_args(train: TrainConfig, output_dir: str, report_to: list[str] | str = "none", **extra) -> SFTConfig:
-    """TRL's SFTConfig for ``train``, with the loss on assistant turns only."""
-    return SFTConfig(
+def trainer_kwargs(train: TrainConfig, output_dir: str, report_to: list[str] | str = "none") -> dict:
+    """The TrainingArguments every recovery trainer shares (TRL's SFT and distillation configs both extend it)."""
+    return dict(
+        **training_device_kwargs(),
         output_dir=output_dir,
         max_steps=train.max_steps,
         learning_rate=train.learning_rate,
@@ -62,13 +63,7 @@ def sft_args(train: TrainConfig, output_dir: str, report_to: list[str] | str = "
         weight_decay=train.weight_decay,
         per_device_train_batch_size=train.per_device_batch_size,
         gradient_accumulation_steps=train.grad_accum,
-        max_length=train.max_length,
-        packing=train.packing,
-        activation_checkpointing=train.gradient_checkpointing,
-        # bf16 where the GPU has it; CPUs train in float32 (their bf16 kernels are slow and tiny models need fp32).
-        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
-        use_cpu=not torch.cuda.is_available(),
-        assistant_only_loss=True,
+        gradient_checkpointing=train.gradient_checkpointing,
         seed=train.seed,
         data_seed=train.seed,
         logging_steps=train.logging_steps,
@@ -77,6 +72,16 @@ def sft_args(train: TrainConfig, output_dir: str, report_to: list[str] | str = "
         save_total_limit=train.save_total_limit,
         save_only_model=False,
         report_to=report_to,
+    )
+
+
+def sft_args(train: TrainConfig, output_dir: str, report_to: list[str] | str = "none", **extra) -> SFTConfig:
+    """TRL's SFTConfig for ``train``, with the loss on assistant turns only."""
+    return SFTConfig(
+        **trainer_kwargs(train, output_dir, report_to),
+        max_length=train.max_length,
+        packing=train.packing,
+        assistant_only_loss=True,
         dataset_num_proc=None,
         **extra,
     )

@@ -1,0 +1,138 @@
+"""Everything a recovery run can get wrong that is knowable before weights load or anything is written.
+
+Models are checked as meta-device skeletons built from their configs, so a bad prune spec, LoRA target, teacher
+or launch strategy fails in seconds with a sentence, not after minutes of loading.
+"""
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import yaml
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+from lprecover.config import CONFIG_FILE, ConfigError, to_dict
+from lprecover.modeling import ModelConfig, resolve_model_path
+from lprecover.recovery.lora import check_targets
+from lprecover.recovery.outputs import EVAL_DIR
+from lprecover.recovery.partial import border_layers, final_norm
+from lprecover.recovery.recipe import RecoveryConfig
+from lprecover.surgery import UnsupportedModelError, find_blocks, get_provenance, layer_count
+
+# Sections that may change between launches of one run: they do not change what is trained.
+RELAUNCH_FREE = ("resume", "report_to", "wandb", "evaluate", "eval", "overwrite")
+
+
+def _skeleton(path: str, model: ModelConfig):
+    config = AutoConfig.from_pretrained(path, revision=model.revision, trust_remote_code=model.trust_remote_code)
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config, trust_remote_code=model.trust_remote_code)
+
+
+def student_model_config(cfg: RecoveryConfig) -> ModelConfig:
+    """Where the student's tokenizer and chat template come from: ``student`` if given, else the source model."""
+    return replace(cfg.model, name_or_path=cfg.student) if cfg.student else cfg.model
+
+
+def teacher_model_config(cfg: RecoveryConfig, student_config=None) -> ModelConfig:
+    """The distillation teacher: ``teacher`` if given, else the model the student was pruned from."""
+    source = cfg.teacher
+    if source is None and cfg.student:
+        source = (get_provenance(student_config) or {}).get("source_model")
+        if source is None:
+            raise ConfigError(
+                f"student '{cfg.student}' records no source model, so the teacher is unknown; pass teacher=PATH."
+            )
+    return replace(cfg.model, name_or_path=source or cfg.model.name_or_path)
+
+
+def check_models(cfg: RecoveryConfig) -> None:
+    """The source or student has a layer list, the prune spec fits it, LoRA targets exist, teacher vocab matches."""
+    try:
+        if cfg.student:
+            if not Path(cfg.student).is_dir():
+                raise ConfigError(f"student '{cfg.student}' is not a folder; give a checkpoint written by a prune.")
+            student = _skeleton(cfg.student, cfg.model)
+            find_blocks(student)
+        else:
+            source = _skeleton(resolve_model_path(cfg.model.name_or_path), cfg.model)
+            find_blocks(source)
+            cfg.prune.check_against(layer_count(source.config))
+            student = source
+        if cfg.trainable == "lora":
+            check_targets(student, cfg.lora)
+        if cfg.trainable == "partial":
+            final_norm(student)
+            if cfg.student:
+                border_layers(student.config, cfg.partial.width)
+    except (UnsupportedModelError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+    if cfg.distills:
+        check_teacher(cfg, student.config)
+
+
+def check_teacher(cfg: RecoveryConfig, student_config) -> None:
+    """Teacher and student must share a tokenizer: distillation compares their distributions token by token."""
+    teacher_cfg = teacher_model_config(cfg, student_config)
+    teacher_path = resolve_model_path(teacher_cfg.name_or_path)
+    teacher_config = AutoConfig.from_pretrained(
+        teacher_path, revision=teacher_cfg.revision, trust_remote_code=teacher_cfg.trust_remote_code
+    )
+    t_vocab = teacher_config.get_text_config().vocab_size
+    s_vocab = student_config.get_text_config().vocab_size
+    if t_vocab != s_vocab:
+        raise ConfigError(
+            f"Teacher '{teacher_cfg.name_or_path}' has a vocabulary of {t_vocab} tokens, the student {s_vocab}: "
+            "logit distillation needs one tokenizer. Choose a teacher from the student's model family."
+        )
+    student_path = cfg.student or resolve_model_path(cfg.model.name_or_path)
+    if Path(student_path).resolve() != Path(teacher_path).resolve():
+        t_tok = AutoTokenizer.from_pretrained(teacher_path, trust_remote_code=teacher_cfg.trust_remote_code)
+        s_tok = AutoTokenizer.from_pretrained(student_path, trust_remote_code=cfg.model.trust_remote_code)
+        if t_tok.get_vocab() != s_tok.get_vocab():
+            raise ConfigError(
+                f"Teacher '{teacher_cfg.name_or_path}' and student '{student_path}' tokenize differently (their "
+                "vocabularies differ): logit distillation needs one tokenizer."
+            )
+
+
+def check_strategy(cfg: RecoveryConfig) -> None:
+    """Refuse launch strategies the hardware cannot run; make GPU-written configs run in float32 on CPU."""
+    cuda = torch.cuda.is_available()
+    offload = {
+        os.environ.get("ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE"),
+        os.environ.get("ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE"),
+    }
+    if not cuda and ("cpu" in offload or "nvme" in offload):
+        raise ConfigError(
+            "zero3_offload moves GPU weights into CPU memory, and this machine has no GPU. Launch with "
+            "accelerate_configs/cpu.yaml, or zero2/zero3 with --multi_gpu --num_processes N and ACCELERATE_USE_CPU=true."
+        )
+    if not cuda and os.environ.get("ACCELERATE_MIXED_PRECISION", "no") != "no":
+        # The shipped accelerate configs ask for bf16, which CPUs run slowly and tiny models badly.
+        os.environ["ACCELERATE_MIXED_PRECISION"] = "no"
+
+
+def check_output_dir(cfg: RecoveryConfig) -> bool:
+    """True when ``output_dir`` holds this same run (resume it); refuse one that holds a different run."""
+    out = Path(cfg.output_dir)
+    saved = out / CONFIG_FILE
+    if not saved.exists():
+        if out.exists() and any(p.name != "wandb" for p in out.iterdir()) and not cfg.overwrite:
+            raise ConfigError(f"output_dir '{out}' is not empty and holds no run; choose another output_dir.")
+        return False
+    old, new = yaml.safe_load(saved.read_text()), to_dict(cfg)
+    eval_saved = out / EVAL_DIR / CONFIG_FILE
+    if cfg.evaluate and eval_saved.exists() and yaml.safe_load(eval_saved.read_text()) != new["eval"]:
+        raise ConfigError(
+            f"{out / EVAL_DIR} holds an evaluation with different eval.* settings; resuming would mix them. Delete "
+            "that folder or keep the earlier settings."
+        )
+    differs = sorted(k for k in new if k not in RELAUNCH_FREE and old.get(k) != new.get(k))
+    if differs and not cfg.overwrite:
+        raise ConfigError(
+            f"output_dir '{out}' holds a run with different {', '.join(differs)}; resuming would mix them. Choose "
+            "a new output_dir, or pass overwrite=true to start over."
+        )
+    return not differs

@@ -1,0 +1,111 @@
+"""The training set of a recovery run: built once by ``data_prep`` (cached), or read from a built folder or jsonl.
+
+Every row is checked for the fields its method needs before any training starts.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+import datasets
+from filelock import FileLock
+
+from data_prep.build import DataConfig, build, load_built
+from lprecover.config import ConfigError, to_dict
+from lprecover.log import get_logger
+from lprecover.modeling import ModelConfig
+from lprecover.organism.build import cache_root
+from lprecover.recovery.recipe import TrainData
+
+logger = get_logger(__name__)
+
+
+def _build_spec(data: TrainData, model: ModelConfig, output_dir: str) -> DataConfig:
+    return DataConfig(
+        source=data.source,
+        path=data.source_path,
+        hub_id=data.hub_id,
+        split=data.split,
+        model=model,
+        max_length=data.max_length,
+        decontaminate=list(data.decontaminate),
+        limit=data.limit,
+        organism=data.organism,
+        output_dir=output_dir,
+    )
+
+
+def _built_dir(data: TrainData, model: ModelConfig) -> Path:
+    """The cache folder of a build spec: the same spec and tokenizer reuse one build across a study's recipes."""
+    spec = to_dict(_build_spec(data, model, "-"))
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return cache_root() / "data" / f"{data.source}-{data.split}-{key}"
+
+
+def load_training_data(data: TrainData, model: ModelConfig) -> datasets.Dataset:
+    """The rows to train on; builds (under a lock, atomically) and caches them on first use.
+
+    Args:
+        model: whose tokenizer and thinking format the rows are written in (the student's).
+    """
+    if data.dataset:
+        path = Path(data.dataset)
+        if path.is_file() and path.suffix == ".jsonl":
+            return datasets.load_dataset("json", data_files=str(path), split="train")
+        if (path / "data").is_dir() or (path / "data.jsonl").is_file():
+            return load_built(path)
+        raise ConfigError(
+            f"data.dataset '{path}' is neither a folder written by `lprecover data` nor a .jsonl file in the "
+            "messages schema."
+        )
+    out = _built_dir(data, model)
+    if not (out / "stats.json").exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(out) + ".lock"):
+            if not (out / "stats.json").exists():
+                logger.info("Building the %s/%s training set into %s", data.source, data.split, out)
+                build(_build_spec(data, model, str(out)))
+    return load_built(out)
+
+
+def _turn(messages, role: str):
+    return next((m for m in messages if isinstance(m, dict) and m.get("role") == role), None)
+
+
+def check_rows(dataset: datasets.Dataset, method: str, where: str) -> None:
+    """Raise a ConfigError naming the first row that lacks what ``method`` needs.
+
+    SFT and offline distillation read ``messages`` with a user and an assistant turn; on-policy distillation only
+    needs the user turn (the student writes the rest).
+    """
+    if "messages" not in dataset.column_names:
+        raise ConfigError(
+            f"{where} has no 'messages' column (columns: {', '.join(dataset.column_names)}). Build it with "
+            "`lprecover data`, or give rows {messages: [{role: user, content: ...}, {role: assistant, ...}]}."
+        )
+    roles = ("user",) if method == "distill_onpolicy" else ("user", "assistant")
+    for i, messages in enumerate(dataset["messages"]):
+        if not isinstance(messages, list) or not messages:
+            raise ConfigError(f"Row {i} of {where}: field 'messages' is empty or not a list of turns.")
+        for role in roles:
+            turn = _turn(messages, role)
+            if turn is None or not isinstance(turn.get("content"), str) or not turn["content"].strip():
+                raise ConfigError(
+                    f"Row {i} of {where}: 'messages' has no {role} turn with text content; method={method} needs it."
+                )
+    if len(dataset) == 0:
+        raise ConfigError(f"{where} has no rows.")
+
+
+def prompts_only(dataset: datasets.Dataset) -> datasets.Dataset:
+    """On-policy data: each row's turns up to the first assistant turn, as TRL's ``prompt`` column."""
+
+    def cut(row):
+        turns = []
+        for m in row["messages"]:
+            if m["role"] == "assistant":
+                break
+            turns.append({"role": m["role"], "content": m["content"]})
+        return {"prompt": turns}
+
+    return dataset.map(cut, remove_columns=dataset.column_names, num_proc=None, load_from_cache_file=False)

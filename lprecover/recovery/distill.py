@@ -1,0 +1,142 @@
+"""Offline distillation from the unpruned teacher: logits, and hidden states through the pruning provenance.
+
+``DistillTrainer`` is TRL's SFTTrainer (same data path: chat template, assistant-only labels, packing) with the
+loss replaced by
+
+    kd_weight * T^2 * D(teacher || student)  +  ce_weight * CE  +  hidden_weight * H
+
+where D is TRL's generalized JSD (beta 0: forward KL, 1: reverse KL) at temperature T, and H matches every kept
+student layer's output to the output of the teacher layer it was in the unpruned model (``kept_to_original``).
+Every term is a sum over the labelled (assistant) tokens divided by the batch's token count, like SFT's CE, so
+gradient accumulation and data parallelism weight them alike. The teacher is frozen and in eval mode; under
+ZeRO-3 it is sharded as a DeepSpeed inference engine rather than copied whole onto each device.
+"""
+
+import os
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from trl import SFTTrainer
+
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # we use one stable static method of the GKD trainer
+from trl.experimental.gkd import GKDTrainer  # noqa: E402
+from trl.models.utils import prepare_deepspeed  # noqa: E402
+
+from lprecover.recovery.recipe import DistillSettings  # noqa: E402
+from lprecover.surgery import find_blocks, kept_to_original  # noqa: E402
+
+
+@contextmanager
+def layer_outputs(model: torch.nn.Module):
+    """Collect each decoder block's output hidden states during a forward pass, in block order."""
+    _, blocks = find_blocks(model)
+    outputs: list[torch.Tensor | None] = [None] * len(blocks)
+
+    def hook(i):
+        def record(module, args, output):
+            outputs[i] = output[0] if isinstance(output, tuple) else output
+
+        return record
+
+    handles = [block.register_forward_hook(hook(i)) for i, block in enumerate(blocks)]
+    try:
+        yield outputs
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def hidden_state_loss(
+    student: list[torch.Tensor], teacher: list[torch.Tensor], mapping: list[int], mask: torch.Tensor, kind: str
+) -> torch.Tensor:
+    """Per-token hidden-state distance summed over ``mask`` and averaged over the mapped layers.
+
+    Args:
+        mapping: for each student layer, the teacher layer whose output it should reproduce.
+        kind: ``mse`` (squared error relative to the teacher state's squared norm, so layers of different scale
+            weigh alike) or ``cosine`` (1 - cosine similarity).
+    """
+    total = 0.0
+    for s_layer, t_layer in enumerate(mapping):
+        s, t = student[s_layer][mask].float(), teacher[t_layer][mask].float()
+        if kind == "cosine":
+            per_token = 1 - F.cosine_similarity(s, t, dim=-1)
+        else:
+            per_token = (s - t).pow(2).sum(-1) / t.pow(2).sum(-1).clamp(min=1e-6)
+        total = total + per_token.sum()
+    return total / len(mapping)
+
+
+class DistillTrainer(SFTTrainer):
+    """SFTTrainer whose loss distils a frozen teacher into the (pruned) student.
+
+    Args:
+        teacher: the teacher model, on CPU or already on device.
+        settings: the recipe's ``distill`` section.
+        hidden: also match hidden states (``method=distill_hidden``).
+    """
+
+    def __init__(self, *args, teacher, settings: DistillSettings, hidden: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.settings = settings
+        teacher.requires_grad_(False)
+        teacher.eval()
+        if self.is_deepspeed_enabled:
+            self.teacher = prepare_deepspeed(teacher, self.accelerator)
+        else:
+            self.teacher = self.accelerator.prepare_model(teacher, evaluation_mode=True)
+        self.layer_map = kept_to_original(self.accelerator.unwrap_model(self.model).config) if hidden else None
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        mode = "train" if self.model.training else "eval"
+        s = self.settings
+        labels = inputs["labels"]
+        model_inputs = {k: v for k, v in inputs.items() if k != "labels"} | {"use_cache": False}
+        want_hidden = self.layer_map is not None and s.hidden_weight > 0
+
+        with layer_outputs(self.accelerator.unwrap_model(model)) if want_hidden else _nothing() as student_states:
+            outputs = model(**model_inputs)
+        with torch.no_grad():
+            teacher_net = self.accelerator.unwrap_model(self.teacher)
+            with layer_outputs(teacher_net) if want_hidden else _nothing() as teacher_states:
+                teacher_logits = self.teacher(**model_inputs).logits
+
+        shifted = labels[:, 1:]
+        n_tokens = (shifted != -100).sum() if num_items_in_batch is None else num_items_in_batch
+        n_tokens = torch.as_tensor(n_tokens, device=labels.device).clamp(min=1)
+        student_logits = outputs.logits[:, :-1]
+        terms = {}
+        if s.kd_weight > 0:
+            divergence = GKDTrainer.generalized_jsd_loss(
+                student_logits,
+                teacher_logits[:, :-1].to(student_logits.dtype),
+                labels=shifted,
+                beta=s.jsd_beta,
+                temperature=s.temperature,
+                num_items_in_batch=n_tokens,
+            )
+            terms["kd"] = (s.kd_weight, divergence * s.temperature**2)
+        if s.ce_weight > 0:
+            ce = F.cross_entropy(
+                student_logits.flatten(0, 1).float(), shifted.flatten(), ignore_index=-100, reduction="sum"
+            )
+            terms["ce"] = (s.ce_weight, ce / n_tokens)
+        if want_hidden:
+            h = hidden_state_loss(student_states, teacher_states, self.layer_map, labels != -100, s.hidden_loss)
+            terms["hidden"] = (s.hidden_weight, h / n_tokens)
+        loss = sum(w * v for w, v in terms.values())
+        # As in SFTTrainer: with the global token count as denominator, DDP's gradient mean must be undone.
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes
+        # Log each term as a per-token mean of this micro-batch, whatever denominator the loss used.
+        local_tokens = (shifted != -100).sum().clamp(min=1)
+        for name, (_, value) in terms.items():
+            per_token = value.detach() * n_tokens / local_tokens
+            self._metrics[mode][name].append(self.accelerator.gather_for_metrics(per_token).mean().item())
+        return (loss, outputs) if return_outputs else loss
+
+
+@contextmanager
+def _nothing():
+    yield None

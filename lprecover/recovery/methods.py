@@ -1,0 +1,71 @@
+"""From a recipe to a ready Trainer: the student with its trainable part, the teacher, and the method's loss.
+
+method            loss                                         trainer
+sft               cross-entropy on the assistant turn          TRL SFTTrainer
+distill           logit KD (+ CE) from the teacher             DistillTrainer (SFTTrainer subclass)
+distill_hidden    logit KD + per-layer hidden-state matching   DistillTrainer
+distill_onpolicy  KD on the student's own samples              TRL DistillationTrainer
+
+trainable         full (every weight), lora (PEFT adapters), partial (layers bordering the gap)
+"""
+
+from dataclasses import replace
+from pathlib import Path
+
+from lprecover.log import get_logger
+from lprecover.modeling import load_model, load_tokenizer
+from lprecover.recovery.checks import teacher_model_config
+from lprecover.recovery.distill import DistillTrainer
+from lprecover.recovery.lora import apply_lora
+from lprecover.recovery.onpolicy import onpolicy_args, onpolicy_trainer
+from lprecover.recovery.packing import NAME as VARLEN
+from lprecover.recovery.packing import use_varlen_attention
+from lprecover.recovery.partial import freeze_all_but_border
+from lprecover.recovery.recipe import RecoveryConfig
+from lprecover.recovery.sft import sft_args, sft_trainer
+
+logger = get_logger(__name__)
+
+
+def build_trainer(cfg: RecoveryConfig, student_dir: str, dataset, output_dir: Path, report_to: str):
+    """The Trainer for ``cfg.method`` on the student at ``student_dir``.
+
+    The training arguments come first: under ZeRO-3 they switch on sharded loading, so the models that load
+    afterwards are partitioned across processes as they are read.
+    """
+    if cfg.method == "distill_onpolicy":
+        args = onpolicy_args(cfg.train, cfg.distill, str(output_dir), report_to)
+    else:
+        args = sft_args(cfg.train, str(output_dir), report_to)
+    args.run_name = cfg.run_name()
+
+    student_cfg = replace(cfg.model, name_or_path=str(student_dir))
+    tokenizer = load_tokenizer(student_cfg)
+    student = load_model(student_cfg)
+    packed = cfg.train.packing and cfg.method != "distill_onpolicy"
+    if packed and use_varlen_attention(student):
+        logger.info("Packed batches attend per sequence through %s (no flash-attn kernel in use).", VARLEN)
+    if cfg.trainable == "lora":
+        student = apply_lora(student, cfg.lora)
+    elif cfg.trainable == "partial":
+        names = freeze_all_but_border(student, cfg.partial.width)
+        logger.info("partial: training %d tensors (%s ...)", len(names), ", ".join(names[:4]))
+    trainable = sum(getattr(p, "ds_numel", p.numel()) for p in student.parameters() if p.requires_grad)
+    logger.info("%s/%s: %d trainable parameters", cfg.method, cfg.trainable, trainable)
+
+    if cfg.method == "sft":
+        return sft_trainer(student, tokenizer, dataset, args)
+    teacher = load_model(teacher_model_config(cfg, student.config))
+    if packed:
+        use_varlen_attention(teacher)
+    if cfg.method == "distill_onpolicy":
+        return onpolicy_trainer(student, teacher, tokenizer, dataset, args)
+    return DistillTrainer(
+        model=student,
+        args=args,
+        train_dataset=dataset.select_columns(["messages"]),
+        processing_class=tokenizer,
+        teacher=teacher,
+        settings=cfg.distill,
+        hidden=cfg.method == "distill_hidden",
+    )

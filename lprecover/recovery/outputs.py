@@ -1,0 +1,121 @@
+"""The layout of a recovery run folder, and writing it whole or not at all.
+
+OUT/config.yaml       the resolved config (a relaunch with another config is refused)
+OUT/pruned/           the pruned starting point (when the run pruned), with prune_scores.json
+OUT/checkpoint-N/     Trainer checkpoints on the train.save_steps schedule (resume=auto continues the last)
+OUT/model/            final weights: full safetensors, or LoRA adapters over pruned/; recovery.json
+OUT/metrics.json      the training log history
+OUT/eval/             post-training evaluation (evaluate=true)
+"""
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+from lprecover.config import atomic_write_text
+from lprecover.log import get_logger
+
+logger = get_logger(__name__)
+
+PRUNED_DIR, MODEL_DIR, EVAL_DIR = "pruned", "model", "eval"
+METRICS_FILE, RECOVERY_FILE, WANDB_FILE = "metrics.json", "recovery.json", "wandb_run.json"
+TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last, after weights and optimizer states
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str))
+
+
+def _checkpoints(out: Path) -> list[tuple[int, Path]]:
+    found = [(int(m.group(1)), p) for p in out.glob("checkpoint-*") if (m := _CHECKPOINT.match(p.name))]
+    return sorted(found)
+
+
+def last_checkpoint(out: Path) -> Path | None:
+    """The newest checkpoint that was written completely (its trainer state exists), if any."""
+    complete = [p for _, p in _checkpoints(out) if (p / TRAINER_STATE).exists()]
+    return complete[-1] if complete else None
+
+
+def remove_partial_checkpoints(out: Path) -> None:
+    """Delete checkpoints that a crash interrupted mid-save, so nothing ever resumes from one."""
+    for _, p in _checkpoints(out):
+        if not (p / TRAINER_STATE).exists():
+            logger.warning("Removing %s: it was interrupted while being written.", p)
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def is_finished(out: Path) -> bool:
+    return (out / MODEL_DIR / RECOVERY_FILE).exists()
+
+
+def start_fresh(out: Path, keep: bool) -> None:
+    """Empty ``out`` unless it holds this same run (``keep``), which is then resumed."""
+    if out.exists() and not keep:
+        for p in out.iterdir():
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def recovery_record(cfg, student_dir: str, state, out: Path) -> dict:
+    """What ``model/recovery.json`` says about how the model was made (no secrets: settings and paths only)."""
+    student = Path(student_dir).resolve()
+    inside = student.is_relative_to(out.resolve())
+    losses = [h["loss"] for h in state.log_history if "loss" in h]
+    return {
+        "recipe": cfg.recipe,
+        "method": cfg.method,
+        "trainable": cfg.trainable,
+        # Relative to the run folder when it lives there, so a moved run folder still loads.
+        "student": os.path.relpath(student, out.resolve()) if inside else str(student),
+        "source_model": cfg.model.name_or_path,
+        "prune": cfg.prune_spec(),
+        "run_name": cfg.run_name(),
+        "group": cfg.run_group(),
+        "steps": state.global_step,
+        "final_loss": losses[-1] if losses else None,
+    }
+
+
+def save_final(trainer, out: Path, record: dict) -> Path:
+    """Save the trained weights (and tokenizer) to ``out/model``, whole or not at all.
+
+    Every process calls this: under ZeRO-3 the weights are gathered from all of them.
+    """
+    final, tmp = out / MODEL_DIR, out / f".{MODEL_DIR}.tmp"
+    accelerator = trainer.accelerator
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    trainer.save_model(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        write_json(tmp / RECOVERY_FILE, record)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        logger.info("Saved the recovered model to %s", final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_recovered(out: Path, device: str | None = None):
+    """Load a run's final model as a plain transformers model (LoRA adapters merged in), with its tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir = Path(out) / MODEL_DIR
+    record = json.loads((model_dir / RECOVERY_FILE).read_text())
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if (model_dir / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        base = AutoModelForCausalLM.from_pretrained(Path(out) / record["student"], dtype="auto")
+        model = PeftModel.from_pretrained(base, model_dir).merge_and_unload()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto")
+    if device:
+        model.to(device)
+    return model.eval(), tokenizer

@@ -1,0 +1,92 @@
+"""Padding-free training without flash-attn: a packed batch attends sequence by sequence through SDPA.
+
+TRL's packing (``bfd``) flattens a batch into one row and marks the sequence boundaries (``cu_seq_lens_q``). Flash
+attention's varlen kernels use those boundaries directly. Plain SDPA cannot, so transformers builds a block-diagonal
+mask over the whole flattened row: memory and time quadratic in the batch's tokens (on CPU, an 8k-token batch of
+the organism took 5.6 s a step against 0.35 s for the same tokens in 256-token rows). ``sdpa_varlen`` instead cuts
+the row at the boundaries, batches sequences of similar length (right-padded within a bucket, which causal
+attention never lets a real token see), and runs causal SDPA on each bucket. Anything that is not such a packed
+batch (generation, padded batches) goes to transformers' own SDPA unchanged.
+"""
+
+import torch
+import torch.nn.functional as F
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+NAME = "sdpa_varlen"
+VARLEN_READY = ("flash_attention_2", "flash_attention_3", "flash_attention_4", NAME)
+BUCKETS = 8  # length buckets per batch: fewer SDPA calls against at most ~1/8 of the longest length in padding
+
+
+def _buckets(lengths: list[int]) -> list[list[int]]:
+    """Group segment indices whose lengths round up to the same multiple of max_length / BUCKETS."""
+    step = max(8, -(-max(lengths) // BUCKETS))
+    groups: dict[int, list[int]] = {}
+    for i, n in enumerate(lengths):
+        groups.setdefault(-(-n // step), []).append(i)
+    return list(groups.values())
+
+
+def _window_mask(length: int, window: int, device) -> torch.Tensor:
+    i = torch.arange(length, device=device)
+    return (i[:, None] >= i[None, :]) & (i[:, None] - i[None, :] < window)
+
+
+def sdpa_varlen_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    """Attention for one packed row ``[1, heads, tokens, dim]`` cut at ``cu_seq_lens_q``; returns ``[1, tokens, heads, dim]``."""
+    cu = kwargs.get("cu_seq_lens_q")
+    if cu is None or attention_mask is not None or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
+    bounds = cu.tolist()
+    starts, lengths = bounds[:-1], [b - a for a, b in zip(bounds[:-1], bounds[1:])]
+    total = query.shape[2]
+    window = getattr(module, "sliding_window", None)
+    gqa = query.shape[1] != key.shape[1]
+    pieces, where = [], []
+    for group in _buckets(lengths):
+        width = max(lengths[i] for i in group)
+        offsets = torch.arange(width, device=query.device)
+        index = torch.tensor([starts[i] for i in group], device=query.device)[:, None] + offsets
+        valid = offsets[None, :] < torch.tensor([lengths[i] for i in group], device=query.device)[:, None]
+        index = index.clamp(max=total - 1)  # padding slots read any token; causality hides them from real ones
+        q, k, v = (t[0][:, index].transpose(0, 1) for t in (query, key, value))  # [n, heads, width, dim]
+        mask = _window_mask(width, window, query.device) if window and width > window else None
+        out = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            is_causal=mask is None,
+            dropout_p=dropout if module.training else 0.0,
+            scale=scaling,
+            enable_gqa=gqa,
+        )
+        pieces.append(out.transpose(1, 2)[valid])  # [real tokens, heads, dim]
+        where.append(index[valid])
+    order = torch.cat(where).argsort()
+    return torch.cat(pieces)[order][None], None
+
+
+def _mask(*args, attention_mask=None, **kwargs):
+    # Packed rows carry no attention mask (their boundaries travel as cu_seq_lens); padded batches keep SDPA's.
+    return None if attention_mask is None else sdpa_mask(*args, attention_mask=attention_mask, **kwargs)
+
+
+AttentionInterface.register(NAME, sdpa_varlen_forward)
+AttentionMaskInterface.register(NAME, _mask)
+
+
+def use_varlen_attention(model) -> bool:
+    """Switch ``model`` to ``sdpa_varlen`` for packed training unless it already has a varlen kernel.
+
+    Only the in-memory model changes: ``_attn_implementation`` is not written to saved configs.
+    """
+    current = getattr(model.config, "_attn_implementation", None)
+    if current in VARLEN_READY:
+        return False
+    model.set_attn_implementation(NAME)
+    return True

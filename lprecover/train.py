@@ -1,0 +1,119 @@
+"""Recover a layer-pruned model, then (optionally) measure whether its test-time scaling came back.
+
+    accelerate launch lprecover/train.py recipe=lora_longcot
+    accelerate launch --config_file accelerate_configs/zero3.yaml lprecover/train.py recipe=distill model=qwen3_8b \
+        data=s1k prune.method=shortgpt prune.n_layers=2
+    lprecover train recipe=sft_longcot student=runs/pruned evaluate=true     (the same, in one process)
+
+Recipes live in recipes/; any key can be overridden as key=value. Relaunching the same command with the same
+output_dir continues from the last complete checkpoint (resume=auto).
+"""
+
+import os
+import sys
+
+if __package__ in (None, ""):  # run as a script (accelerate launch): keep lprecover/ itself off the import path
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+
+from pathlib import Path
+
+from transformers import set_seed
+
+from lprecover.config import ConfigError, load_config, recipe_choices, save_config, valid_keys
+from lprecover.log import get_logger
+from lprecover.modeling import load_model_and_tokenizer
+from lprecover.pruning.prune import SCORES_FILE, prune_model, save_pruned
+from lprecover.recovery.checks import check_models, check_output_dir, check_strategy, student_model_config
+from lprecover.recovery.data import check_rows, load_training_data
+from lprecover.recovery.launch import distributed_state
+from lprecover.recovery.methods import build_trainer
+from lprecover.recovery.outputs import (
+    EVAL_DIR,
+    METRICS_FILE,
+    PRUNED_DIR,
+    is_finished,
+    last_checkpoint,
+    recovery_record,
+    remove_partial_checkpoints,
+    save_final,
+    start_fresh,
+    write_json,
+)
+from lprecover.recovery.recipe import RecoveryConfig
+from lprecover.recovery.tracking import finish_run, log_summary, resolve_report_to, start_run
+
+logger = get_logger(__name__)
+
+
+def prune_source(cfg: RecoveryConfig, pruned_dir: Path) -> str:
+    """The pruned starting point, made once (a relaunch reuses it)."""
+    if not (pruned_dir / SCORES_FILE).exists():
+        model, tokenizer = load_model_and_tokenizer(cfg.model)
+        decision, provenance = prune_model(model, tokenizer, cfg.prune, source=cfg.model.name_or_path)
+        save_pruned(model, tokenizer, pruned_dir, decision, provenance)
+        logger.info("Pruned %s: removed layers %s (%s)", cfg.model.name_or_path, decision.removed, cfg.prune.method)
+    return str(pruned_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("-h", "--help"):
+        print(f"{__doc__}\nrecipes: {', '.join(recipe_choices())}\nkeys: {', '.join(valid_keys(RecoveryConfig))}")
+        return 0
+
+    # Config, and every check that needs no weights: nothing is written before these pass.
+    cfg = load_config(RecoveryConfig, argv, recipe_key="recipe")
+    check_strategy(cfg)
+    check_models(cfg)
+    same_run = check_output_dir(cfg)
+    out = Path(cfg.output_dir)
+    state = distributed_state()
+    set_seed(cfg.train.seed)
+
+    # Data: built once per spec and cached; every row checked for what the method reads.
+    with state.main_process_first():
+        dataset = load_training_data(cfg.data, student_model_config(cfg))
+    check_rows(dataset, cfg.method, cfg.data.dataset or f"the built {cfg.data.source} data")
+
+    # The student: an already pruned checkpoint, or the source pruned here (once, by the main process).
+    with state.main_process_first():
+        if state.is_main_process:
+            start_fresh(out, keep=same_run)
+            save_config(cfg, out)
+        student_dir = cfg.student or prune_source(cfg, out / PRUNED_DIR)
+
+    report_to = resolve_report_to(cfg)
+    if report_to == "wandb" and state.is_main_process:
+        start_run(cfg, out)
+    if not is_finished(out):
+        trainer = build_trainer(cfg, student_dir, dataset, out, report_to)
+        if state.is_main_process:
+            remove_partial_checkpoints(out)
+        state.wait_for_everyone()
+        resume = {"auto": last_checkpoint(out), "never": None}.get(cfg.resume, cfg.resume)
+        if resume:
+            logger.info("Resuming from %s", resume)
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        save_final(trainer, out, recovery_record(cfg, student_dir, trainer.state, out))
+        if state.is_main_process:
+            write_json(out / METRICS_FILE, trainer.state.log_history)
+    else:
+        logger.info("%s already holds the recovered model; skipping training.", out)
+
+    if cfg.evaluate and state.is_main_process:
+        from lprecover.recovery.evaluate import evaluate_run
+
+        summary = evaluate_run(cfg, out, out / EVAL_DIR)
+        log_summary(summary)
+    finish_run()
+    state.wait_for_everyone()
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except ConfigError as e:
+        print(f"lprecover train: {e}", file=sys.stderr)
+        sys.exit(2)
