@@ -16,6 +16,7 @@ if __package__ in (None, ""):  # run as a script (accelerate launch): keep lprec
     _here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
 
+import json
 from pathlib import Path
 
 from transformers import set_seed
@@ -32,6 +33,7 @@ from lprecover.recovery.outputs import (
     EVAL_DIR,
     METRICS_FILE,
     PRUNED_DIR,
+    TRAINER_STATE,
     is_finished,
     last_checkpoint,
     recovery_record,
@@ -93,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         state.wait_for_everyone()
         resume = {"auto": last_checkpoint(out), "never": None}.get(cfg.resume, cfg.resume)
         if resume:
-            logger.info("Resuming from %s", resume)
+            step = json.loads((Path(resume) / TRAINER_STATE).read_text())["global_step"]
+            logger.info("Resuming from %s at step %d of %d", resume, step, cfg.train.max_steps)
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         save_final(trainer, out, recovery_record(cfg, student_dir, trainer.state, out))
         if state.is_main_process:

@@ -24,8 +24,18 @@ from lprecover.surgery import UnsupportedModelError, find_blocks, get_provenance
 RELAUNCH_FREE = ("resume", "report_to", "wandb", "evaluate", "eval", "overwrite")
 
 
+def _config(path: str, model: ModelConfig):
+    try:
+        return AutoConfig.from_pretrained(path, revision=model.revision, trust_remote_code=model.trust_remote_code)
+    except OSError as e:
+        raise ConfigError(
+            f"Cannot read the model config of '{path}': {str(e).splitlines()[0]} Give a local checkpoint folder "
+            "(with config.json) or a hub id this machine can reach."
+        ) from None
+
+
 def _skeleton(path: str, model: ModelConfig):
-    config = AutoConfig.from_pretrained(path, revision=model.revision, trust_remote_code=model.trust_remote_code)
+    config = _config(path, model)
     with torch.device("meta"):
         return AutoModelForCausalLM.from_config(config, trust_remote_code=model.trust_remote_code)
 
@@ -76,9 +86,7 @@ def check_teacher(cfg: RecoveryConfig, student_config) -> None:
     """Teacher and student must share a tokenizer: distillation compares their distributions token by token."""
     teacher_cfg = teacher_model_config(cfg, student_config)
     teacher_path = resolve_model_path(teacher_cfg.name_or_path)
-    teacher_config = AutoConfig.from_pretrained(
-        teacher_path, revision=teacher_cfg.revision, trust_remote_code=teacher_cfg.trust_remote_code
-    )
+    teacher_config = _config(teacher_path, teacher_cfg)
     t_vocab = teacher_config.get_text_config().vocab_size
     s_vocab = student_config.get_text_config().vocab_size
     if t_vocab != s_vocab:

@@ -3,8 +3,10 @@
 The run is started here (main process only) before the Trainer's own W&B callback, which then logs into it.
 """
 
+import json
 import netrc
 import os
+import uuid
 from pathlib import Path
 
 from lprecover.config import to_dict
@@ -42,12 +44,10 @@ def resolve_report_to(cfg: RecoveryConfig) -> str:
 
 def start_run(cfg: RecoveryConfig, out: Path) -> None:
     """Start (or resume, after a relaunch) this run's W&B run, under ``out/wandb``."""
-    import json
-
     import wandb
 
     record = out / WANDB_FILE
-    run_id = json.loads(record.read_text())["id"] if record.exists() else wandb.util.generate_id()
+    run_id = json.loads(record.read_text())["id"] if record.exists() else uuid.uuid4().hex[:12]
     run = wandb.init(
         project=cfg.wandb.project,
         entity=cfg.wandb.entity,
@@ -79,3 +79,38 @@ def finish_run() -> None:
         return
     if wandb.run is not None:
         wandb.finish()
+
+
+def read_offline_run(run_dir: Path) -> dict:
+    """Name, group, tags and logged metrics of an offline W&B run folder (``wandb/offline-run-*``), read from its
+    ``.wandb`` transaction log (LevelDB-log framing: 32 KiB blocks of checksum/length/type-framed protobuf records).
+    """
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    (log,) = Path(run_dir).glob("*.wandb")
+    data, block, pos, pending = log.read_bytes(), 32768, 7, b""  # 7: the ':W&B' file header
+    out = {"history": []}
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if kind == 0 and length == 0:
+            break
+        pending += data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # a full record, or the last piece of one
+            record = pb.Record()
+            record.ParseFromString(pending)
+            pending = b""
+            which = record.WhichOneof("record_type")
+            if which == "run":
+                r = record.run
+                out |= {"id": r.run_id, "name": r.display_name, "group": r.run_group, "tags": list(r.tags)}
+            elif which == "history":
+                out["history"].append(
+                    {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item}
+                )
+    return out

@@ -1,0 +1,241 @@
+"""The main job, ``lprecover/train.py``: bad input refused up front, the real launch, W&B, resume, ZeRO on CPU."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lprecover.cli import main as cli
+from lprecover.recovery.outputs import last_checkpoint, load_recovered, remove_partial_checkpoints
+from lprecover.recovery.partial import border_layers
+from lprecover.recovery.tracking import read_offline_run
+
+REPO = Path(__file__).resolve().parents[1]
+ACCELERATE = str(Path(sys.executable).parent / "accelerate")
+FAST = ["train.max_steps=3", "train.per_device_batch_size=4", "train.logging_steps=1", "data.organism.n=200"]
+
+
+def _train(args, capsys) -> tuple[int, str]:
+    code = cli(["train", *args])
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def other_vocab_teacher(tmp_path_factory, teacher_path):
+    """A teacher whose vocabulary differs from the organism's."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from lprecover.organism.tokenizer import build_tokenizer
+
+    path = tmp_path_factory.mktemp("teacher")
+    config = AutoConfig.from_pretrained(teacher_path)
+    config.vocab_size += 16
+    AutoModelForCausalLM.from_config(config).save_pretrained(path)
+    build_tokenizer().save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bad_rows(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "rows.jsonl"
+    good = {"messages": [{"role": "user", "content": "1a+1"}, {"role": "assistant", "content": "2"}]}
+    bad = {"messages": [{"role": "user", "content": "1a+2"}]}
+    path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["recipe=sft_verylong"], "Unknown recipe 'sft_verylong'. Recipes: distill, distill_hidden"),
+        (["recipe=distill", "distill.temprature=2"], "Did you mean 'distill.temperature'?"),
+        (["recipe=lora_longcot", "lora.target_modules=[q_proj,qkv_proj]"], "['qkv_proj'] match no module"),
+        (["recipe=partial", "prune.n_layers=6"], "would remove every layer"),
+        (["recipe=distill", "distill.divergence=kl"], "distill.divergence must be one of forward_kl"),
+        (["recipe=sft_longcot", "model.name_or_path=/nonexistent/model"], "nonexistent"),
+    ],
+)
+def test_bad_input_fails_before_writing(args, message, teacher_path, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, err = _train([*args, f"output_dir={out}", "report_to=none"], capsys)
+    assert code == 2 and message in err
+    assert not out.exists()
+
+
+def test_teacher_with_another_vocabulary_is_refused(other_vocab_teacher, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, err = _train(["recipe=distill", f"teacher={other_vocab_teacher}", f"output_dir={out}"], capsys)
+    assert code == 2 and "vocabulary of" in err and "one tokenizer" in err
+    assert not out.exists()
+
+
+def test_row_missing_a_field_is_named(bad_rows, teacher_path, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, err = _train(["recipe=sft_longcot", f"data.dataset={bad_rows}", f"output_dir={out}"], capsys)
+    assert code == 2 and "Row 1 of" in err and "no assistant turn" in err
+    assert not out.exists()
+    # On-policy distillation needs only the prompt, so the same rows pass its check (and train).
+    code, err = _train(["recipe=distill_onpolicy", f"data.dataset={bad_rows}", *FAST, f"output_dir={out}"], capsys)
+    assert code == 0, err
+
+
+def test_offload_strategy_without_gpu_is_refused(teacher_path, tmp_path, capsys, monkeypatch):
+    if torch.cuda.is_available():
+        pytest.skip("the machine has a GPU")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE", "cpu")
+    code, err = _train(["recipe=distill", f"output_dir={tmp_path / 'run'}"], capsys)
+    assert code == 2 and "zero3_offload" in err and "no GPU" in err
+
+
+def test_other_run_in_output_dir_is_refused(teacher_path, tmp_path, capsys, caplog):
+    out = tmp_path / "run"
+    assert _train(["recipe=sft_short", *FAST, "report_to=none", f"output_dir={out}"], capsys)[0] == 0
+    code, err = _train(["recipe=sft_short", *FAST, "train.learning_rate=1e-4", f"output_dir={out}"], capsys)
+    assert code == 2 and "different train" in err and "overwrite=true" in err
+    # The same command again finds the finished model and does not train twice.
+    before = (out / "model" / "model.safetensors").stat().st_mtime_ns
+    code, err = _train(["recipe=sft_short", *FAST, "report_to=none", f"output_dir={out}"], capsys)
+    assert code == 0 and "skipping training" in caplog.text
+    assert (out / "model" / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_partial_borders_every_gap():
+    class Config:
+        def __init__(self, kept, n):
+            self.lprecover_pruning = {"kept_layers": kept, "source_num_layers": n}
+            self.num_hidden_layers = len(kept)
+
+    assert border_layers(Config([0, 1, 2, 5, 6, 7], 8), 1) == [2, 3]
+    assert border_layers(Config([0, 1, 2, 5, 6, 7], 8), 2) == [1, 2, 3, 4]
+    assert border_layers(Config([0, 1, 2, 3], 6), 1) == [3]  # cut from the top: the last kept layer
+    assert border_layers(Config([2, 3, 4, 5], 6), 1) == [0]
+    assert border_layers(Config([0, 2, 4, 5], 6), 1) == [0, 1, 2]
+
+
+def test_interrupted_checkpoint_is_never_resumed(tmp_path):
+    for step, complete in ((10, True), (20, True), (30, False)):
+        ckpt = tmp_path / f"checkpoint-{step}"
+        ckpt.mkdir()
+        (ckpt / "model.safetensors").write_bytes(b"x")
+        if complete:
+            (ckpt / "trainer_state.json").write_text("{}")
+    assert last_checkpoint(tmp_path).name == "checkpoint-20"
+    remove_partial_checkpoints(tmp_path)
+    assert not (tmp_path / "checkpoint-30").exists() and (tmp_path / "checkpoint-20").exists()
+
+
+def _env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "WANDB_"))}
+    return env | {"OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false"} | extra
+
+
+def _launch(config: str, args: list[str], processes: int = 1, **env) -> subprocess.CompletedProcess:
+    cmd = [ACCELERATE, "launch", "--config_file", str(REPO / "accelerate_configs" / config)]
+    if processes > 1:
+        cmd += ["--num_processes", str(processes)]
+    return subprocess.run(
+        [*cmd, str(REPO / "lprecover" / "train.py"), *args],
+        cwd=REPO,
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def test_accelerate_launch_writes_a_whole_run_logged_to_wandb(teacher_path, tmp_path):
+    out = tmp_path / "run"
+    args = ["recipe=lora_longcot", *FAST, "evaluate=true", "eval=sequential", "eval.num_problems=8"]
+    result = _launch("cpu.yaml", [*args, "eval.budgets=[5,40]", f"output_dir={out}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["recipe"] == "lora_longcot" and saved["trainable"] == "lora"
+    assert (out / "pruned" / "prune_scores.json").exists()
+    assert (out / "model" / "adapter_model.safetensors").exists()
+    assert not list((out / "model").glob("*.bin")) or all(
+        p.name == "training_args.bin" for p in (out / "model").glob("*.bin")
+    )
+    history = json.loads((out / "metrics.json").read_text())
+    assert [h["step"] for h in history if "loss" in h] == [1, 2, 3]
+    summary = json.loads((out / "eval" / "summary.json").read_text())
+    assert set(summary) == {"organism_long", "organism_shallow"}
+
+    model, _ = load_recovered(out)  # adapters merged onto the pruned base
+    assert model.config.num_hidden_layers == 4 and not hasattr(model, "peft_config")
+
+    (run_dir,) = (out / "wandb").glob("offline-run-*")
+    run = read_offline_run(run_dir)
+    assert run["name"] == "lora_longcot-organism-shortgpt2" and run["group"] == "organism-shortgpt2"
+    assert {"sft", "lora", "prune:shortgpt2", "model:organism"} <= set(run["tags"])
+    assert [h["train/global_step"] for h in run["history"] if "train/loss" in h] == [1, 2, 3]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["zero2.yaml", "zero3.yaml"])
+@pytest.mark.parametrize("recipe", ["distill", "sft_longcot"])
+def test_zero_on_two_cpu_processes_saves_loadable_weights(strategy, recipe, teacher_path, tmp_path):
+    out = tmp_path / "run"
+    result = _launch(
+        strategy, [f"recipe={recipe}", *FAST, f"output_dir={out}"], processes=2, ACCELERATE_USE_CPU="true"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list((out / "checkpoint-3").glob("global_step3")), "checkpoints are DeepSpeed's, so ZeRO really ran"
+    model, _ = load_recovered(out)
+    from transformers import AutoModelForCausalLM
+
+    pruned = AutoModelForCausalLM.from_pretrained(out / "pruned")
+    assert model.num_parameters() == pruned.num_parameters()
+    assert any(not torch.equal(a, b) for a, b in zip(model.parameters(), pruned.parameters()))
+
+
+@pytest.mark.slow
+def test_cpu_ddp_runs_two_processes(teacher_path, tmp_path):
+    out = tmp_path / "run"
+    result = _launch("cpu_ddp.yaml", ["recipe=sft_longcot", *FAST, f"output_dir={out}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "checkpoint-3" / "rng_state_1.pth").exists(), "a second process ran"
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_its_last_checkpoint(teacher_path, tmp_path):
+    out = tmp_path / "run"
+    cmd = [
+        ACCELERATE,
+        "launch",
+        "--config_file",
+        str(REPO / "accelerate_configs" / "cpu.yaml"),
+        str(REPO / "lprecover" / "train.py"),
+        "recipe=sft_longcot",
+        "train.max_steps=150",
+        "train.save_steps=10",
+        "train.logging_steps=5",
+        "report_to=none",
+        f"output_dir={out}",
+    ]
+    first = subprocess.Popen(
+        cmd, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.time() + 600
+    while not (out / "checkpoint-20" / "trainer_state.json").exists():
+        assert first.poll() is None and time.time() < deadline, "the first launch ended before its second checkpoint"
+        time.sleep(0.1)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert not (out / "model").exists()
+    killed_at = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*") if (p / "trainer_state.json").exists())
+
+    second = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"Resuming from {out / f'checkpoint-{killed_at}'} at step {killed_at} of 150" in second.stderr
+    record = json.loads((out / "model" / "recovery.json").read_text())
+    assert record["steps"] == 150
+    steps = [h["step"] for h in json.loads((out / "metrics.json").read_text()) if "loss" in h]
+    assert steps == list(range(5, 151, 5)), "the history continues the killed run's, without repeats"
