@@ -12,6 +12,7 @@ gradient accumulation and data parallelism weight them alike. The teacher is fro
 ZeRO-3 it is sharded as a DeepSpeed inference engine rather than copied whole onto each device.
 """
 
+import inspect
 import os
 from contextlib import contextmanager
 
@@ -86,13 +87,24 @@ class DistillTrainer(SFTTrainer):
             self.teacher = prepare_deepspeed(teacher, self.accelerator)
         else:
             self.teacher = self.accelerator.prepare_model(teacher, evaluation_mode=True)
-        self.layer_map = kept_to_original(self.accelerator.unwrap_model(self.model).config) if hidden else None
+        student = self.accelerator.unwrap_model(self.model)
+        self.layer_map = kept_to_original(student.config) if hidden else None
+        base = student.get_base_model() if hasattr(student, "get_base_model") else student
+        self.logits_to_keep = "logits_to_keep" in inspect.signature(type(base).forward).parameters
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
         s = self.settings
         labels = inputs["labels"]
+        shifted = labels[:, 1:]
+        # Project onto the vocabulary only where a label is predicted (the prompt's positions never need logits):
+        # for real vocabularies the lm_head is a large share of both models' forward.
+        keep = (shifted != -100).any(0).nonzero().squeeze(1)
+        targets = shifted[:, keep]
+        selected = targets != -100
         model_inputs = {k: v for k, v in inputs.items() if k != "labels"} | {"use_cache": False}
+        if self.logits_to_keep:
+            model_inputs["logits_to_keep"] = keep
         want_hidden = self.layer_map is not None and s.hidden_weight > 0
 
         with layer_outputs(self.accelerator.unwrap_model(model)) if want_hidden else _nothing() as student_states:
@@ -101,26 +113,25 @@ class DistillTrainer(SFTTrainer):
             teacher_net = self.accelerator.unwrap_model(self.teacher)
             with layer_outputs(teacher_net) if want_hidden else _nothing() as teacher_states:
                 teacher_logits = self.teacher(**model_inputs).logits
+        if not self.logits_to_keep:
+            outputs.logits, teacher_logits = outputs.logits[:, keep], teacher_logits[:, keep]
+        student_logits = outputs.logits[selected]  # [tokens, vocab]
+        teacher_logits = teacher_logits[selected].to(student_logits.dtype)
 
-        shifted = labels[:, 1:]
-        n_tokens = (shifted != -100).sum() if num_items_in_batch is None else num_items_in_batch
+        n_tokens = selected.sum() if num_items_in_batch is None else num_items_in_batch
         n_tokens = torch.as_tensor(n_tokens, device=labels.device).clamp(min=1)
-        student_logits = outputs.logits[:, :-1]
         terms = {}
         if s.kd_weight > 0:
             divergence = GKDTrainer.generalized_jsd_loss(
                 student_logits,
-                teacher_logits[:, :-1].to(student_logits.dtype),
-                labels=shifted,
+                teacher_logits,
                 beta=s.jsd_beta,
                 temperature=s.temperature,
                 num_items_in_batch=n_tokens,
             )
             terms["kd"] = (s.kd_weight, divergence * s.temperature**2)
         if s.ce_weight > 0:
-            ce = F.cross_entropy(
-                student_logits.flatten(0, 1).float(), shifted.flatten(), ignore_index=-100, reduction="sum"
-            )
+            ce = F.cross_entropy(student_logits.float(), targets[selected], reduction="sum")
             terms["ce"] = (s.ce_weight, ce / n_tokens)
         if want_hidden:
             h = hidden_state_loss(student_states, teacher_states, self.layer_map, labels != -100, s.hidden_loss)
@@ -130,7 +141,7 @@ class DistillTrainer(SFTTrainer):
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes
         # Log each term as a per-token mean of this micro-batch, whatever denominator the loss used.
-        local_tokens = (shifted != -100).sum().clamp(min=1)
+        local_tokens = selected.sum().clamp(min=1)
         for name, (_, value) in terms.items():
             per_token = value.detach() * n_tokens / local_tokens
             self._metrics[mode][name].append(self.accelerator.gather_for_metrics(per_token).mean().item())

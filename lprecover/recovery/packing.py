@@ -34,6 +34,37 @@ def _window_mask(length: int, window: int, device) -> torch.Tensor:
     return (i[:, None] >= i[None, :]) & (i[:, None] - i[None, :] < window)
 
 
+class _Plan:
+    """How one packed row splits into length buckets: gather indices, real-token masks, and the inverse order.
+
+    Every attention layer of the student (and of the teacher, in distillation) sees the same boundaries, so the
+    plan is made once per batch and reused.
+    """
+
+    last: "tuple[list[int], torch.device, _Plan] | None" = None
+
+    def __init__(self, bounds: list[int], device):
+        starts, lengths = bounds[:-1], [b - a for a, b in zip(bounds[:-1], bounds[1:])]
+        self.groups = []
+        where = []
+        for group in _buckets(lengths):
+            width = max(lengths[i] for i in group)
+            offsets = torch.arange(width, device=device)
+            index = torch.tensor([starts[i] for i in group], device=device)[:, None] + offsets
+            valid = offsets[None, :] < torch.tensor([lengths[i] for i in group], device=device)[:, None]
+            # Padding slots read any token: causality hides them from the real ones before them.
+            self.groups.append((index.clamp(max=bounds[-1] - 1), valid, width))
+            where.append(index[valid])
+        self.order = torch.cat(where).argsort()
+
+    @classmethod
+    def get(cls, cu: torch.Tensor) -> "_Plan":
+        bounds = cu.tolist()
+        if cls.last is None or cls.last[0] != bounds or cls.last[1] != cu.device:
+            cls.last = (bounds, cu.device, cls(bounds, cu.device))
+        return cls.last[2]
+
+
 def sdpa_varlen_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
     """Attention for one packed row ``[1, heads, tokens, dim]`` cut at ``cu_seq_lens_q``; returns ``[1, tokens, heads, dim]``."""
     cu = kwargs.get("cu_seq_lens_q")
@@ -41,18 +72,11 @@ def sdpa_varlen_forward(module, query, key, value, attention_mask, dropout=0.0, 
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
-    bounds = cu.tolist()
-    starts, lengths = bounds[:-1], [b - a for a, b in zip(bounds[:-1], bounds[1:])]
-    total = query.shape[2]
+    plan = _Plan.get(cu)
     window = getattr(module, "sliding_window", None)
     gqa = query.shape[1] != key.shape[1]
-    pieces, where = [], []
-    for group in _buckets(lengths):
-        width = max(lengths[i] for i in group)
-        offsets = torch.arange(width, device=query.device)
-        index = torch.tensor([starts[i] for i in group], device=query.device)[:, None] + offsets
-        valid = offsets[None, :] < torch.tensor([lengths[i] for i in group], device=query.device)[:, None]
-        index = index.clamp(max=total - 1)  # padding slots read any token; causality hides them from real ones
+    pieces = []
+    for index, valid, width in plan.groups:
         q, k, v = (t[0][:, index].transpose(0, 1) for t in (query, key, value))  # [n, heads, width, dim]
         mask = _window_mask(width, window, query.device) if window and width > window else None
         out = F.scaled_dot_product_attention(
@@ -66,9 +90,7 @@ def sdpa_varlen_forward(module, query, key, value, attention_mask, dropout=0.0, 
             enable_gqa=gqa,
         )
         pieces.append(out.transpose(1, 2)[valid])  # [real tokens, heads, dim]
-        where.append(index[valid])
-    order = torch.cat(where).argsort()
-    return torch.cat(pieces)[order][None], None
+    return torch.cat(pieces)[plan.order][None], None
 
 
 def _mask(*args, attention_mask=None, **kwargs):
