@@ -21,7 +21,8 @@ from pathlib import Path
 
 from transformers import set_seed
 
-from lprecover.config import ConfigError, load_config, recipe_choices, save_config, valid_keys
+from lprecover.config import ConfigError, load_config, recipe_choices, save_config, to_dict, valid_keys
+from lprecover.evaluation.records import read_samples
 from lprecover.log import get_logger
 from lprecover.modeling import load_model_and_tokenizer
 from lprecover.pruning.prune import SCORES_FILE, prune_model, save_pruned
@@ -43,7 +44,7 @@ from lprecover.recovery.outputs import (
     write_json,
 )
 from lprecover.recovery.recipe import RecoveryConfig
-from lprecover.recovery.tracking import finish_run, log_summary, resolve_report_to, start_run
+from lprecover.tracking import finish_run, log_evaluation, resolve_report_to, start_run
 
 logger = get_logger(__name__)
 
@@ -85,9 +86,11 @@ def main(argv: list[str] | None = None) -> int:
             save_config(cfg, out)
         student_dir = cfg.student or prune_source(cfg, out / PRUNED_DIR)
 
-    report_to = resolve_report_to(cfg)
+    report_to = resolve_report_to(cfg.report_to)
     if report_to == "wandb" and state.is_main_process:
-        start_run(cfg, out)
+        start_run(
+            out, cfg.run_name(), cfg.run_group(), cfg.run_tags(), to_dict(cfg), cfg.wandb.project, cfg.wandb.entity
+        )
     if not is_finished(out):
         trainer = build_trainer(cfg, student_dir, dataset, out, report_to)
         if state.is_main_process:
@@ -107,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.evaluate and state.is_main_process:
         from lprecover.recovery.evaluate import evaluate_run
 
-        summary = evaluate_run(cfg, out, out / EVAL_DIR)
-        log_summary(summary)
+        result = evaluate_run(cfg, out, out / EVAL_DIR)
+        if report_to == "wandb":
+            log_evaluation(result["curves"], result["summary"], read_samples(out / EVAL_DIR))
     finish_run()
     state.wait_for_everyone()
     return 0

@@ -15,7 +15,7 @@ import yaml
 from lprecover.cli import main as cli
 from lprecover.recovery.outputs import last_checkpoint, load_recovered, remove_partial_checkpoints
 from lprecover.recovery.partial import border_layers
-from lprecover.recovery.tracking import read_offline_run
+from lprecover.tracking import read_offline_run
 
 REPO = Path(__file__).resolve().parents[1]
 ACCELERATE = str(Path(sys.executable).parent / "accelerate")

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from lprecover.config import CONFIG_FILE, ConfigError, atomic_write_text, load_config, to_dict, valid_keys
+from lprecover.evaluation.records import read_samples
 from lprecover.evaluation.run import EvalConfig, run_eval
 from lprecover.log import get_logger
 from lprecover.modeling import (
@@ -22,6 +23,7 @@ from lprecover.modeling import (
     load_tokenizer,
     resolve_model_path,
 )
+from lprecover.tracking import WandbSettings, finish_run, log_evaluation, resolve_report_to, start_run
 
 logger = get_logger(__name__)
 
@@ -35,6 +37,10 @@ class EvalCommand:
     output_dir: str = field(
         default="", metadata={"help": "Folder for samples.jsonl, curves.json, summary.json, curves.png."}
     )
+    report_to: str = field(
+        default="none", metadata={"help": "wandb, none, or auto (wandb; offline unless W&B is configured)."}
+    )
+    wandb: WandbSettings = field(default_factory=WandbSettings)
 
     def __post_init__(self):
         if not self.output_dir:
@@ -49,7 +55,11 @@ def main(argv: list[str]) -> int:
     out = Path(cfg.output_dir)
     saved = out / CONFIG_FILE
     resolved = to_dict(cfg)
-    if saved.exists() and yaml.safe_load(saved.read_text()) != resolved:
+
+    def what_is_measured(d: dict) -> dict:  # logging settings may change between launches of one evaluation
+        return {k: v for k, v in d.items() if k not in ("report_to", "wandb")}
+
+    if saved.exists() and what_is_measured(yaml.safe_load(saved.read_text())) != what_is_measured(resolved):
         raise ConfigError(
             f"{out} holds an evaluation with different settings; resuming it would mix them. Use a new output_dir."
         )
@@ -79,6 +89,12 @@ def main(argv: list[str]) -> int:
         )
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    if resolve_report_to(cfg.report_to) == "wandb":
+        name = cfg.wandb.name or "eval-" + Path(cfg.model.name_or_path.rstrip("/")).name
+        config = to_dict(cfg)
+        start_run(out, name, cfg.wandb.group, ["eval", *cfg.wandb.tags], config, cfg.wandb.project, cfg.wandb.entity)
+        log_evaluation(result["curves"], result["summary"], read_samples(out))
+        finish_run()
     for task, s in result["summary"].items():
         print(task, " ".join(f"{k}={v:.3f}" for k, v in s.items()))
     return 0

@@ -60,3 +60,13 @@ class SampleStore:
 
     def select(self, task: str, mode: str) -> list[dict]:
         return [r for r in self.records.values() if r["task"] == task and r["mode"] == mode]
+
+
+def read_samples(output_dir: str | Path) -> list[dict]:
+    """Every record of an evaluation folder's ``samples.jsonl``, in file order."""
+    path = Path(output_dir) / SAMPLES_FILE
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{output_dir} holds no {SAMPLES_FILE}: evaluate it first (lprecover eval ... output_dir={output_dir})."
+        )
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -5,22 +5,10 @@ for the sequential curve (accuracy over thinking budgets) and the parallel curve
 resamples problems jointly across the three runs, so it reflects the paired design.
 """
 
-import json
-from pathlib import Path
-
 import numpy as np
 
 from lprecover.evaluation.metrics import curve_area, pass_at_k, recovery_score
-from lprecover.evaluation.records import SAMPLES_FILE
-
-
-def _records(run_dir) -> list[dict]:
-    path = Path(run_dir) / SAMPLES_FILE
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{run_dir} holds no {SAMPLES_FILE}: evaluate it first (lprecover eval ... output_dir={run_dir})."
-        )
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+from lprecover.evaluation.records import read_samples
 
 
 def _sequential_matrix(records, task) -> tuple[list[int], dict[str, np.ndarray]]:
@@ -60,7 +48,7 @@ def recovery_scores(teacher_dir, pruned_dir, recovered_dir, n_boot: int = 1000, 
         ``{task: {"sequential": {"score", "ci_low", "ci_high"}, "parallel": {...}}}`` for the tasks all three
         runs evaluated on the same problems and budgets.
     """
-    runs = [_records(d) for d in (teacher_dir, pruned_dir, recovered_dir)]
+    runs = [read_samples(d) for d in (teacher_dir, pruned_dir, recovered_dir)]
     tasks = set.intersection(*({r["task"] for r in recs} for recs in runs))
     rng = np.random.default_rng(seed)
     out = {}

@@ -13,7 +13,7 @@ from lprecover.recovery.recipe import RecoveryConfig
 
 
 def evaluate_run(cfg: RecoveryConfig, out: Path, eval_dir: Path) -> dict:
-    """Evaluate ``out``'s recovered model into ``eval_dir`` (resuming what is there) and return the summary."""
+    """Evaluate ``out``'s recovered model into ``eval_dir`` (resuming what is there); returns curves and summary."""
     model, tokenizer = load_recovered(out, default_device())
     saved = eval_dir / CONFIG_FILE
     result = run_eval(
@@ -25,4 +25,4 @@ def evaluate_run(cfg: RecoveryConfig, out: Path, eval_dir: Path) -> dict:
         title=cfg.run_name(),
         on_start=lambda: atomic_write_text(saved, yaml.safe_dump(to_dict(cfg.eval), sort_keys=False)),
     )
-    return result["summary"]
+    return result

@@ -15,6 +15,7 @@ from lprecover.evaluation.run import EvalConfig
 from lprecover.modeling import ModelConfig
 from lprecover.pruning.prune import PruneConfig
 from lprecover.recovery.sft import TrainConfig
+from lprecover.tracking import WandbSettings
 
 METHODS = ("sft", "distill", "distill_hidden", "distill_onpolicy")
 TRAINABLE = ("full", "lora", "partial")
@@ -117,18 +118,6 @@ class DistillSettings:
         """TRL's generalized-JSD beta: 0 is forward KL, 1 reverse KL."""
         fixed = DIVERGENCES[self.divergence]
         return self.beta if fixed is None else fixed
-
-
-@dataclass
-class WandbSettings:
-    """W&B naming. Empty fields are filled from the recipe: name = recipe-model-prune, group = model-prune (so a
-    study's recipes on one pruned model sit together), tags = method, trainable, prune spec, model, data."""
-
-    project: str = field(default="lprecover", metadata={"help": "W&B project."})
-    entity: str | None = field(default=None, metadata={"help": "W&B team or user."})
-    name: str | None = field(default=None, metadata={"help": "Run name (default: recipe-model-prune)."})
-    group: str | None = field(default=None, metadata={"help": "Run group (default: model-prune)."})
-    tags: list[str] = field(default_factory=list, metadata={"help": "Extra tags."})
 
 
 @dataclass
