@@ -17,6 +17,12 @@ COMMANDS = {
         "Build training data in the messages schema: GSM8K, MATH, s1K, OpenR1, teacher traces.",
     ),
     "eval": ("lprecover.evaluation.cli", "Test-time scaling curves: budget-forced accuracy, pass@k and maj@k."),
+    "study": (
+        "lprecover.study",
+        "The whole study: prune 1 and 2 layers, recover with each recipe, evaluate, compare.",
+    ),
+    "compare": ("lprecover.compare", "Overlay the scaling curves of teacher, pruned and recovered runs; report.md."),
+    "export": ("lprecover.export", "Merge, verify and card a recovered checkpoint (optionally push it to the hub)."),
     "train": (
         "lprecover.train",
         "Recover a pruned model with a recipe (SFT, LoRA, distillation); = lprecover/train.py.",

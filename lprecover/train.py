@@ -65,8 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{__doc__}\nrecipes: {', '.join(recipe_choices())}\nkeys: {', '.join(valid_keys(RecoveryConfig))}")
         return 0
 
-    # Config, and every check that needs no weights: nothing is written before these pass.
-    cfg = load_config(RecoveryConfig, argv, recipe_key="recipe")
+    return recover(load_config(RecoveryConfig, argv, recipe_key="recipe"))
+
+
+def recover(cfg: RecoveryConfig) -> int:
+    """Run one recovery as ``cfg`` says, from the checks to the evaluation; ``lprecover study`` calls it per recipe."""
+    # Every check that needs no weights: nothing is written before these pass.
     check_strategy(cfg)
     check_models(cfg)
     same_run = check_output_dir(cfg)

@@ -51,7 +51,14 @@ def main(argv: list[str]) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__ + "\nkeys: " + ", ".join(valid_keys(EvalCommand)))
         return 0
-    cfg = load_config(EvalCommand, argv)
+    result = evaluate(load_config(EvalCommand, argv))
+    for task, s in result["summary"].items():
+        print(task, " ".join(f"{k}={v:.3f}" for k, v in s.items()))
+    return 0
+
+
+def evaluate(cfg: EvalCommand) -> dict:
+    """Evaluate as ``cfg`` says (resuming what ``output_dir`` holds); returns ``{"curves", "summary"}``."""
     out = Path(cfg.output_dir)
     saved = out / CONFIG_FILE
     resolved = to_dict(cfg)
@@ -95,6 +102,4 @@ def main(argv: list[str]) -> int:
         start_run(out, name, cfg.wandb.group, ["eval", *cfg.wandb.tags], config, cfg.wandb.project, cfg.wandb.entity)
         log_evaluation(result["curves"], result["summary"], read_samples(out))
         finish_run()
-    for task, s in result["summary"].items():
-        print(task, " ".join(f"{k}={v:.3f}" for k, v in s.items()))
-    return 0
+    return result

@@ -140,6 +140,10 @@ class DistillTrainer(SFTTrainer):
         # As in SFTTrainer: with the global token count as denominator, DDP's gradient mean must be undone.
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes
+        if mode == "train":  # tokens seen, as SFTTrainer counts them, so every recipe reports a training budget
+            seen = inputs["attention_mask"].sum() if "attention_mask" in inputs else labels.new_tensor(labels.numel())
+            self._total_train_tokens += self.accelerator.gather_for_metrics(seen).sum().item()
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
         # Log each term as a per-token mean of this micro-batch, whatever denominator the loss used.
         local_tokens = selected.sum().clamp(min=1)
         for name, (_, value) in terms.items():

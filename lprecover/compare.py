@@ -1,0 +1,442 @@
+"""``lprecover compare``: which recovery brought test-time scaling back, at a glance.
+
+    lprecover compare runs=[runs/eval-teacher,runs/eval-pruned2,runs/sft_short-organism-shortgpt2] output_dir=OUT
+    lprecover compare runs='runs/study/*' output_dir=OUT report_to=wandb
+    lprecover compare wandb_group=organism-shortgpt2 wandb.project=lprecover output_dir=OUT     (online)
+
+A run is recognised by what it saved: a recovery run folder (``model/recovery.json``, evaluated into ``eval/``), or
+an evaluation folder (``curves.json``) of a model whose config carries lprecover's pruning provenance (a pruned
+base) or none (the teacher). Each recovered run is scored against the teacher and the pruned base it shares
+provenance with (same source, same kept layers). Writes ``comparison.png``, ``report.md`` and ``summary.json``.
+"""
+
+import glob
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lprecover.config import CONFIG_FILE, ConfigError, atomic_write_text, load_config, to_dict, valid_keys
+from lprecover.evaluation.recovery import recovery_scores
+from lprecover.log import get_logger
+from lprecover.recovery.outputs import EVAL_DIR, METRICS_FILE, MODEL_DIR, RECOVERY_FILE
+from lprecover.tracking import WandbSettings, finish_run, resolve_report_to, start_run
+
+logger = get_logger(__name__)
+
+ANALYSIS_FILE = "analysis.json"
+RETURNED, PARTLY = 0.7, 0.3  # recovery-score thresholds of the verdict sentences
+
+
+@dataclass
+class CompareCommand:
+    """``lprecover compare``: the runs (folders or globs, or a W&B group), and where the comparison goes."""
+
+    runs: list[str] = field(default_factory=list, metadata={"help": "Run or evaluation folders, or globs."})
+    wandb_group: str | None = field(default=None, metadata={"help": "Pull the runs of this W&B group (online)."})
+    output_dir: str = field(default="", metadata={"help": "Folder for comparison.png, report.md, summary.json."})
+    title: str = field(default="", metadata={"help": "Figure and report title."})
+    report_to: str = field(default="none", metadata={"help": "wandb: log the figure and table to a run of its own."})
+    wandb: WandbSettings = field(default_factory=WandbSettings)
+    bootstrap: int = field(default=1000, metadata={"help": "Bootstrap resamples of the recovery-score interval."})
+
+    def __post_init__(self):
+        if not self.output_dir:
+            raise ValueError("output_dir is required, e.g. output_dir=runs/comparison.")
+        if not self.runs and not self.wandb_group:
+            raise ValueError("Nothing to compare: give runs=[DIR,...] (or a glob) or wandb_group=NAME.")
+
+
+@dataclass
+class Run:
+    """One evaluated model and what it is: the teacher, a pruned base, or a recovered model."""
+
+    name: str
+    kind: str  # teacher | pruned | recovered
+    path: str
+    eval_dir: str | None
+    curves: dict
+    summary: dict
+    source: str | None = None
+    kept_layers: list[int] | None = None
+    removed_layers: list[int] = field(default_factory=list)
+    recipe: str | None = None
+    training_tokens: int | None = None
+    analysis: dict | None = None
+    recovery: dict = field(default_factory=dict)
+
+
+def _read_json(path: Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _provenance(model_dir: Path) -> dict | None:
+    config = _read_json(model_dir / "config.json") or {}
+    return config.get("lprecover_pruning")
+
+
+def _eval_run(eval_dir: Path, **fields) -> Run:
+    curves, summary = _read_json(eval_dir / "curves.json"), _read_json(eval_dir / "summary.json")
+    if curves is None or summary is None:
+        raise ConfigError(f"{eval_dir} holds no finished evaluation (curves.json and summary.json).")
+    return Run(
+        eval_dir=str(eval_dir), curves=curves, summary=summary, analysis=_read_json(eval_dir / ANALYSIS_FILE), **fields
+    )
+
+
+def _recovered(path: Path) -> Run:
+    record = json.loads((path / MODEL_DIR / RECOVERY_FILE).read_text())
+    if not (path / EVAL_DIR / "curves.json").exists():
+        raise ConfigError(f"Recovery run {path} was not evaluated: relaunch it with evaluate=true.")
+    student = path / record["student"] if not Path(record["student"]).is_absolute() else Path(record["student"])
+    prov = _provenance(path / MODEL_DIR) or _provenance(student) or {}
+    history = _read_json(path / METRICS_FILE) or []
+    tokens = [h["num_tokens"] for h in history if "num_tokens" in h]
+    return _eval_run(
+        path / EVAL_DIR,
+        name=record.get("recipe") or record["run_name"],
+        kind="recovered",
+        path=str(path),
+        source=prov.get("source_model") or record.get("source_model"),
+        kept_layers=prov.get("kept_layers"),
+        removed_layers=prov.get("removed_layers", []),
+        recipe=record.get("recipe"),
+        training_tokens=int(max(tokens)) if tokens else None,
+    )
+
+
+def _evaluated_model(path: Path) -> Run:
+    saved = yaml.safe_load((path / CONFIG_FILE).read_text()) if (path / CONFIG_FILE).exists() else {}
+    name_or_path = (saved.get("model") or {}).get("name_or_path", "")
+    model_dir = Path(name_or_path)
+    if name_or_path == "organism":
+        from lprecover.modeling import resolve_model_path
+
+        model_dir = Path(resolve_model_path(name_or_path))
+    prov = _provenance(model_dir) if model_dir.is_dir() else None
+    if prov:
+        n = len(prov["removed_layers"])
+        return _eval_run(
+            path,
+            name=f"pruned-{n} ({prov['method']})",
+            kind="pruned",
+            path=str(path),
+            source=prov.get("source_model"),
+            kept_layers=prov["kept_layers"],
+            removed_layers=prov["removed_layers"],
+        )
+    return _eval_run(path, name="teacher", kind="teacher", path=str(path), source=name_or_path or None)
+
+
+def discover(path: str | Path) -> Run:
+    """Recognise one folder from what it saved."""
+    path = Path(path)
+    if path.name == EVAL_DIR and (path.parent / MODEL_DIR / RECOVERY_FILE).exists():
+        path = path.parent
+    if (path / MODEL_DIR / RECOVERY_FILE).exists():
+        return _recovered(path)
+    if (path / "curves.json").exists():
+        return _evaluated_model(path)
+    raise ConfigError(
+        f"{path} is neither a recovery run (with {MODEL_DIR}/{RECOVERY_FILE}) nor an evaluation folder (with "
+        "curves.json). Evaluate it first with `lprecover eval ... output_dir=DIR`."
+    )
+
+
+def expand(patterns: list[str]) -> list[Path]:
+    paths = []
+    for pattern in patterns:
+        found = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
+        if not found:
+            raise ConfigError(f"runs pattern '{pattern}' matches nothing.")
+        paths.extend(Path(p) for p in found if Path(p).is_dir() and not Path(p).name.startswith("."))
+    return paths
+
+
+def pair_and_score(runs: list[Run], n_boot: int) -> None:
+    """Attach each recovered run's recovery scores against the teacher and its own pruned base."""
+    teachers = [r for r in runs if r.kind == "teacher"]
+    for run in runs:
+        if run.kind != "recovered":
+            continue
+        bases = [p for p in runs if p.kind == "pruned" and p.kept_layers == run.kept_layers]
+        if not teachers or not bases or not all(r.eval_dir for r in (teachers[0], bases[0], run)):
+            logger.warning("%s: no evaluated teacher and pruned base to score against.", run.name)
+            continue
+        run.recovery = recovery_scores(teachers[0].eval_dir, bases[0].eval_dir, run.eval_dir, n_boot=n_boot)
+
+
+def _tasks(runs: list[Run]) -> tuple[list[str], str | None]:
+    """The reasoning tasks, and the control task (shallow chains, or MMLU) if one was evaluated."""
+    names = sorted({t for r in runs for t in r.curves.get("sequential", {}) | r.curves.get("parallel", {})})
+    control = next((t for t in names if t.endswith("_shallow") or t == "mmlu"), None)
+    return [t for t in names if t != control], control
+
+
+def _row(run: Run, task: str, control: str | None) -> dict:
+    seq = run.curves.get("sequential", {}).get(task)
+    par = run.curves.get("parallel", {}).get(task)
+    s = run.summary.get(task, {})
+    rec = run.recovery.get(task, {}).get("sequential")
+    ctrl = run.curves.get("sequential", {}).get(control) if control else None
+    return {
+        "run": run.name,
+        "kind": run.kind,
+        "recipe": run.recipe,
+        "layers_removed": run.removed_layers,
+        "training_tokens": run.training_tokens,
+        "accuracy_by_budget": dict(zip(seq["budget"], seq["accuracy"])) if seq else {},
+        "pass_at_1": par["pass_at_k"][0] if par else None,
+        "pass_at_k_max": par["pass_at_k"][-1] if par else None,
+        "k_max": par["k"][-1] if par else None,
+        "scaling_slope": s.get("scaling_slope"),
+        "sequential_area": s.get("sequential_area"),
+        "recovery_score": rec,
+        "parallel_recovery_score": run.recovery.get(task, {}).get("parallel"),
+        "control_accuracy": ctrl["accuracy"][-1] if ctrl else None,
+        "analysis": (run.analysis or {}).get("tasks", {}).get(task),
+    }
+
+
+def verdict(run: Run, task: str) -> str | None:
+    """One sentence: did scaling return, by how much of the area pruning lost."""
+    rec = run.recovery.get(task, {}).get("sequential")
+    if not rec or rec.get("score") is None:
+        return None
+    score, lo, hi = (100 * rec[k] for k in ("score", "ci_low", "ci_high"))
+    state = (
+        "scaling returned"
+        if rec["score"] >= RETURNED
+        else "scaling partly returned"
+        if rec["score"] >= PARTLY
+        else "scaling did not return"
+    )
+    return f"{run.name}: recovered {score:.0f}% [{lo:.0f}, {hi:.0f}] of the {task} sequential area lost to pruning; {state}."
+
+
+def knowledge_sentence(teacher: Run, pruned: Run, task: str, control: str) -> str | None:
+    """Does shallow (knowledge-like) accuracy hold while long-chain accuracy collapses, as the paper found?"""
+
+    def at_max(run, t):
+        c = run.curves.get("sequential", {}).get(t)
+        return c["accuracy"][-1] if c else None
+
+    vals = [at_max(teacher, control), at_max(pruned, control), at_max(teacher, task), at_max(pruned, task)]
+    if None in vals:
+        return None
+    c_t, c_p, l_t, l_p = vals
+    holds, collapses = c_t - c_p <= 0.1, l_t - l_p >= 0.3
+    claim = "as the paper found" if holds and collapses else "unlike the paper's finding"
+    return (
+        f"{pruned.name}: {control} accuracy {c_t:.2f} -> {c_p:.2f} ({'holds' if holds else 'drops'}), {task} "
+        f"{l_t:.2f} -> {l_p:.2f} ({'collapses' if collapses else 'does not collapse'}); {claim}."
+    )
+
+
+def _fmt(v, digits=3) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def report_markdown(runs: list[Run], summary: dict, title: str) -> str:
+    lines = [f"# {title or 'Recovery comparison'}", ""]
+    for task in summary["tasks"]:
+        rows = [r for r in summary["runs"] if task in r["tasks"]]
+        budgets = sorted({b for r in rows for b in r["tasks"][task]["accuracy_by_budget"]}, key=int)
+        has_analysis = any(r["tasks"][task]["analysis"] for r in rows)
+        head = ["run", "recipe", "layers removed", "training tokens"] + [f"acc@{b}" for b in budgets]
+        head += ["pass@1", "pass@k max", "scaling slope", "recovery score [95% CI]", f"{summary['control_task']} acc"]
+        if has_analysis:
+            head += ["self-BLEU", "repetition", "reflection markers/trace"]
+        lines += [f"## {task}", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+        for r in rows:
+            t = r["tasks"][task]
+            rec = t["recovery_score"]
+            cells = [r["run"], _fmt(r["recipe"]), _fmt(r["layers_removed"] or "none"), _fmt(r["training_tokens"])]
+            cells += [_fmt(t["accuracy_by_budget"].get(b, t["accuracy_by_budget"].get(str(b)))) for b in budgets]
+            cells += [_fmt(t["pass_at_1"]), _fmt(t["pass_at_k_max"]), _fmt(t["scaling_slope"])]
+            cells += [f"{rec['score']:.3f} [{rec['ci_low']:.3f}, {rec['ci_high']:.3f}]" if rec else "-"]
+            cells += [_fmt(t["control_accuracy"])]
+            if has_analysis:
+                a = t["analysis"] or {}
+                cells += [
+                    _fmt(a.get("self_bleu")),
+                    _fmt(a.get("repetition_rate")),
+                    _fmt(a.get("reflection_per_trace")),
+                ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    if summary["verdicts"]:
+        lines += ["## Did test-time scaling return?", ""] + [f"- {v}" for v in summary["verdicts"]] + [""]
+    if summary["knowledge_vs_reasoning"]:
+        lines += ["## Knowledge stand-in vs long reasoning", ""]
+        lines += [f"- {v}" for v in summary["knowledge_vs_reasoning"]] + [""]
+    return "\n".join(lines)
+
+
+def plot_comparison(runs: list[Run], tasks: list[str], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 3.6 * len(tasks)), squeeze=False)
+    colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4)
+    style = {}
+    for run in runs:
+        if run.kind == "teacher":
+            style[run.name] = {"color": "black", "lw": 2.5, "ls": "-"}
+        elif run.kind == "pruned":
+            style[run.name] = {"color": "0.55", "lw": 2.0, "ls": "--"}
+        else:
+            style[run.name] = {"color": next(colors), "lw": 1.5, "ls": "-"}
+    for row, task in enumerate(tasks):
+        for col, (mode, x, y, label) in enumerate(
+            (("sequential", "budget", "accuracy", "thinking budget (tokens)"), ("parallel", "k", "pass_at_k", "k"))
+        ):
+            ax = axes[row][col]
+            for run in runs:
+                c = run.curves.get(mode, {}).get(task)
+                if not c:
+                    continue
+                ax.plot(c[x], c[y], marker="o", ms=3, label=run.name, **style[run.name])
+                if "ci_low" in c:
+                    ax.fill_between(c[x], c["ci_low"], c["ci_high"], color=style[run.name]["color"], alpha=0.12)
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel(label)
+            ax.set_ylabel("accuracy" if mode == "sequential" else "pass@k")
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_title(f"{task}: {mode}")
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title or "Recovery comparison")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def compare(runs: list[Run], output_dir: Path, title: str = "", n_boot: int = 1000) -> dict:
+    """Score, tabulate and plot ``runs`` into ``output_dir``; returns the summary written to summary.json."""
+    kinds = [r.kind for r in runs]
+    if kinds.count("teacher") > 1:
+        raise ConfigError("More than one teacher among the runs; compare one study (one unpruned model) at a time.")
+    pair_and_score(runs, n_boot)
+    tasks, control = _tasks(runs)
+    order = {"teacher": 0, "pruned": 1, "recovered": 2}
+    runs = sorted(runs, key=lambda r: (order[r.kind], len(r.removed_layers), r.name))
+    summary = {
+        "tasks": tasks,
+        "control_task": control,
+        "runs": [
+            {
+                "run": r.name,
+                "kind": r.kind,
+                "path": r.path,
+                "recipe": r.recipe,
+                "layers_removed": r.removed_layers,
+                "training_tokens": r.training_tokens,
+                "tasks": {t: _row(r, t, control) for t in tasks},
+            }
+            for r in runs
+        ],
+        "verdicts": [v for r in runs for t in tasks if (v := verdict(r, t))],
+        "knowledge_vs_reasoning": [],
+    }
+    teacher = next((r for r in runs if r.kind == "teacher"), None)
+    if teacher and control:
+        summary["knowledge_vs_reasoning"] = [
+            s for p in runs if p.kind == "pruned" for t in tasks if (s := knowledge_sentence(teacher, p, t, control))
+        ]
+    output_dir.mkdir(parents=True, exist_ok=True)
+    plot_tasks = tasks + ([control] if control else [])
+    tmp_png = output_dir / ".comparison.png.tmp.png"
+    plot_comparison(runs, plot_tasks, tmp_png, title)
+    tmp_png.replace(output_dir / "comparison.png")
+    atomic_write_text(output_dir / "summary.json", json.dumps(summary, indent=2))
+    atomic_write_text(output_dir / "report.md", report_markdown(runs, summary, title))
+    return summary
+
+
+def _runs_from_wandb(cfg: CompareCommand) -> list[Run]:
+    """Runs of a W&B group, rebuilt from their logged curves and config (no per-sample data: no score intervals)."""
+    import wandb
+
+    api = wandb.Api()
+    path = f"{cfg.wandb.entity}/{cfg.wandb.project}" if cfg.wandb.entity else cfg.wandb.project
+    out = []
+    for r in api.runs(path, filters={"group": cfg.wandb_group}):
+        if r.job_type == "compare":
+            continue
+        curves = {"sequential": {}, "parallel": {}}
+        for row in r.scan_history():
+            for key, value in row.items():
+                parts = key.split("/")
+                if len(parts) == 3 and parts[0] == "eval" and parts[2] in ("accuracy", "pass_at_k", "maj_at_k"):
+                    mode, x = ("sequential", "budget") if parts[2] == "accuracy" else ("parallel", "k")
+                    c = curves[mode].setdefault(parts[1], {x: [], parts[2]: []})
+                    if row.get(f"eval/{parts[1]}/{x}") is not None and value is not None:
+                        c.setdefault(parts[2], []).append(value)
+                        if parts[2] != "maj_at_k":
+                            c[x].append(row[f"eval/{parts[1]}/{x}"])
+        summary = {}
+        for key, value in r.summary.items():
+            parts = key.split("/")
+            if len(parts) == 3 and parts[0] == "eval":
+                summary.setdefault(parts[1], {})[parts[2]] = value
+        config = r.config or {}
+        kind = "recovered" if config.get("method") else "teacher"
+        out.append(
+            Run(
+                name=r.name,
+                kind=kind,
+                path=r.url,
+                eval_dir=None,
+                curves=curves,
+                summary=summary,
+                recipe=config.get("recipe"),
+            )
+        )
+    if not out:
+        raise ConfigError(f"W&B group '{cfg.wandb_group}' in project '{path}' holds no runs.")
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__ + "\nkeys: " + ", ".join(valid_keys(CompareCommand)))
+        return 0
+    cfg = load_config(CompareCommand, argv)
+    out = Path(cfg.output_dir)
+    runs = [discover(p) for p in expand(cfg.runs)] if cfg.runs else []
+    if cfg.wandb_group:
+        runs += _runs_from_wandb(cfg)
+    summary = compare(runs, out, cfg.title, cfg.bootstrap)
+    atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    if resolve_report_to(cfg.report_to) == "wandb":
+        import wandb
+
+        group = cfg.wandb.group or cfg.wandb_group or Path(cfg.output_dir).name
+        start_run(
+            out,
+            cfg.wandb.name or f"compare-{group}",
+            group,
+            ["compare"],
+            to_dict(cfg),
+            cfg.wandb.project,
+            cfg.wandb.entity,
+            job_type="compare",
+        )
+        rows = [[r["run"], r["kind"], json.dumps(r["tasks"])] for r in summary["runs"]]
+        wandb.log(
+            {
+                "comparison": wandb.Image(str(out / "comparison.png")),
+                "report": wandb.Table(columns=["run", "kind", "tasks"], data=rows),
+            }
+        )
+        finish_run()
+    print((out / "report.md").read_text())
+    return 0

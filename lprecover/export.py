@@ -1,0 +1,230 @@
+"""``lprecover export``: a recovered checkpoint you can ship.
+
+    lprecover export run=runs/study-organism-shortgpt/recover-distill output_dir=exports/organism-distill
+    lprecover export run=RUN output_dir=OUT push_to_hub=true hub_repo=me/qwen3-8b-pruned2-distill
+
+LoRA adapters are merged into the pruned base. The export holds safetensors weights (sharded above
+``max_shard_size``), the tokenizer with its chat template, the generation config, a config that transformers and
+vLLM load (renumbered layers, consistent per-layer lists) carrying the provenance (``lprecover_pruning``:
+source, removed layers; ``lprecover_recovery``: recipe, method, data), and a model card. It is reloaded and its
+logits compared with the in-memory model before it appears, whole, at ``output_dir``.
+"""
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from transformers import AutoModelForCausalLM
+
+from lprecover.config import CONFIG_FILE, ConfigError, load_config, valid_keys
+from lprecover.log import get_logger
+from lprecover.recovery.outputs import EVAL_DIR, MODEL_DIR, RECOVERY_FILE, load_recovered
+
+logger = get_logger(__name__)
+
+CARD_FILE, CURVES_IMAGE = "README.md", "scaling_curves.png"
+TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 5e-3}  # max |logit difference| on reload
+
+
+@dataclass
+class ExportCommand:
+    """``lprecover export``: which run, where to, how to shard, and whether to push."""
+
+    run: str = field(default="", metadata={"help": "A recovery run folder (written by lprecover/train.py)."})
+    output_dir: str = field(default="", metadata={"help": "Export folder; must not exist or be empty."})
+    max_shard_size: str = field(default="5GB", metadata={"help": "Largest safetensors shard."})
+    comparison: str | None = field(
+        default=None, metadata={"help": "A compare/study comparison folder to take the recovery score from."}
+    )
+    verify_prompts: int = field(default=4, metadata={"help": "Prompts whose logits must match after reload."})
+    push_to_hub: bool = field(default=False, metadata={"help": "Upload the export to hub_repo."})
+    hub_repo: str | None = field(default=None, metadata={"help": "Hub repo id, e.g. me/model-pruned2-distill."})
+    private: bool = field(default=True, metadata={"help": "Create the hub repo private."})
+
+    def __post_init__(self):
+        if not self.run or not self.output_dir:
+            raise ValueError("run=RUN_DIR and output_dir=OUT are both required.")
+        if self.push_to_hub and not self.hub_repo:
+            raise ValueError("push_to_hub=true needs hub_repo=OWNER/NAME.")
+
+
+def check_inputs(cfg: ExportCommand) -> dict:
+    """The run's recovery record; refuses a run without weights, a lost adapter base, or a non-empty output."""
+    run, out = Path(cfg.run), Path(cfg.output_dir)
+    record_path = run / MODEL_DIR / RECOVERY_FILE
+    if not record_path.exists():
+        raise ConfigError(
+            f"{run} holds no recovered weights ({MODEL_DIR}/{RECOVERY_FILE} is missing): train it to the end first."
+        )
+    record = json.loads(record_path.read_text())
+    if (run / MODEL_DIR / "adapter_config.json").exists():
+        base = run / record["student"]
+        if not (base / "config.json").exists():
+            raise ConfigError(
+                f"The LoRA adapters in {run / MODEL_DIR} need their base model at {base}, which is missing."
+            )
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"output_dir '{out}' is not empty; choose a new folder for the export.")
+    return record
+
+
+def _recovery_score(cfg: ExportCommand) -> dict | None:
+    run = Path(cfg.run).resolve()
+    candidates = [Path(cfg.comparison)] if cfg.comparison else [run.parent / "comparison"]
+    for folder in candidates:
+        summary = folder / "summary.json"
+        if summary.exists():
+            for row in json.loads(summary.read_text())["runs"]:
+                if Path(row["path"]).resolve() == run:
+                    return {task: t["recovery_score"] for task, t in row["tasks"].items() if t["recovery_score"]}
+    return None
+
+
+def _verify_prompts(tokenizer, config, n: int) -> list[list[int]]:
+    if getattr(config, "lprecover_organism", None):
+        from lprecover.organism.task import make_problems
+
+        texts = [p.problem for p in make_problems(n, 2, 6, seed=123)]
+    else:
+        texts = [
+            "What is 17 + 25?",
+            "Name the capital of France.",
+            "Solve for x: 3x - 7 = 11.",
+            "Why is the sky blue?",
+        ]
+        texts = (texts * n)[:n]
+    return [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": t}], tokenize=True, add_generation_prompt=True, return_dict=True
+        )["input_ids"]
+        for t in texts
+    ]
+
+
+def verify(model, path: Path, prompts: list[list[int]]) -> float:
+    """Reload ``path`` and return the largest logit difference to ``model``; raise if beyond the dtype's tolerance."""
+    reloaded = AutoModelForCausalLM.from_pretrained(path, dtype=model.dtype).to(model.device).eval()
+    tolerance = TOLERANCE.get(model.dtype, 1e-2)
+    worst = 0.0
+    with torch.no_grad():
+        for ids in prompts:
+            x = torch.tensor([ids], device=model.device)
+            worst = max(worst, (model(x).logits.float() - reloaded(x).logits.float()).abs().max().item())
+    if worst > tolerance:
+        raise RuntimeError(
+            f"Export verification failed: the reloaded model's logits differ by up to {worst:.3g} (tolerance "
+            f"{tolerance:g} for {model.dtype}). Nothing was exported."
+        )
+    return worst
+
+
+def model_card(record: dict, run_cfg: dict, config, eval_dir: Path, scores: dict | None, name: str) -> str:
+    prune = getattr(config, "lprecover_pruning", None) or {}
+    source = prune.get("source_model") or record.get("source_model")
+    hub_base = source if source and "/" in source and not Path(source).exists() else None
+    removed, n_source = prune.get("removed_layers", []), prune.get("source_num_layers")
+    data = run_cfg.get("data", {})
+    data_desc = data.get("dataset") or f"{data.get('source')} ({data.get('split')})"
+    meta = {
+        "library_name": "transformers",
+        "pipeline_tag": "text-generation",
+        "tags": [
+            "lprecover",
+            "layer-pruning",
+            f"pruning-{prune.get('method', 'unknown')}",
+            f"recovery-{record['recipe']}",
+        ],
+    }
+    if hub_base:
+        meta["base_model"] = hub_base
+    lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "", f"# {name}", ""]
+    lines += [
+        f"`{source}` with {len(removed)} of its {n_source} decoder layers removed by `{prune.get('method')}` "
+        f"(original layers {removed}), then recovered with the lprecover recipe `{record['recipe']}` "
+        f"(method `{record['method']}`, trained: `{record['trainable']}`) for {record['steps']} steps on {data_desc}.",
+        "",
+        "## Test-time scaling",
+        "",
+    ]
+    curves = json.loads((eval_dir / "curves.json").read_text()) if (eval_dir / "curves.json").exists() else None
+    if curves:
+        lines += [f"![scaling curves]({CURVES_IMAGE})", ""]
+        for task, c in curves.get("sequential", {}).items():
+            lines += [f"Accuracy by thinking budget on `{task}`:", ""]
+            lines += ["| budget | " + " | ".join(map(str, c["budget"])) + " |", "|---" * (len(c["budget"]) + 1) + "|"]
+            lines += ["| accuracy | " + " | ".join(f"{a:.3f}" for a in c["accuracy"]) + " |", ""]
+    else:
+        lines += ["Not evaluated: run `lprecover eval model.name_or_path=THIS_FOLDER output_dir=...`.", ""]
+    if scores:
+        for task, s in scores.items():
+            lines.append(
+                f"Recovery score on `{task}`: {s['score']:.2f} [{s['ci_low']:.2f}, {s['ci_high']:.2f}] of the "
+                "sequential-curve area that pruning lost (1 = the unpruned teacher's curve, 0 = the pruned model's)."
+            )
+        lines.append("")
+    else:
+        lines += ["Recovery score: not measured (run `lprecover compare` with the teacher and pruned base).", ""]
+    lines += [
+        "## How to load",
+        "",
+        "```python",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        "",
+        'model = AutoModelForCausalLM.from_pretrained("PATH_OR_REPO")',
+        'tokenizer = AutoTokenizer.from_pretrained("PATH_OR_REPO")',
+        "```",
+        "",
+        "vLLM: `vllm serve PATH_OR_REPO`. The config is a standard one with fewer layers; `lprecover_pruning` and "
+        "`lprecover_recovery` in `config.json` record how it was made.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def export(cfg: ExportCommand) -> Path:
+    """Merge, write, card, verify, then rename into place; returns the export folder."""
+    record = check_inputs(cfg)
+    run, out = Path(cfg.run), Path(cfg.output_dir)
+    run_cfg = yaml.safe_load((run / CONFIG_FILE).read_text()) if (run / CONFIG_FILE).exists() else {}
+    model, tokenizer = load_recovered(run)
+    model.config.lprecover_recovery = {k: record.get(k) for k in ("recipe", "method", "trainable", "steps")} | {
+        "data": run_cfg.get("data")
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True, max_shard_size=cfg.max_shard_size)
+        tokenizer.save_pretrained(tmp)
+        if (run / EVAL_DIR / "curves.png").exists():
+            shutil.copy(run / EVAL_DIR / "curves.png", tmp / CURVES_IMAGE)
+        card = model_card(record, run_cfg, model.config, run / EVAL_DIR, _recovery_score(cfg), out.name)
+        (tmp / CARD_FILE).write_text(card)
+        worst = verify(model, tmp, _verify_prompts(tokenizer, model.config, cfg.verify_prompts))
+        if out.exists():
+            out.rmdir()  # checked empty above
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("Exported %s to %s (reload verified: max logit difference %.2g)", run, out, worst)
+    if cfg.push_to_hub:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+        api.create_repo(cfg.hub_repo, private=cfg.private, exist_ok=True)
+        api.upload_folder(folder_path=str(out), repo_id=cfg.hub_repo)
+        logger.info("Pushed %s to the hub as %s", out, cfg.hub_repo)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__ + "\nkeys: " + ", ".join(valid_keys(ExportCommand)))
+        return 0
+    cfg = load_config(ExportCommand, argv)
+    out = export(cfg)
+    print(f"exported {cfg.run} to {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
+    return 0
