@@ -23,6 +23,7 @@ COMMANDS = {
     ),
     "compare": ("lprecover.compare", "Overlay the scaling curves of teacher, pruned and recovered runs; report.md."),
     "export": ("lprecover.export", "Merge, verify and card a recovered checkpoint (optionally push it to the hub)."),
+    "analyze": ("lprecover.analysis", "Trace analysis: self-BLEU, reflection markers, repetition, thinking length."),
     "train": (
         "lprecover.train",
         "Recover a pruned model with a recipe (SFT, LoRA, distillation); = lprecover/train.py.",

@@ -33,7 +33,10 @@ RETURNED, PARTLY = 0.7, 0.3  # recovery-score thresholds of the verdict sentence
 class CompareCommand:
     """``lprecover compare``: the runs (folders or globs, or a W&B group), and where the comparison goes."""
 
-    runs: list[str] = field(default_factory=list, metadata={"help": "Run or evaluation folders, or globs."})
+    runs: list[str] | str = field(
+        default_factory=list,
+        metadata={"help": "Run or evaluation folders, or a glob (non-run folders it matches are skipped)."},
+    )
     wandb_group: str | None = field(default=None, metadata={"help": "Pull the runs of this W&B group (online)."})
     output_dir: str = field(default="", metadata={"help": "Folder for comparison.png, report.md, summary.json."})
     title: str = field(default="", metadata={"help": "Figure and report title."})
@@ -144,14 +147,22 @@ def discover(path: str | Path) -> Run:
     )
 
 
-def expand(patterns: list[str]) -> list[Path]:
-    paths = []
-    for pattern in patterns:
-        found = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
+def collect(patterns: list[str] | str) -> list[Run]:
+    """The runs named by folders and globs: a folder named outright must be a run; a glob skips what is not."""
+    runs = []
+    for pattern in [patterns] if isinstance(patterns, str) else patterns:
+        if not any(c in pattern for c in "*?["):
+            runs.append(discover(pattern))
+            continue
+        found = [Path(p) for p in sorted(glob.glob(pattern)) if Path(p).is_dir()]
+        for path in found:
+            try:
+                runs.append(discover(path))
+            except ConfigError:
+                logger.info("Skipping %s: not an evaluated run.", path)
         if not found:
             raise ConfigError(f"runs pattern '{pattern}' matches nothing.")
-        paths.extend(Path(p) for p in found if Path(p).is_dir() and not Path(p).name.startswith("."))
-    return paths
+    return runs
 
 
 def pair_and_score(runs: list[Run], n_boot: int) -> None:
@@ -411,7 +422,7 @@ def main(argv: list[str]) -> int:
         return 0
     cfg = load_config(CompareCommand, argv)
     out = Path(cfg.output_dir)
-    runs = [discover(p) for p in expand(cfg.runs)] if cfg.runs else []
+    runs = collect(cfg.runs) if cfg.runs else []
     if cfg.wandb_group:
         runs += _runs_from_wandb(cfg)
     summary = compare(runs, out, cfg.title, cfg.bootstrap)

@@ -49,3 +49,25 @@ def gsm8k_dir():
     if not (GSM8K_DIR / "test.jsonl").exists():
         pytest.skip(f"GSM8K not found at {GSM8K_DIR} (it ships only with the CI checkout's shared/ folder)")
     return GSM8K_DIR
+
+
+@pytest.fixture(scope="session")
+def mini_study(tmp_path_factory, teacher_path):
+    """A small real study: pruned 1 and 2 layers, two recoveries (full SFT, LoRA), every model evaluated, compared."""
+    from lprecover.config import load_config
+    from lprecover.study import StudyConfig, run_study
+
+    out = tmp_path_factory.mktemp("study") / "study"
+    args = [
+        "recipes=[sft_short,lora_longcot]",
+        "steps=20",
+        "eval.num_problems=12",
+        "eval.n_samples=4",
+        "eval.budgets=[5,20,40]",
+        "eval.bootstrap=200",
+        "report_to=auto",
+        f"output_dir={out}",
+    ]
+    cfg = load_config(StudyConfig, args)
+    run_study(cfg)
+    return out, cfg

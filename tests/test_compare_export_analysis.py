@@ -1,0 +1,231 @@
+"""The user's outputs: the comparison of a real (small) study, its W&B runs, exported checkpoints, trace analysis."""
+
+import json
+import re
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from lprecover.analysis import AnalyzeCommand, analyze, loops, marker_counts, repetition_rate, self_bleu
+from lprecover.cli import main as cli
+from lprecover.compare import discover
+from lprecover.recovery.outputs import load_recovered
+from lprecover.study import run_study
+from lprecover.tracking import read_offline_run
+
+
+def test_study_stages_are_recognised_by_provenance(mini_study):
+    out, _ = mini_study
+    runs = {p.name: discover(p) for p in [out / "eval-teacher", out / "eval-pruned-1", out / "eval-pruned-2"]}
+    assert runs["eval-teacher"].kind == "teacher"
+    assert runs["eval-pruned-1"].kind == "pruned" and len(runs["eval-pruned-1"].removed_layers) == 1
+    assert runs["eval-pruned-2"].kind == "pruned" and len(runs["eval-pruned-2"].removed_layers) == 2
+    lora = discover(out / "recover-lora_longcot")
+    assert lora.kind == "recovered" and lora.recipe == "lora_longcot"
+    assert lora.kept_layers == runs["eval-pruned-2"].kept_layers and lora.training_tokens > 0
+
+
+def test_report_numbers_equal_summary_and_curves(mini_study):
+    out, _ = mini_study
+    summary = json.loads((out / "comparison" / "summary.json").read_text())
+    report = (out / "comparison" / "report.md").read_text()
+    assert (out / "comparison" / "comparison.png").stat().st_size > 10_000
+    rows = {r["run"]: r for r in summary["runs"]}
+    assert {"teacher", "pruned-1 (shortgpt)", "pruned-2 (shortgpt)", "sft_short", "lora_longcot"} == set(rows)
+    table = [line for line in report.splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    for line in table[1:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0] == "run":
+            header = cells
+            continue
+        if set(cells[0]) <= {"-", " "}:
+            continue
+        run = rows[cells[0]]
+        curves = json.loads(((out / _folder(run["path"], out)) / "curves.json").read_text())["sequential"]
+        task = "organism_long" if header[4].startswith("acc@") and "organism_long" in summary["tasks"] else None
+        if cells[4] == "-" or task is None:
+            continue
+        for col, name in enumerate(header):
+            if name.startswith("acc@") and cells[col] != "-":
+                budget = int(name[4:])
+                reported = float(cells[col])
+                from_summary = run["tasks"]["organism_long"]["accuracy_by_budget"][str(budget)]
+                from_curves = dict(zip(curves["organism_long"]["budget"], curves["organism_long"]["accuracy"]))[budget]
+                assert reported == round(from_summary, 3) == round(from_curves, 3)
+    for name in ("sft_short", "lora_longcot"):
+        score = rows[name]["tasks"]["organism_long"]["recovery_score"]
+        assert score is not None and score["ci_low"] <= score["score"] <= score["ci_high"]
+        assert any(v.startswith(f"{name}: recovered") for v in summary["verdicts"])
+    assert any("organism_shallow accuracy" in s for s in summary["knowledge_vs_reasoning"])
+
+
+def _folder(path, out):
+    from pathlib import Path
+
+    p = Path(path)
+    return p / "eval" if (p / "eval").is_dir() else p
+
+
+def test_evaluations_log_curves_against_budget_to_wandb(mini_study):
+    out, cfg = mini_study
+    (run_dir,) = (out / "eval-teacher" / "wandb").glob("offline-run-*")
+    run = read_offline_run(run_dir)
+    assert run["group"] == cfg.group() and run["name"] == f"{cfg.group()}-teacher"
+    curve = json.loads((out / "eval-teacher" / "curves.json").read_text())["sequential"]["organism_long"]
+    logged = {
+        h["eval/organism_long/budget"]: h["eval/organism_long/accuracy"]
+        for h in run["history"]
+        if "eval/organism_long/accuracy" in h
+    }
+    assert logged == dict(zip(curve["budget"], curve["accuracy"]))
+    (table_row,) = [h for h in run["history"] if "eval/samples/path" in h]
+    table = json.loads((run_dir / "files" / table_row["eval/samples/path"]).read_text())
+    samples = (out / "eval-teacher" / "samples.jsonl").read_text().splitlines()
+    assert len(table["data"]) == table_row["eval/samples/nrows"] == len(samples), "every generation is in the table"
+    (train_run,) = (out / "recover-sft_short" / "wandb").glob("offline-run-*")
+    assert read_offline_run(train_run)["group"] == cfg.group()
+
+
+def test_compare_logs_its_figure_to_a_wandb_run(mini_study, tmp_path):
+    out, _ = mini_study
+    dest = tmp_path / "cmp"
+    assert (
+        cli(
+            [
+                "compare",
+                f"runs={out}/*",
+                f"output_dir={dest}",
+                "report_to=wandb",
+            ]
+        )
+        == 0
+    )
+    (run_dir,) = (dest / "wandb").glob("offline-run-*")
+    run = read_offline_run(run_dir)
+    assert run["name"].startswith("compare-") and any(k.startswith("comparison/") for h in run["history"] for k in h)
+    summary = json.loads((dest / "summary.json").read_text())
+    assert {r["run"] for r in summary["runs"]} == {
+        "teacher",
+        "pruned-1 (shortgpt)",
+        "pruned-2 (shortgpt)",
+        "sft_short",
+        "lora_longcot",
+    }
+
+
+def test_rerun_redoes_nothing(mini_study):
+    out, cfg = mini_study
+    watched = [
+        out / "recover-sft_short" / "model" / "model.safetensors",
+        out / "eval-teacher" / "samples.jsonl",
+        out / "pruned-2" / "model.safetensors",
+    ]
+    before = [p.stat().st_mtime_ns for p in watched]
+    run_study(cfg)
+    assert [p.stat().st_mtime_ns for p in watched] == before
+
+
+def test_export_merges_lora_and_verifies_the_reload(mini_study, tmp_path):
+    out, _ = mini_study
+    dest = tmp_path / "export"
+    assert cli(["export", f"run={out}/recover-lora_longcot", f"output_dir={dest}"]) == 0
+    assert not list(dest.glob("adapter_*")) and (dest / "model.safetensors").exists()
+    assert (dest / "chat_template.jinja").exists() and (dest / "generation_config.json").exists()
+    exported = AutoModelForCausalLM.from_pretrained(dest).eval()
+    cfg = exported.config
+    assert cfg.num_hidden_layers == 4 and len(cfg.layer_types) == 4
+    assert cfg.lprecover_pruning["removed_layers"] and cfg.lprecover_recovery["recipe"] == "lora_longcot"
+    card = (dest / "README.md").read_text()
+    assert card.startswith("---\n") and "recovery-lora_longcot" in card and "Recovery score on `organism_long`" in card
+    assert (dest / "scaling_curves.png").exists()
+    merged, tok = load_recovered(out / "recover-lora_longcot")
+    ids = torch.tensor(
+        [
+            tok.apply_chat_template(
+                [{"role": "user", "content": "2a+3b*2"}], add_generation_prompt=True, return_dict=True
+            )["input_ids"]
+        ]
+    )
+    with torch.no_grad():
+        assert torch.allclose(exported(ids).logits, merged(ids).logits, atol=1e-5)
+
+
+def test_export_that_fails_verification_leaves_nothing(mini_study, tmp_path, monkeypatch):
+    import lprecover.export as export_module
+
+    out, _ = mini_study
+    monkeypatch.setattr(export_module, "TOLERANCE", {torch.float32: -1.0})
+    dest = tmp_path / "export"
+    with pytest.raises(RuntimeError, match="verification failed"):
+        export_module.export(export_module.ExportCommand(run=str(out / "recover-sft_short"), output_dir=str(dest)))
+    assert not dest.exists() and not list(tmp_path.glob(".export*"))
+
+
+def test_export_refuses_bad_input(mini_study, tmp_path, capsys):
+    import shutil
+
+    out, _ = mini_study
+    assert cli(["export", f"run={out}/pruned-2", f"output_dir={tmp_path / 'a'}"]) == 2
+    assert "no recovered weights" in capsys.readouterr().err
+    orphan = tmp_path / "orphan"
+    shutil.copytree(out / "recover-lora_longcot" / "model", orphan / "model")
+    record = json.loads((orphan / "model" / "recovery.json").read_text())
+    (orphan / "model" / "recovery.json").write_text(json.dumps(record | {"student": str(tmp_path / "gone")}))
+    assert cli(["export", f"run={orphan}", f"output_dir={tmp_path / 'b'}"]) == 2
+    assert "need their base model" in capsys.readouterr().err
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_text("x")
+    assert cli(["export", f"run={out}/recover-sft_short", f"output_dir={full}"]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_trace_measures_on_known_text():
+    looping = "Let me add. " + "The sum is 4 so the sum is 4. " * 12
+    assert repetition_rate(looping) > 0.7 and loops(looping)
+    varied = "First multiply the two numbers. Then subtract seven from that. Finally divide by three to finish."
+    assert repetition_rate(varied) == 0 and not loops(varied)
+    assert self_bleu("The answer is four. The answer is four. The answer is four.") == pytest.approx(1.0)
+    assert self_bleu(varied) < 0.2
+    text = "Wait, let me check this. Alternatively we could verify it. Hmm, wait."
+    assert marker_counts(text) == {"reflection": 3, "backtracking": 1, "verification": 2}
+    assert marker_counts("await the waiter") == {"reflection": 0, "backtracking": 0, "verification": 0}
+
+
+def test_analyze_reads_lm_eval_log_samples(tmp_path):
+    rows = [
+        {
+            "doc_id": 0,
+            "resps": [["Wait, let me check 2+2. It is 4.</think>4"]],
+            "filtered_resps": ["4"],
+            "exact_match": 1.0,
+        },
+        {
+            "doc_id": 1,
+            "resps": [["It is 5. It is 5. It is 5. It is 5. It is 5. It is 5. It is 5. It is 5.</think>5"]],
+            "exact_match": 0.0,
+        },
+    ]
+    path = tmp_path / "samples_gsm8k_2026-01-01T00-00-00.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = analyze(AnalyzeCommand(samples=str(path)))
+    a = result["tasks"]["gsm8k"]
+    assert a["n"] == 2 and a["accuracy"] == 0.5 and a["reflection_per_trace"] == 0.5
+    assert a["correct_mean_length"] < a["incorrect_mean_length"] and a["length_correct_correlation"] < 0
+    assert (tmp_path / "analysis.png").exists()
+
+
+def test_compare_adds_analysis_columns(mini_study, tmp_path):
+    out, _ = mini_study
+    for folder in ("eval-teacher", "eval-pruned-2"):
+        assert cli(["analyze", f"samples={out / folder / 'samples.jsonl'}"]) == 0
+    dest = tmp_path / "cmp"
+    assert cli(["compare", f"runs=[{out}/eval-teacher,{out}/eval-pruned-2]", f"output_dir={dest}"]) == 0
+    report = (dest / "report.md").read_text()
+    assert "self-BLEU" in report and "reflection markers/trace" in report
+    teacher = json.loads((out / "eval-teacher" / "analysis.json").read_text())["tasks"]["organism_long"]
+    row = next(line for line in report.splitlines() if line.startswith("| teacher"))
+    assert f"{teacher['self_bleu']:.3f}" in re.split(r"\s*\|\s*", row)
