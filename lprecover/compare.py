@@ -176,6 +176,10 @@ def pair_and_score(runs: list[Run], n_boot: int) -> None:
             logger.warning("%s: no evaluated teacher and pruned base to score against.", run.name)
             continue
         run.recovery = recovery_scores(teachers[0].eval_dir, bases[0].eval_dir, run.eval_dir, n_boot=n_boot)
+        for task, scores in run.recovery.items():
+            slopes = [r.summary.get(task, {}).get("scaling_slope") for r in (teachers[0], bases[0], run)]
+            if None not in slopes and abs(slopes[0] - slopes[1]) > 1e-9:
+                scores["slope"] = (slopes[2] - slopes[1]) / (slopes[0] - slopes[1])
 
 
 def _tasks(runs: list[Run]) -> tuple[list[str], str | None]:
@@ -205,25 +209,33 @@ def _row(run: Run, task: str, control: str | None) -> dict:
         "sequential_area": s.get("sequential_area"),
         "recovery_score": rec,
         "parallel_recovery_score": run.recovery.get(task, {}).get("parallel"),
+        "slope_recovered": run.recovery.get(task, {}).get("slope"),
         "control_accuracy": ctrl["accuracy"][-1] if ctrl else None,
         "analysis": (run.analysis or {}).get("tasks", {}).get(task),
     }
 
 
 def verdict(run: Run, task: str) -> str | None:
-    """One sentence: did scaling return, by how much of the area pruning lost."""
+    """One sentence: did scaling return, by the area pruning lost and by the teacher's scaling slope.
+
+    The area alone can mislead: a flat curve that sits above a pruned model answering below chance wins back area
+    without any test-time scaling. So "returned" needs both, and a curve that regains under a quarter of the slope
+    did not return, whatever its area.
+    """
     rec = run.recovery.get(task, {}).get("sequential")
     if not rec or rec.get("score") is None:
         return None
-    score, lo, hi = (100 * rec[k] for k in ("score", "ci_low", "ci_high"))
-    state = (
-        "scaling returned"
-        if rec["score"] >= RETURNED
-        else "scaling partly returned"
-        if rec["score"] >= PARTLY
-        else "scaling did not return"
-    )
-    return f"{run.name}: recovered {score:.0f}% [{lo:.0f}, {hi:.0f}] of the {task} sequential area lost to pruning; {state}."
+    area, lo, hi = (100 * rec[k] for k in ("score", "ci_low", "ci_high"))
+    slope = run.recovery[task].get("slope")
+    flat = slope is not None and slope < 0.25
+    if rec["score"] >= RETURNED and not flat and (slope is None or slope >= 0.5):
+        state = "scaling returned"
+    elif rec["score"] < PARTLY or flat:
+        state = "scaling did not return" + (" (its curve stays flat)" if flat and rec["score"] >= PARTLY else "")
+    else:
+        state = "scaling partly returned"
+    slope_text = f" and {100 * slope:.0f}% of the teacher's scaling slope" if slope is not None else ""
+    return f"{run.name}: recovered {area:.0f}% [{lo:.0f}, {hi:.0f}] of the {task} sequential area lost to pruning{slope_text}; {state}."
 
 
 def knowledge_sentence(teacher: Run, pruned: Run, task: str, control: str) -> str | None:
@@ -260,7 +272,8 @@ def report_markdown(runs: list[Run], summary: dict, title: str) -> str:
         budgets = sorted({b for r in rows for b in r["tasks"][task]["accuracy_by_budget"]}, key=int)
         has_analysis = any(r["tasks"][task]["analysis"] for r in rows)
         head = ["run", "recipe", "layers removed", "training tokens"] + [f"acc@{b}" for b in budgets]
-        head += ["pass@1", "pass@k max", "scaling slope", "recovery score [95% CI]", f"{summary['control_task']} acc"]
+        head += ["pass@1", "pass@k max", "scaling slope", "recovery score [95% CI]", "slope recovered"]
+        head += [f"{summary['control_task']} acc"]
         if has_analysis:
             head += ["self-BLEU", "repetition", "reflection markers/trace"]
         lines += [f"## {task}", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
@@ -271,6 +284,7 @@ def report_markdown(runs: list[Run], summary: dict, title: str) -> str:
             cells += [_fmt(t["accuracy_by_budget"].get(b, t["accuracy_by_budget"].get(str(b)))) for b in budgets]
             cells += [_fmt(t["pass_at_1"]), _fmt(t["pass_at_k_max"]), _fmt(t["scaling_slope"])]
             cells += [f"{rec['score']:.3f} [{rec['ci_low']:.3f}, {rec['ci_high']:.3f}]" if rec else "-"]
+            cells += [_fmt(t["slope_recovered"])]
             cells += [_fmt(t["control_accuracy"])]
             if has_analysis:
                 a = t["analysis"] or {}
