@@ -239,3 +239,37 @@ def test_killed_run_resumes_from_its_last_checkpoint(teacher_path, tmp_path):
     assert record["steps"] == 150
     steps = [h["step"] for h in json.loads((out / "metrics.json").read_text()) if "loss" in h]
     assert steps == list(range(5, 151, 5)), "the history continues the killed run's, without repeats"
+
+
+@pytest.mark.slow
+def test_hidden_state_distillation_on_real_pretrained_weights(smollm2_path, gsm8k_dir, tmp_path, capsys):
+    """SmolLM2 (30 layers) pruned by two middle layers, distilled on GSM8K traces from its unpruned self.
+
+    Its chat template has no ``{% generation %}`` markers, so this also covers the prompt/completion data path.
+    """
+    out = tmp_path / "run"
+    args = [
+        "recipe=distill_hidden",
+        f"model.name_or_path={smollm2_path}",
+        "prune.method=selection",
+        "prune.layers=[14,15]",
+        "data=gsm8k",
+        f"data.source_path={gsm8k_dir / 'train.jsonl'}",
+        f"data.eval_paths={{gsm8k: {gsm8k_dir / 'test.jsonl'}}}",
+        "data.limit=48",
+        "train.max_steps=4",
+        "train.per_device_batch_size=2",
+        "train.max_length=256",
+        "train.learning_rate=5e-5",
+        "train.logging_steps=1",
+        "report_to=none",
+        f"output_dir={out}",
+    ]
+    code, err = _train(args, capsys)
+    assert code == 0, err[-2000:]
+    history = [h for h in json.loads((out / "metrics.json").read_text()) if "kd" in h]
+    assert history[-1]["kd"] < history[0]["kd"]
+    assert history[0]["hidden"] > 0, "the kept layers after the gap start away from their teacher layers"
+    model, _ = load_recovered(out)
+    assert model.config.num_hidden_layers == 28
+    assert model.config.lprecover_pruning["kept_layers"][14] == 16

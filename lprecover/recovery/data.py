@@ -29,6 +29,7 @@ def _build_spec(data: TrainData, model: ModelConfig, output_dir: str) -> DataCon
         model=model,
         max_length=data.max_length,
         decontaminate=list(data.decontaminate),
+        eval_paths=dict(data.eval_paths),
         limit=data.limit,
         organism=data.organism,
         output_dir=output_dir,

@@ -22,7 +22,7 @@ from lprecover.recovery.packing import NAME as VARLEN
 from lprecover.recovery.packing import use_varlen_attention
 from lprecover.recovery.partial import freeze_all_but_border
 from lprecover.recovery.recipe import RecoveryConfig
-from lprecover.recovery.sft import sft_args, sft_trainer
+from lprecover.recovery.sft import has_generation_markers, sft_args, sft_trainer
 
 logger = get_logger(__name__)
 
@@ -33,14 +33,14 @@ def build_trainer(cfg: RecoveryConfig, student_dir: str, dataset, output_dir: Pa
     The training arguments come first: under ZeRO-3 they switch on sharded loading, so the models that load
     afterwards are partitioned across processes as they are read.
     """
+    student_cfg = replace(cfg.model, name_or_path=str(student_dir))
+    tokenizer = load_tokenizer(student_cfg)
     if cfg.method == "distill_onpolicy":
         args = onpolicy_args(cfg.train, cfg.distill, str(output_dir), report_to)
     else:
-        args = sft_args(cfg.train, str(output_dir), report_to)
+        args = sft_args(cfg.train, str(output_dir), report_to, assistant_masks=has_generation_markers(tokenizer))
     args.run_name = cfg.run_name()
 
-    student_cfg = replace(cfg.model, name_or_path=str(student_dir))
-    tokenizer = load_tokenizer(student_cfg)
     student = load_model(student_cfg)
     packed = cfg.train.packing and cfg.method != "distill_onpolicy"
     if packed and use_varlen_attention(student):
@@ -60,11 +60,12 @@ def build_trainer(cfg: RecoveryConfig, student_dir: str, dataset, output_dir: Pa
         use_varlen_attention(teacher)
     if cfg.method == "distill_onpolicy":
         return onpolicy_trainer(student, teacher, tokenizer, dataset, args)
-    return DistillTrainer(
-        model=student,
-        args=args,
-        train_dataset=dataset.select_columns(["messages"]),
-        processing_class=tokenizer,
+    return sft_trainer(
+        student,
+        tokenizer,
+        dataset,
+        args,
+        trainer_class=DistillTrainer,
         teacher=teacher,
         settings=cfg.distill,
         hidden=cfg.method == "distill_hidden",

@@ -42,6 +42,9 @@ class TrainData:
     max_length: int | None = field(default=None, metadata={"help": "Drop rows longer than this many tokens."})
     limit: int | None = field(default=None, metadata={"help": "Use only the first N source rows."})
     decontaminate: list[str] = field(default_factory=list, metadata={"help": "Evaluation tasks to hold out."})
+    eval_paths: dict[str, str] = field(
+        default_factory=dict, metadata={"help": "Local test files of those tasks, e.g. {gsm8k: test.jsonl}."}
+    )
     organism: OrganismData = field(default_factory=OrganismData)
 
     def __post_init__(self):

@@ -75,19 +75,49 @@ def trainer_kwargs(train: TrainConfig, output_dir: str, report_to: list[str] | s
     )
 
 
-def sft_args(train: TrainConfig, output_dir: str, report_to: list[str] | str = "none", **extra) -> SFTConfig:
-    """TRL's SFTConfig for ``train``, with the loss on assistant turns only."""
+def has_generation_markers(tokenizer) -> bool:
+    """Whether the chat template marks assistant spans with ``{% generation %}`` (TRL's assistant-only masks)."""
+    template = tokenizer.chat_template or ""
+    return "{% generation %}" in template or "{%- generation %}" in template
+
+
+def sft_args(
+    train: TrainConfig, output_dir: str, report_to: list[str] | str = "none", assistant_masks: bool = True, **extra
+) -> SFTConfig:
+    """TRL's SFTConfig for ``train``, with the loss on the assistant's answer only.
+
+    Args:
+        assistant_masks: the template has ``{% generation %}`` markers; otherwise ``sft_trainer`` feeds TRL
+            prompt/completion pairs, whose loss covers the completion alone, so templates without markers (Llama,
+            SmolLM, Mistral) train on the same tokens.
+    """
     return SFTConfig(
         **trainer_kwargs(train, output_dir, report_to),
         max_length=train.max_length,
         packing=train.packing,
-        assistant_only_loss=True,
+        assistant_only_loss=assistant_masks,
+        completion_only_loss=True,
         dataset_num_proc=None,
         **extra,
     )
 
 
-def sft_trainer(model, tokenizer, dataset, args: SFTConfig, **kwargs) -> SFTTrainer:
-    """An SFTTrainer on a messages dataset (extra columns are dropped before tokenizing)."""
-    dataset = dataset.select_columns(["messages"])
-    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, **kwargs)
+def as_prompt_completion(dataset):
+    """Messages rows as TRL prompt/completion pairs: the turns before the last assistant turn, and that turn."""
+
+    def split(row):
+        last = max(i for i, m in enumerate(row["messages"]) if m["role"] == "assistant")
+        return {"prompt": row["messages"][:last], "completion": [row["messages"][last]]}
+
+    return dataset.map(split, remove_columns=dataset.column_names, load_from_cache_file=False)
+
+
+def training_rows(dataset, args: SFTConfig):
+    """The columns TRL reads: ``messages`` with assistant masks, else prompt/completion pairs."""
+    return dataset.select_columns(["messages"]) if args.assistant_only_loss else as_prompt_completion(dataset)
+
+
+def sft_trainer(model, tokenizer, dataset, args: SFTConfig, trainer_class=SFTTrainer, **kwargs) -> SFTTrainer:
+    """An SFTTrainer (or subclass) on a messages dataset (extra columns are dropped before tokenizing)."""
+    rows = training_rows(dataset, args)
+    return trainer_class(model=model, args=args, train_dataset=rows, processing_class=tokenizer, **kwargs)
