@@ -1,7 +1,7 @@
 """Recover a layer-pruned model, then (optionally) measure whether its test-time scaling came back.
 
     accelerate launch lprecover/train.py recipe=lora_longcot
-    accelerate launch --config_file accelerate_configs/zero3.yaml lprecover/train.py recipe=distill model=qwen3_8b \
+    accelerate launch --config_file accelerate_configs/zero3.yaml lprecover/train.py recipe=distill model=qwen3_8b \\
         data=s1k prune.method=shortgpt prune.n_layers=2
     lprecover train recipe=sft_longcot student=runs/pruned evaluate=true     (the same, in one process)
 
