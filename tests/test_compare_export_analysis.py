@@ -229,3 +229,49 @@ def test_compare_adds_analysis_columns(mini_study, tmp_path):
     teacher = json.loads((out / "eval-teacher" / "analysis.json").read_text())["tasks"]["organism_long"]
     row = next(line for line in report.splitlines() if line.startswith("| teacher"))
     assert f"{teacher['self_bleu']:.3f}" in re.split(r"\s*\|\s*", row)
+
+
+def test_judge_speaks_the_openai_chat_protocol(tmp_path, monkeypatch):
+    """A local OpenAI-compatible endpoint: the request carries the model, the trace and the key; counts come back."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    seen = []
+
+    class Endpoint(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((self.path, self.headers["Authorization"], body))
+            reply = 'Sure: {"reflection": 2, "backtracking": 1, "verification": 0}'
+            data = json.dumps({"choices": [{"message": {"role": "assistant", "content": reply}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Endpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("JUDGE_KEY", "sk-test")
+    path = tmp_path / "samples.jsonl"
+    path.write_text(
+        json.dumps({"task": "t", "output": "Wait, 2+2=4.</think>4", "correct": True, "thinking_tokens": 5}) + "\n"
+    )
+    judge = {
+        "judge.url": f"http://127.0.0.1:{server.server_port}/v1",
+        "judge.model": "m",
+        "judge.api_key_env": "JUDGE_KEY",
+    }
+    try:
+        assert cli(["analyze", f"samples={path}", *(f"{k}={v}" for k, v in judge.items())]) == 0
+    finally:
+        server.shutdown()
+    (route, auth, body), *_ = seen
+    assert route == "/v1/chat/completions" and auth == "Bearer sk-test" and body["model"] == "m"
+    assert "Wait, 2+2=4." in body["messages"][0]["content"]
+    result = json.loads((tmp_path / "analysis.json").read_text())["tasks"]["t"]
+    assert result["judge_reflection_per_trace"] == 2 and result["judged"] == 1
+    assert "sk-test" not in (tmp_path / "analysis.json").read_text()
