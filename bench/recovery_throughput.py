@@ -55,7 +55,7 @@ def run_case(name: str, steps: int, rows: int, work: Path) -> dict:
     args += ["train.save_steps=0", "train.logging_steps=1000", "report_to=none", f"output_dir={work / name}"]
     cfg = load_config(RecoveryConfig, [*args, *overrides], recipe_key="recipe")
     dataset = load_training_data(cfg.data, cfg.model)
-    trainer = build_trainer(cfg, prune_source(cfg, work / "pruned"), dataset, work / name, "none")
+    trainer = build_trainer(cfg, prune_source(cfg.model, cfg.prune, work / "pruned"), dataset, work / name, "none")
 
     marks = []
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from lprecover.analysis import ANALYSIS_FILE
 from lprecover.config import CONFIG_FILE, ConfigError, atomic_write_text, load_config, to_dict, valid_keys
 from lprecover.evaluation.recovery import recovery_scores
 from lprecover.log import get_logger
@@ -25,7 +26,6 @@ from lprecover.tracking import WandbSettings, finish_run, resolve_report_to, sta
 
 logger = get_logger(__name__)
 
-ANALYSIS_FILE = "analysis.json"
 RETURNED, PARTLY = 0.7, 0.3  # recovery-score thresholds of the verdict sentences
 
 

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from lprecover.config import ConfigError, load_config, recipe_choices, save_config, valid_keys
+from lprecover.config import load_config, recipe_choices, save_config, valid_keys
 from lprecover.evaluation.run import EvalConfig
 from lprecover.log import get_logger
 from lprecover.modeling import ModelConfig
@@ -80,10 +80,7 @@ def prune_stage(cfg: StudyConfig, n: int, out: Path) -> Path:
     """The source pruned by ``n`` layers in ``out`` (reused when already there)."""
     from lprecover.train import prune_source
 
-    cfg_n = RecoveryConfig(
-        model=cfg.model, prune=replace(cfg.prune, n_layers=n), report_to="none", output_dir=str(out)
-    )
-    return Path(prune_source(cfg_n, out))
+    return Path(prune_source(cfg.model, replace(cfg.prune, n_layers=n), out))
 
 
 def eval_stage(cfg: StudyConfig, model_dir: str, name: str, out: Path) -> None:
@@ -158,8 +155,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ConfigError as e:
-        print(f"lprecover study: {e}", file=sys.stderr)
-        sys.exit(2)
+    from lprecover.cli import main as cli_main
+
+    sys.exit(cli_main(["study", *sys.argv[1:]]))

@@ -21,11 +21,11 @@ from pathlib import Path
 
 from transformers import set_seed
 
-from lprecover.config import ConfigError, load_config, recipe_choices, save_config, to_dict, valid_keys
+from lprecover.config import load_config, recipe_choices, save_config, to_dict, valid_keys
 from lprecover.evaluation.records import read_samples
 from lprecover.log import get_logger
-from lprecover.modeling import load_model_and_tokenizer
-from lprecover.pruning.prune import SCORES_FILE, prune_model, save_pruned
+from lprecover.modeling import ModelConfig, load_model_and_tokenizer
+from lprecover.pruning.prune import SCORES_FILE, PruneConfig, prune_model, save_pruned
 from lprecover.recovery.checks import check_models, check_output_dir, check_strategy, student_model_config
 from lprecover.recovery.data import check_rows, load_training_data
 from lprecover.recovery.launch import distributed_state
@@ -49,13 +49,13 @@ from lprecover.tracking import finish_run, log_evaluation, resolve_report_to, st
 logger = get_logger(__name__)
 
 
-def prune_source(cfg: RecoveryConfig, pruned_dir: Path) -> str:
-    """The pruned starting point, made once (a relaunch reuses it)."""
+def prune_source(model_cfg: ModelConfig, prune: PruneConfig, pruned_dir: Path) -> str:
+    """The source model pruned as ``prune`` says, saved in ``pruned_dir`` once (a relaunch reuses it)."""
     if not (pruned_dir / SCORES_FILE).exists():
-        model, tokenizer = load_model_and_tokenizer(cfg.model)
-        decision, provenance = prune_model(model, tokenizer, cfg.prune, source=cfg.model.name_or_path)
+        model, tokenizer = load_model_and_tokenizer(model_cfg)
+        decision, provenance = prune_model(model, tokenizer, prune, source=model_cfg.name_or_path)
         save_pruned(model, tokenizer, pruned_dir, decision, provenance)
-        logger.info("Pruned %s: removed layers %s (%s)", cfg.model.name_or_path, decision.removed, cfg.prune.method)
+        logger.info("Pruned %s: removed layers %s (%s)", model_cfg.name_or_path, decision.removed, prune.method)
     return str(pruned_dir)
 
 
@@ -88,7 +88,7 @@ def recover(cfg: RecoveryConfig) -> int:
         if state.is_main_process:
             start_fresh(out, keep=same_run)
             save_config(cfg, out)
-        student_dir = cfg.student or prune_source(cfg, out / PRUNED_DIR)
+        student_dir = cfg.student or prune_source(cfg.model, cfg.prune, out / PRUNED_DIR)
 
     report_to = resolve_report_to(cfg.report_to)
     if report_to == "wandb" and state.is_main_process:
@@ -123,8 +123,6 @@ def recover(cfg: RecoveryConfig) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ConfigError as e:
-        print(f"lprecover train: {e}", file=sys.stderr)
-        sys.exit(2)
+    from lprecover.cli import main as cli_main
+
+    sys.exit(cli_main(["train", *sys.argv[1:]]))

@@ -5,6 +5,7 @@ import re
 
 import pytest
 import torch
+from report_checks import assert_report_is_the_curves
 from transformers import AutoModelForCausalLM
 
 from lprecover.analysis import AnalyzeCommand, analyze, loops, marker_counts, repetition_rate, self_bleu
@@ -29,43 +30,15 @@ def test_study_stages_are_recognised_by_provenance(mini_study):
 def test_report_numbers_equal_summary_and_curves(mini_study):
     out, _ = mini_study
     summary = json.loads((out / "comparison" / "summary.json").read_text())
-    report = (out / "comparison" / "report.md").read_text()
     assert (out / "comparison" / "comparison.png").stat().st_size > 10_000
     rows = {r["run"]: r for r in summary["runs"]}
     assert {"teacher", "pruned-1 (shortgpt)", "pruned-2 (shortgpt)", "sft_short", "lora_longcot"} == set(rows)
-    table = [line for line in report.splitlines() if line.startswith("| ")]
-    header = [c.strip() for c in table[0].strip("|").split("|")]
-    for line in table[1:]:
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        if cells[0] == "run":
-            header = cells
-            continue
-        if set(cells[0]) <= {"-", " "}:
-            continue
-        run = rows[cells[0]]
-        curves = json.loads(((out / _folder(run["path"], out)) / "curves.json").read_text())["sequential"]
-        task = "organism_long" if header[4].startswith("acc@") and "organism_long" in summary["tasks"] else None
-        if cells[4] == "-" or task is None:
-            continue
-        for col, name in enumerate(header):
-            if name.startswith("acc@") and cells[col] != "-":
-                budget = int(name[4:])
-                reported = float(cells[col])
-                from_summary = run["tasks"]["organism_long"]["accuracy_by_budget"][str(budget)]
-                from_curves = dict(zip(curves["organism_long"]["budget"], curves["organism_long"]["accuracy"]))[budget]
-                assert reported == round(from_summary, 3) == round(from_curves, 3)
+    assert assert_report_is_the_curves(out) == 5 * 3, "every run's three budgets"
     for name in ("sft_short", "lora_longcot"):
         score = rows[name]["tasks"]["organism_long"]["recovery_score"]
         assert score is not None and score["ci_low"] <= score["score"] <= score["ci_high"]
         assert any(v.startswith(f"{name}: recovered") for v in summary["verdicts"])
     assert any("organism_shallow accuracy" in s for s in summary["knowledge_vs_reasoning"])
-
-
-def _folder(path, out):
-    from pathlib import Path
-
-    p = Path(path)
-    return p / "eval" if (p / "eval").is_dir() else p
 
 
 def test_evaluations_log_curves_against_budget_to_wandb(mini_study):

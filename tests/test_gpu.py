@@ -42,7 +42,11 @@ def test_recovery_trains_in_bf16_with_varlen_packing_on_gpu(recipe, teacher_path
     ]
     cfg = load_config(RecoveryConfig, args, recipe_key="recipe")
     trainer = build_trainer(
-        cfg, prune_source(cfg, tmp_path / "pruned"), load_training_data(cfg.data, cfg.model), tmp_path, "none"
+        cfg,
+        prune_source(cfg.model, cfg.prune, tmp_path / "pruned"),
+        load_training_data(cfg.data, cfg.model),
+        tmp_path,
+        "none",
     )
     assert trainer.args.bf16 and trainer.model.config._attn_implementation == "sdpa_varlen"
     trainer.train()

@@ -91,7 +91,7 @@ def test_recipe_trains_the_right_weights(name, teacher_path, tmp_path):
         recipe_key="recipe",
     )
     dataset = load_training_data(cfg.data, cfg.model)
-    student_dir = prune_source(cfg, tmp_path / "pruned")
+    student_dir = prune_source(cfg.model, cfg.prune, tmp_path / "pruned")
     trainer = build_trainer(cfg, student_dir, dataset, tmp_path, "none")
     model = trainer.model
     teacher = load_model(cfg.model).eval()

@@ -84,6 +84,8 @@ def check_rows(dataset: datasets.Dataset, method: str, where: str) -> None:
             f"{where} has no 'messages' column (columns: {', '.join(dataset.column_names)}). Build it with "
             "`lprecover data`, or give rows {messages: [{role: user, content: ...}, {role: assistant, ...}]}."
         )
+    if len(dataset) == 0:
+        raise ConfigError(f"{where} has no rows.")
     roles = ("user",) if method == "distill_onpolicy" else ("user", "assistant")
     for i, messages in enumerate(dataset["messages"]):
         if not isinstance(messages, list) or not messages:
@@ -94,8 +96,6 @@ def check_rows(dataset: datasets.Dataset, method: str, where: str) -> None:
                 raise ConfigError(
                     f"Row {i} of {where}: 'messages' has no {role} turn with text content; method={method} needs it."
                 )
-    if len(dataset) == 0:
-        raise ConfigError(f"{where} has no rows.")
 
 
 def prompts_only(dataset: datasets.Dataset) -> datasets.Dataset:

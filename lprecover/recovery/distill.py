@@ -14,7 +14,7 @@ ZeRO-3 it is sharded as a DeepSpeed inference engine rather than copied whole on
 
 import inspect
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -107,11 +107,11 @@ class DistillTrainer(SFTTrainer):
             model_inputs["logits_to_keep"] = keep
         want_hidden = self.layer_map is not None and s.hidden_weight > 0
 
-        with layer_outputs(self.accelerator.unwrap_model(model)) if want_hidden else _nothing() as student_states:
+        with layer_outputs(self.accelerator.unwrap_model(model)) if want_hidden else nullcontext() as student_states:
             outputs = model(**model_inputs)
         with torch.no_grad():
             teacher_net = self.accelerator.unwrap_model(self.teacher)
-            with layer_outputs(teacher_net) if want_hidden else _nothing() as teacher_states:
+            with layer_outputs(teacher_net) if want_hidden else nullcontext() as teacher_states:
                 teacher_logits = self.teacher(**model_inputs).logits
         if not self.logits_to_keep:
             outputs.logits, teacher_logits = outputs.logits[:, keep], teacher_logits[:, keep]
@@ -150,8 +150,3 @@ class DistillTrainer(SFTTrainer):
             per_token = value.detach() * n_tokens / local_tokens
             self._metrics[mode][name].append(self.accelerator.gather_for_metrics(per_token).mean().item())
         return (loss, outputs) if return_outputs else loss
-
-
-@contextmanager
-def _nothing():
-    yield None

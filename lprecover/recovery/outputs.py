@@ -104,18 +104,18 @@ def save_final(trainer, out: Path, record: dict) -> Path:
 
 def load_recovered(out: Path, device: str | None = None):
     """Load a run's final model as a plain transformers model (LoRA adapters merged in), with its tokenizer."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from lprecover.modeling import ModelConfig, load_model, load_tokenizer
 
     model_dir = Path(out) / MODEL_DIR
     record = json.loads((model_dir / RECOVERY_FILE).read_text())
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = load_tokenizer(ModelConfig(name_or_path=str(model_dir)))
     if (model_dir / "adapter_config.json").exists():
         from peft import PeftModel
 
-        base = AutoModelForCausalLM.from_pretrained(Path(out) / record["student"], dtype="auto")
+        base = load_model(ModelConfig(name_or_path=str(Path(out) / record["student"])))
         model = PeftModel.from_pretrained(base, model_dir).merge_and_unload()
     else:
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto")
+        model = load_model(ModelConfig(name_or_path=str(model_dir)))
     if device:
         model.to(device)
     return model.eval(), tokenizer
