@@ -52,6 +52,7 @@ class TeacherTraces:
 
     problems: str = field(default="organism", metadata={"help": "organism, or a math source (gsm8k, math, ...)."})
     budget: int = field(default=4096, metadata={"help": "Thinking budget per trace (tokens)."})
+    answer_max_tokens: int = field(default=1024, metadata={"help": "Cap on the answer written after thinking."})
     temperature: float = field(default=0.0, metadata={"help": "0 = greedy."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling."})
     keep_verified: bool = field(default=True, metadata={"help": "Keep only traces whose final answer is correct."})
@@ -77,7 +78,8 @@ class DataConfig:
     max_length: int | None = field(default=None, metadata={"help": "Drop rows longer than this many tokens."})
     dedup: bool = field(default=True, metadata={"help": "Drop exact and near duplicate problems."})
     near_dup_threshold: float = field(
-        default=0.85, metadata={"help": "Word-3-gram Jaccard that marks a near duplicate."}
+        default=0.85,
+        metadata={"help": "Token-3-gram Jaccard that marks a near duplicate (numbers and operators must match too)."},
     )
     decontaminate: list[str] = field(
         default_factory=list, metadata={"help": "Evaluation tasks to decontaminate against."}
@@ -147,6 +149,7 @@ def _teacher_examples(cfg: DataConfig, counts: dict, stats: dict) -> list[Exampl
     from lprecover.evaluation.run import think_format
     from lprecover.evaluation.scoring import answers_match, extract_answer
     from lprecover.modeling import default_device, load_model_and_tokenizer
+    from lprecover.pruning.prune import is_organism
 
     t = cfg.teacher
     if t.problems == "organism":
@@ -154,7 +157,7 @@ def _teacher_examples(cfg: DataConfig, counts: dict, stats: dict) -> list[Exampl
     else:
         problems, task = _parse(cfg, t.problems, counts), "gsm8k"
     model, tok = load_model_and_tokenizer(cfg.model, default_device())
-    fmt = think_format(tok, cfg.model)
+    fmt = think_format(tok, cfg.model, organism=is_organism(model))
     prompts = [prompt_ids(tok, p.problem, fmt) for p in problems]
     gens = budget_forced_generate(
         model,
@@ -162,7 +165,7 @@ def _teacher_examples(cfg: DataConfig, counts: dict, stats: dict) -> list[Exampl
         prompts,
         t.budget,
         fmt,
-        answer_max_tokens=64,
+        answer_max_tokens=t.answer_max_tokens,
         batch_size=t.batch_size,
         temperature=t.temperature,
         top_p=t.top_p,
@@ -170,8 +173,11 @@ def _teacher_examples(cfg: DataConfig, counts: dict, stats: dict) -> list[Exampl
     )
     out = []
     for p, g in zip(problems, gens):
-        final = g.answer.strip()
-        correct = answers_match(extract_answer(final, task), p.answer, task)
+        # Scored on what the model was made to say (the forced cue included); a model without thinking delimiters
+        # that answered inside its response keeps that response as its trace and its extracted answer as final.
+        extracted = extract_answer(g.response, task)
+        correct = answers_match(extracted, p.answer, task)
+        final = g.answer.strip() if fmt.close or g.answer.strip() else (extracted or "")
         if t.keep_verified and not correct:
             counts["unverified_trace"] = counts.get("unverified_trace", 0) + 1
             continue
@@ -181,6 +187,7 @@ def _teacher_examples(cfg: DataConfig, counts: dict, stats: dict) -> list[Exampl
         "budget": t.budget,
         "temperature": t.temperature,
         "top_p": t.top_p,
+        "answer_max_tokens": t.answer_max_tokens,
         "keep_verified": t.keep_verified,
         "think_format": vars(fmt),
     }

@@ -202,7 +202,7 @@ def _row(run: Run, task: str, control: str | None) -> dict:
         "layers_removed": run.removed_layers,
         "training_tokens": run.training_tokens,
         "accuracy_by_budget": dict(zip(seq["budget"], seq["accuracy"])) if seq else {},
-        "pass_at_1": par["pass_at_k"][0] if par else None,
+        "pass_at_1": par.get("pass_at_1", par["pass_at_k"][0]) if par else None,
         "pass_at_k_max": par["pass_at_k"][-1] if par else None,
         "k_max": par["k"][-1] if par else None,
         "scaling_slope": s.get("scaling_slope"),

@@ -42,7 +42,13 @@ class ModelConfig:
     think_close: str | None = field(
         default=None, metadata={"help": "Text that closes thinking; None reads the family's."}
     )
-    answer_prefix: str = field(default="", metadata={"help": "Text appended after a forced end of thinking."})
+    answer_open: str = field(
+        default="", metadata={"help": "Text appended after every end of thinking that opens the answer (s1: answer)."}
+    )
+    answer_prefix: str | None = field(
+        default=None,
+        metadata={"help": "Answer cue appended after a forced end of thinking; None: the family's (Final Answer:)."},
+    )
 
     def __post_init__(self):
         if self.dtype != "auto" and self.dtype not in DTYPES:

@@ -100,12 +100,11 @@ def log_evaluation(curves: dict, summary: dict, records: list[dict]) -> None:
     for task, curve in curves.get("parallel", {}).items():
         x = f"eval/{task}/k"
         wandb.define_metric(x, hidden=True)
-        for name in ("pass_at_k", "maj_at_k"):
+        names = [n for n in ("pass_at_k", "maj_at_k", "cov_at_k", "answered_at_k") if n in curve]
+        for name in names:
             wandb.define_metric(f"eval/{task}/{name}", step_metric=x)
         for i, k in enumerate(curve["k"]):
-            wandb.log(
-                {x: k, f"eval/{task}/pass_at_k": curve["pass_at_k"][i], f"eval/{task}/maj_at_k": curve["maj_at_k"][i]}
-            )
+            wandb.log({x: k, **{f"eval/{task}/{name}": curve[name][i] for name in names}})
     for task, metrics in summary.items():
         for name, value in metrics.items():
             wandb.run.summary[f"eval/{task}/{name}"] = value
@@ -116,6 +115,8 @@ def log_evaluation(curves: dict, summary: dict, records: list[dict]) -> None:
         "budget",
         "sample",
         "thinking_tokens",
+        "answer_tokens",
+        "answer_truncated",
         "extracted",
         "gold",
         "correct",

@@ -129,6 +129,14 @@ def test_killed_eval_resumes_where_it_stopped(tiny_dir, tmp_path):
         (["eval.budgets=[0,16]"], "must be positive"),
         (["eval.n_samples=4", "eval.k=[8]"], "must lie in 1..n_samples"),
         (["eval.engin=hf"], "Did you mean 'eval.engine'"),
+        (["eval.budgets=[40,5,20]"], "must be increasing with no repeats, got [40, 5, 20]; write [5, 20, 40]"),
+        (["eval.budgets=[5,5]"], "must be increasing"),
+        (["eval.k=[4,2]"], "eval.k must be increasing"),
+        (["eval.temperature=-1"], "eval.temperature must be 0 (greedy) or positive"),
+        (["eval.top_p=0"], "eval.top_p must lie in (0, 1]"),
+        (["eval.seq_samples=3"], "set eval.seq_temperature above 0"),
+        (["eval.wait_text=[]"], "eval.wait_text must be a non-empty string"),
+        (["eval.answer_max_tokens=0"], "eval.answer_max_tokens must be at least 1"),
     ],
 )
 def test_bad_eval_input_fails_before_generation(args, message, tiny_dir, tmp_path, capsys):
@@ -158,3 +166,44 @@ def test_think_format_follows_the_family(organism_tokenizer):
         organism_tokenizer, ModelConfig(think_open="<|assistant|>", think_close="<|end|>", answer_prefix="answer")
     )
     assert (s1.close, s1.answer_prefix) == ("<|end|>", "answer")
+
+
+def _record(problem, sample, correct, extracted="1", temperature=0.8, budget=40):
+    return {
+        "task": "t",
+        "problem_id": problem,
+        "budget": budget,
+        "sample": sample,
+        "correct": correct,
+        "extracted": extracted,
+        "canonical": extracted,
+        "sampling": {"temperature": temperature},
+    }
+
+
+def test_pass_at_1_is_mean_per_sample_correctness_whatever_k_holds():
+    from lprecover.evaluation.run import parallel_curve
+    from lprecover.evaluation.tasks import Problem
+
+    problems = [Problem("a", "", ""), Problem("b", "", "")]
+    records = [_record("a", i, c) for i, c in enumerate([True, False, False, False])]
+    records += [_record("b", i, c) for i, c in enumerate([True, True, True, False])]
+    curve = parallel_curve(records, problems, 4, [2, 4], 10, 0)
+    assert curve["pass_at_1"] == pytest.approx((1 / 4 + 3 / 4) / 2)  # was pass@k[0] = pass@2 here
+    # pass@2: a: 1 - C(3,2)/C(4,2) = 1/2; b: 1. cov@2 (first two correct?): a 1, b 1.
+    assert curve["pass_at_k"] == pytest.approx([0.75, 1.0]) and curve["cov_at_k"] == [1.0, 1.0]
+
+
+def test_curves_refuse_records_of_mixed_sampling_settings():
+    from lprecover.evaluation.run import parallel_curve, sequential_curve
+    from lprecover.evaluation.tasks import Problem
+
+    problems = [Problem("a", "", "")]
+    mixed = [_record("a", 0, True, temperature=0.8), _record("a", 1, False, temperature=1.0)]
+    with pytest.raises(ValueError, match="different sampling settings"):
+        parallel_curve(mixed, problems, 2, [1, 2], 10, 0)
+    with pytest.raises(ValueError, match="several budgets"):
+        parallel_curve([_record("a", 0, True), _record("a", 1, True, budget=20)], problems, 2, [1, 2], 10, 0)
+    seq = [_record("a", 0, True, temperature=0.0, budget=5), _record("a", 0, False, temperature=0.7, budget=10)]
+    with pytest.raises(ValueError, match="different sampling settings"):
+        sequential_curve(seq, problems, [5, 10], 10, 0)

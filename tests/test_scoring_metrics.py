@@ -5,10 +5,12 @@ import pytest
 
 from lprecover.evaluation import scoring
 from lprecover.evaluation.metrics import (
+    answered_at_k,
     bootstrap_ci,
     cov_at_k,
     curve_area,
     maj_at_k,
+    maj_at_k_first,
     pass_at_k,
     recovery_score,
     scaling_slope,
@@ -37,8 +39,25 @@ def test_maj_at_k_votes_on_canonical_answers():
     assert maj_at_k(["a", "a", "b", "c"], [True, True, False, False], 3) == pytest.approx(2 / 3)
 
 
-def test_cov_at_k_counts_extractable_answers():
-    assert cov_at_k(4, 0, 4) == 0.0 and cov_at_k(4, 1, 4) == 1.0
+def test_a_failed_extraction_votes_and_never_wins():
+    """[no answer, correct] used to score 1: failed extractions were dropped from the vote."""
+    assert maj_at_k([None, "42"], [False, True], 2) == pytest.approx(0.5)  # a tie: half the leaders are correct
+    # Subsets of 2 from [None, None, 42]: {N,N} -> 0, {N,42} twice -> 1/2 each; all three: "no answer" wins 2-1.
+    assert maj_at_k([None, None, "42"], [False, False, True], 2) == pytest.approx(1 / 3)
+    assert maj_at_k([None, None, "42"], [False, False, True], 3) == 0.0
+    # The references' form: the first k samples, ties to the answer seen first.
+    assert maj_at_k_first([None, "42"], [False, True], 2) == 0.0
+    assert maj_at_k_first(["42", None], [True, False], 2) == 1.0
+    assert maj_at_k_first(["844", "756", "756"], [False, True, True], 2) == 0.0  # the seed's own record: 0
+    assert maj_at_k_first(["844", "756", "756"], [False, True, True], 3) == 1.0
+
+
+def test_cov_at_k_is_the_references_coverage_and_answered_at_k_counts_answers():
+    # s1's cov@k: is any of the first k samples correct.
+    assert cov_at_k([False, False, True, False], 2) == 0.0 and cov_at_k([False, False, True, False], 3) == 1.0
+    # answered@k = 1 - C(n - a, k) / C(n, k): with 1 answered of 4, k = 2 -> 1 - 3/6.
+    assert answered_at_k(4, 1, 2) == pytest.approx(0.5)
+    assert answered_at_k(4, 0, 4) == 0.0 and answered_at_k(4, 1, 4) == 1.0
 
 
 @pytest.mark.parametrize(
@@ -46,7 +65,10 @@ def test_cov_at_k_counts_extractable_answers():
     [
         ("so the total is \\boxed{\\frac{3}{4}}.", "\\frac{3}{4}"),
         ("Step 1 ... Final Answer: 18", "18"),
-        ("The answer is: $1,250$.", "1,250"),
+        ("The answer is: $1,250$.", "1250"),
+        ("Final Answer: The", None),  # a cut-off sentence is not an answer
+        ("**Step 1: Understand the problem.** She sells 9 eggs.", None),  # a bold heading is not an answer
+        ("Final Answer: The total is 18 dollars.", "18"),
         ("Therefore **42** eggs.", "42"),
         ("She makes 9 * 2 = 18 dollars.\n#### 18", "18"),
         ("I am not sure what the question asks.", None),
@@ -73,7 +95,28 @@ def test_math_verify_works_outside_the_main_thread():
 
 @pytest.mark.parametrize(
     "text, expected",
-    [("Answer: C", "C"), ("... so the answer is (B).", "B"), ("\\boxed{D}", "D"), ("I think A or maybe B", None)],
+    [
+        ("Answer: C", "C"),
+        ("... so the answer is (B).", "B"),
+        ("\\boxed{D}", "D"),
+        ("\\boxed{\\text{B}}", "B"),
+        ("(C)", "C"),
+        ("**C**", "C"),
+        ("So the final answer is: **D**", "D"),
+        ("Final Answer: (A)", "A"),
+        ("Answer: B, because the field vanishes.", "B"),
+        ("answer: [D]", "D"),
+        ("Options (A) and (B) fail, so the answer is C.", "C"),
+        # Negative cases: articles, pronouns, ordinary words, lower case, letters the question does not offer.
+        ("The answer is a bit unclear... (C)", "C"),
+        ("Answer: I think it is B", None),
+        ("Answer: A is the best guess, but I cannot tell", None),
+        ("I think A or maybe B", None),
+        ("A bit of both.", None),
+        ("Answer: c", None),
+        ("The answer is E", None),
+        ("Answer: Interesting question.", None),
+    ],
 )
 def test_strict_letter_extraction(text, expected):
     assert extract_answer(text, "gpqa_diamond") == expected

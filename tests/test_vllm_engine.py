@@ -27,7 +27,8 @@ pytestmark = [
 def _eval(python, model_dir, engine, out, gsm8k_dir):
     args = [f"model.name_or_path={model_dir}", "model.dtype=float32", "eval.tasks=[gsm8k]", "eval.num_problems=6"]
     args += [f"eval.paths.gsm8k={gsm8k_dir / 'test.jsonl'}", "eval.budgets=[24,48]", "eval.n_samples=2"]
-    args += ["eval.temperature=0", f"eval.engine={engine}", f"output_dir={out}"]
+    args += ["eval.temperature=0", "eval.num_waits=1", "eval.answer_max_tokens=24", f"eval.engine={engine}"]
+    args += [f"output_dir={out}"]
     if engine == "vllm":
         args += ["eval.vllm_kwargs.enforce_eager=true", "eval.vllm_kwargs.gpu_memory_utilization=0.1"]
         args += ["eval.vllm_kwargs.max_model_len=1024"]
@@ -50,6 +51,6 @@ def test_vllm_and_transformers_engines_write_the_same_records(smollm2_path, gsm8
     vllm = _eval(VLLM_PYTHON, tmp_path / "pruned", "vllm", tmp_path / "vllm", gsm8k_dir)
     assert hf.keys() == vllm.keys() and len(hf) == 6 * 2 + 6 * 2
     for key in hf:
-        for field in ("prompt_hash", "thinking_tokens", "truncated", "output", "extracted", "correct"):
+        for field in ("prompt_hash", "thinking_tokens", "truncated", "waits", "answer_tokens", "output", "extracted"):
             assert hf[key][field] == vllm[key][field], (key, field)
     assert any(r["truncated"] for r in hf.values()) and not all(r["truncated"] for r in hf.values())

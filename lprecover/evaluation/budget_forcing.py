@@ -1,18 +1,25 @@
 """Budget forcing (s1): cap the thinking phase at B tokens, close it for the model, then let it answer.
 
-The Hugging Face engine here generates a whole batch at once with the KV cache and left padding; each sequence
-stops on its own when it closes its thinking. That is what makes a curve over many budgets affordable, where the
-seed's pruned-model path recomputed the full prefix for every token of every problem.
+The protocol follows s1's lm-evaluation-harness fork (``simplescaling/s1``, ``eval/lm-evaluation-harness``,
+``lm_eval/models/vllm_causallms.py``): thinking stops at the end-of-thinking delimiter or at the budget; a model
+cut off by the budget gets the delimiter and an answer cue appended for it; with ``num_waits`` an early end of
+thinking is replaced by a wait string ("Wait") while budget remains; the answer phase then has its own token cap.
+
+Every result is a function of the prompt, the sampling key and the model alone, never of the batch it ran in:
+each sequence stops within its own room, and sampled tokens are drawn from a per-sequence, per-position random
+stream (``KeyedSampling``), so batch size 1 and 64 write the same records, and a model's thinking up to budget B
+is the first B tokens of its thinking up to a larger budget.
 """
 
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import LogitsProcessor, PreTrainedModel, PreTrainedTokenizerBase
 
-from lprecover.log import get_logger, progress
+from lprecover.log import progress
 
-logger = get_logger(__name__)
+MASK64 = (1 << 64) - 1
 
 
 @dataclass(frozen=True)
@@ -23,30 +30,50 @@ class ThinkFormat:
         open: text that opens the thinking phase (appended to the prompt unless the chat template already ends with it).
         close: text that ends the thinking phase; budget forcing appends it when the budget runs out. ``None`` for
             models that do not think in delimiters: the whole response is capped, and an end-of-turn ends it.
-        answer_prefix: text appended after a forced close, nudging the model to answer now.
-        wait: text that replaces an early close when ``num_waits`` asks the model to keep thinking.
+        answer_open: text appended after every close, the model's own or a forced one, that opens the answer (s1:
+            ``answer``, which turns its close ``<|im_start|>`` into ``<|im_start|>answer``).
+        answer_prefix: the answer cue appended after a forced close (s1: "\nFinal Answer:"), so a model cut off
+            mid-thought answers instead of reasoning on in its answer.
+        wait: strings that replace an early close when ``num_waits`` asks the model to keep thinking, used in
+            turn (s1 uses "Wait").
     """
 
     open: str = "<think>"
     close: str | None = "</think>"
+    answer_open: str = ""
     answer_prefix: str = ""
-    wait: str = "Wait"
+    wait: tuple[str, ...] = ("Wait",)
 
 
 @dataclass
 class Generation:
-    """One budget-forced generation, in token ids and text."""
+    """One budget-forced generation.
+
+    Attributes:
+        thinking: the thinking text (inserted wait strings included).
+        answer: the text the model wrote in its answer phase.
+        response: what is scored: the text after thinking with the forced answer cue included; for formats without
+            thinking delimiters, the whole response (thinking, cue and answer), since the model answers in it.
+        thinking_tokens: thinking tokens, wait strings included (they count against the budget).
+        truncated: the budget ran out before the model ended its thinking (the close was forced).
+        answer_tokens: tokens written in the answer phase.
+        answer_truncated: the answer phase hit its cap before the model ended its turn.
+        raw: everything after the prompt, special tokens kept.
+    """
 
     thinking: str
     answer: str
+    response: str
     thinking_tokens: int
     truncated: bool
     waits: int = 0
-    raw: str = field(default="")
+    answer_tokens: int = 0
+    answer_truncated: bool = False
+    raw: str = ""
 
 
-def _stop_ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
-    return tokenizer.encode(text, add_special_tokens=False)
+def _ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    return tokenizer.encode(text, add_special_tokens=False) if text else []
 
 
 def prompt_ids(
@@ -63,6 +90,55 @@ def prompt_ids(
     if fmt.open and not text.rstrip().endswith(fmt.open):
         text += fmt.open
     return tokenizer.encode(text, add_special_tokens=False)
+
+
+def sampling_key(*parts) -> int:
+    """A 64-bit key naming one sample's random stream, e.g. ``sampling_key(seed, task, problem_id, sample)``."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little")
+
+
+def uniform(key: int, position: int) -> float:
+    """A uniform number in [0, 1) determined by ``key`` and ``position`` alone (splitmix64)."""
+    x = (key + (position + 1) * 0x9E3779B97F4A7C15) & MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & MASK64
+    return ((x ^ (x >> 31)) >> 11) / float(1 << 53)
+
+
+def sample_tokens(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """Draw one token per row from ``softmax(logits / T)`` restricted to the top-p nucleus, by inverse CDF at ``u``.
+
+    The nucleus is the smallest set of most probable tokens whose mass reaches ``top_p`` (Holtzman et al. 2020).
+    Every row is computed on its own, so a row's token does not depend on the other rows.
+
+    Args:
+        logits: ``[rows, vocab]``.
+        u: ``[rows]`` uniform numbers in [0, 1).
+    """
+    probs = torch.softmax(logits.double() / temperature, dim=-1)
+    p, order = probs.sort(dim=-1, descending=True, stable=True)
+    p = p * ((p.cumsum(-1) - p) < top_p)
+    cdf = p.cumsum(-1) / p.sum(-1, keepdim=True)
+    j = torch.searchsorted(cdf, u.to(cdf).unsqueeze(-1)).clamp(max=logits.shape[-1] - 1)
+    return order.gather(-1, j).squeeze(-1)
+
+
+class KeyedSampling(LogitsProcessor):
+    """Sampling with a random stream per sequence and position, so results do not depend on the batch.
+
+    transformers samples a whole batch from one generator, so a sequence's tokens change with what else is in its
+    batch. This processor draws each row's token itself (``sample_tokens`` at ``uniform(key, position)``) and
+    leaves only that token possible, to be picked by greedy decoding.
+    """
+
+    def __init__(self, keys: list[int], pads: list[int], temperature: float, top_p: float):
+        self.keys, self.pads, self.temperature, self.top_p = keys, pads, temperature, top_p
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        width = input_ids.shape[1]
+        u = torch.tensor([uniform(k, width - pad) for k, pad in zip(self.keys, self.pads)], device=scores.device)
+        tokens = sample_tokens(scores, u, self.temperature, self.top_p)
+        return torch.full_like(scores, float("-inf")).scatter_(-1, tokens.unsqueeze(-1), 0.0)
 
 
 def _eos_ids(model, tokenizer) -> set[int]:
@@ -83,20 +159,19 @@ def _left_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor,
     return ids.to(device), mask.to(device)
 
 
-def _cut_at(ids: list[int], stops: set[int], pad_id: int) -> tuple[list[int], int | None]:
-    """Split generated ids at the first stop token: (kept ids, the stop token or None)."""
-    out = []
-    for t in ids:
+def cut(ids: list[int], room: int, stops: set[int]) -> tuple[list[int], int | None]:
+    """What a generation of at most ``room`` tokens stopping at ``stops`` keeps: (kept ids, stop id or None).
+
+    A stop found after ``room`` tokens does not count: alone, the sequence would have run out of room first.
+    """
+    for j, t in enumerate(ids[:room]):
         if t in stops:
-            return out, t
-        if t == pad_id and t not in stops:
-            break
-        out.append(t)
-    return out, None
+            return ids[:j], t
+    return ids[:room], None
 
 
 def _check_close(tokenizer, fmt: ThinkFormat) -> list[int]:
-    close_ids = _stop_ids(tokenizer, fmt.close) if fmt.close else []
+    close_ids = _ids(tokenizer, fmt.close) if fmt.close else []
     if fmt.close and len(close_ids) != 1:
         raise ValueError(
             f"The end-of-thinking delimiter {fmt.close!r} is {len(close_ids)} tokens for this tokenizer; budget "
@@ -106,72 +181,104 @@ def _check_close(tokenizer, fmt: ThinkFormat) -> list[int]:
 
 
 def force_budget(
-    run, tokenizer, eos_ids: set[int], prompts, budget, fmt, answer_max_tokens, num_waits
+    run, tokenizer, eos_ids: set[int], prompts, budget, fmt, answer_max_tokens, num_waits, keys
 ) -> list[Generation]:
     """The budget-forcing loop, shared by every engine.
 
     Args:
-        run: ``run(seqs, rooms, stops) -> [(kept ids, stop id or None)]``: continue each sequence by at most its
-            room, stopping at any of ``stops``; ``None`` means the room ran out.
+        run: ``run(seqs, rooms, stops, keys) -> [(kept ids, stop id or None)]``: continue each sequence by at most
+            its room, stopping at any of ``stops``; ``None`` means the room ran out. ``keys`` name each sequence's
+            random stream.
+        keys: one sampling key per prompt.
     """
-    if budget < 0:
-        raise ValueError(f"The thinking budget must be non-negative, got {budget}.")
+    if budget < 1:
+        raise ValueError(f"The thinking budget must be a positive number of tokens, got {budget}.")
     close_ids = _check_close(tokenizer, fmt)
     stops = set(close_ids) | eos_ids
-    forced_suffix = close_ids + _stop_ids(tokenizer, fmt.answer_prefix)
-    wait_ids = _stop_ids(tokenizer, fmt.wait)
+    opened = close_ids + _ids(tokenizer, fmt.answer_open)  # what follows every end of thinking
+    cue_ids = _ids(tokenizer, fmt.answer_prefix)
+    wait_ids = [_ids(tokenizer, w) for w in fmt.wait] or [[]]
     n = len(prompts)
-    thinking = [[] for _ in range(n)]
+    thinking: list[list[int]] = [[] for _ in range(n)]
     waits = [0] * n
-    truncated = [budget > 0] * n
-    ended = [False] * n  # the model closed its turn itself (formats without thinking delimiters)
-    closed_by = [None] * n
-    active = list(range(n)) if budget > 0 else []
+    stopped_by: list[int | None] = [None] * n  # the token that ended thinking; None: the budget did
+    active = list(range(n))
     while active:
-        outs = run([prompts[i] + thinking[i] for i in active], [budget - len(thinking[i]) for i in active], stops)
+        outs = run(
+            [prompts[i] + thinking[i] for i in active],
+            [budget - len(thinking[i]) for i in active],
+            stops,
+            [keys[i] for i in active],
+        )
         still = []
         for i, (kept, stop) in zip(active, outs):
             thinking[i] += kept
-            if stop is None:
-                continue  # the budget ran out: closed for the model below
-            truncated[i], closed_by[i] = False, stop
-            if waits[i] < num_waits and len(thinking[i]) + len(wait_ids) < budget:
-                thinking[i] += wait_ids
+            wait = wait_ids[waits[i] % len(wait_ids)]
+            if stop is not None and waits[i] < num_waits and wait and len(thinking[i]) + len(wait) < budget:
+                thinking[i] += wait  # keep thinking: the stop is dropped and forgotten
                 waits[i] += 1
-                truncated[i] = True
                 still.append(i)
-            elif not close_ids:
-                ended[i] = True
+            else:
+                stopped_by[i] = stop
         active = still
-    # A model that closed its thinking goes on to answer as it would; a forced close also gets the answer prefix.
-    suffixes = [close_ids if closed_by[i] in close_ids else forced_suffix for i in range(n)]
-    todo = [i for i in range(n) if not ended[i]]
-    answers = dict.fromkeys(range(n), [])
+
+    # A model that closed its thinking answers as it would; one cut off by the budget (or that ended its turn while
+    # thinking) gets the close and the answer cue. A model without delimiters that ended its turn has answered.
+    done = [not close_ids and stopped_by[i] is not None for i in range(n)]
+    forced = [stopped_by[i] is None or stopped_by[i] not in close_ids for i in range(n)]
+    suffixes = [[] if done[i] else opened + cue_ids if forced[i] else opened for i in range(n)]
+    todo = [i for i in range(n) if not done[i]]
+    answers: dict[int, tuple[list[int], int | None]] = {}
     if todo:
-        outs = run([prompts[i] + thinking[i] + suffixes[i] for i in todo], [answer_max_tokens] * len(todo), eos_ids)
-        answers |= {i: kept for i, (kept, _) in zip(todo, outs)}
+        outs = run(
+            [prompts[i] + thinking[i] + suffixes[i] for i in todo],
+            [answer_max_tokens] * len(todo),
+            eos_ids,
+            [keys[i] for i in todo],
+        )
+        answers |= dict(zip(todo, outs))
     results = []
     for i in range(n):
-        suffix = [] if ended[i] else suffixes[i]
+        answer, answer_stop = answers.get(i, ([], None))
+        cue = suffixes[i][len(opened) :]
+        scored = cue + answer if close_ids else thinking[i] + cue + answer
         results.append(
             Generation(
-                tokenizer.decode(thinking[i], skip_special_tokens=False),
-                tokenizer.decode(answers[i], skip_special_tokens=True),
-                len(thinking[i]),
-                truncated[i],
-                waits[i],
-                tokenizer.decode(thinking[i] + suffix + answers[i], skip_special_tokens=False),
+                thinking=tokenizer.decode(thinking[i], skip_special_tokens=False),
+                answer=tokenizer.decode(answer, skip_special_tokens=True),
+                response=tokenizer.decode(scored, skip_special_tokens=True),
+                thinking_tokens=len(thinking[i]),
+                truncated=stopped_by[i] is None,
+                waits=waits[i],
+                answer_tokens=len(answer),
+                answer_truncated=i in answers and answer_stop is None,
+                raw=tokenizer.decode(thinking[i] + suffixes[i] + answer, skip_special_tokens=False),
             )
         )
     return results
 
 
-def _hf_runner(model, tokenizer, sampling):
+def default_keys(prompts: list[list[int]], seed: int) -> list[int]:
+    """Sampling keys from the prompt itself and its repeat index, so they do not depend on batch or order."""
+    seen: dict[tuple, int] = {}
+    keys = []
+    for p in prompts:
+        t = tuple(p)
+        seen[t] = seen.get(t, -1) + 1
+        keys.append(sampling_key(seed, t, seen[t]))
+    return keys
+
+
+def _hf_runner(model, tokenizer, temperature: float, top_p: float):
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     @torch.inference_mode()
-    def run(seqs, rooms, stops):
+    def run(seqs, rooms, stops, keys):
         ids, mask = _left_pad(seqs, pad_id, model.device)
+        processors = []
+        if temperature > 0:
+            pads = [ids.shape[1] - len(s) for s in seqs]
+            processors = [KeyedSampling(keys, pads, temperature, top_p)]
         out = model.generate(
             input_ids=ids,
             attention_mask=mask,
@@ -179,14 +286,11 @@ def _hf_runner(model, tokenizer, sampling):
             eos_token_id=sorted(stops),
             pad_token_id=pad_id,
             use_cache=True,
-            **sampling,
+            do_sample=False,
+            logits_processor=processors,
         )
-        result = []
-        for row, room in zip(out, rooms):
-            kept, stop = _cut_at(row[ids.shape[1] :].tolist(), stops, pad_id)
-            # The batch runs to the longest room; a sequence that went past its own was cut by its budget.
-            result.append((kept[:room], None) if stop is None or len(kept) > room else (kept, stop))
-        return result
+        # The batch runs to the longest room; each sequence keeps only what fits its own.
+        return [cut(row[ids.shape[1] :].tolist(), room, stops) for row, room in zip(out, rooms)]
 
     return run
 
@@ -203,29 +307,31 @@ def budget_forced_generate(
     temperature: float = 0.0,
     top_p: float = 1.0,
     seed: int = 0,
+    keys: list[int] | None = None,
     show_progress: bool = False,
 ) -> list[Generation]:
-    """Generate with the thinking phase capped at ``budget`` tokens, then a short answer (transformers engine).
+    """Generate with the thinking phase capped at ``budget`` tokens, then the answer (transformers engine).
 
     Args:
         prompts: prompt token ids, each ending inside the thinking phase (see ``prompt_ids``).
         budget: the most thinking tokens each sequence may write. A sequence still thinking at the cap is closed
             for it (``fmt.close`` then ``fmt.answer_prefix``) and marked truncated.
-        num_waits: how many times an early close is replaced by ``fmt.wait`` so the model keeps thinking.
+        answer_max_tokens: the cap on the answer phase.
+        num_waits: how many times an early close is replaced by a ``fmt.wait`` string so the model keeps thinking.
         temperature: 0 means greedy.
+        keys: one sampling key per prompt (``sampling_key``); default: from the prompt, its repeat index and ``seed``.
 
     Returns:
         One ``Generation`` per prompt, in order.
     """
     _check_close(tokenizer, fmt)
-    sampling = (
-        {"do_sample": False} if temperature == 0 else {"do_sample": True, "temperature": temperature, "top_p": top_p}
-    )
-    run = _hf_runner(model, tokenizer, sampling)
+    run = _hf_runner(model, tokenizer, temperature, top_p)
     eos_ids = _eos_ids(model, tokenizer)
-    torch.manual_seed(seed)
+    keys = keys if keys is not None else default_keys(prompts, seed)
     results: list[Generation] = []
     for start in progress(range(0, len(prompts), batch_size), desc=f"budget {budget}", disable=not show_progress):
-        batch = prompts[start : start + batch_size]
-        results += force_budget(run, tokenizer, eos_ids, batch, budget, fmt, answer_max_tokens, num_waits)
+        end = start + batch_size
+        results += force_budget(
+            run, tokenizer, eos_ids, prompts[start:end], budget, fmt, answer_max_tokens, num_waits, keys[start:end]
+        )
     return results

@@ -3,8 +3,11 @@
     lprecover eval model.name_or_path=PATH eval=scaling output_dir=OUT
     lprecover eval model=organism eval=sequential eval.tasks=[organism_long] output_dir=OUT
     lprecover eval model=smollm2_135m eval.tasks=[gsm8k] eval.paths={gsm8k:test.jsonl} eval.budgets=[128,256] output_dir=OUT
+    lprecover eval import=[lm_eval_out/MODEL/samples_aime24_nofigures_2025-01-01T00-00-00.jsonl,...] output_dir=OUT
 
 Relaunching with the same output_dir resumes: finished generations in samples.jsonl are kept, never redone.
+``import=`` reads lm-eval --log_samples files instead of generating (import_task=, import_budget= where the files
+do not say), rescores them with lprecover's scorer, and writes the same outputs as a native run.
 """
 
 from dataclasses import dataclass, field
@@ -15,6 +18,7 @@ import yaml
 from lprecover.config import CONFIG_FILE, ConfigError, atomic_write_text, load_config, to_dict, valid_keys
 from lprecover.evaluation.records import read_samples
 from lprecover.evaluation.run import EvalConfig, run_eval
+from lprecover.evaluation.tasks import check_task
 from lprecover.log import get_logger
 from lprecover.modeling import (
     ModelConfig,
@@ -41,35 +45,62 @@ class EvalCommand:
         default="none", metadata={"help": "wandb, none, or auto (wandb; offline unless W&B is configured)."}
     )
     wandb: WandbSettings = field(default_factory=WandbSettings)
+    imports: list[str] = field(
+        default_factory=list, metadata={"help": "lm-eval --log_samples jsonl files to import (written import=[...])."}
+    )
+    import_task: str | None = field(default=None, metadata={"help": "Task of imported files that do not name one."})
+    import_budget: int | None = field(
+        default=None, metadata={"help": "Thinking budget of imported files that do not record one."}
+    )
 
     def __post_init__(self):
         if not self.output_dir:
             raise ValueError("output_dir is required, e.g. output_dir=runs/eval-teacher.")
+        missing = [f for f in self.imports if not Path(f).is_file()]
+        if missing:
+            raise ValueError(f"import: no such file {missing[0]}.")
+        if self.import_task is not None:
+            check_task(self.import_task)
+        if self.import_budget is not None and self.import_budget < 1:
+            raise ValueError(f"import_budget must be a positive token count, got {self.import_budget}.")
 
 
 def main(argv: list[str]) -> int:
     if argv and argv[0] in ("-h", "--help"):
-        print(__doc__ + "\nkeys: " + ", ".join(valid_keys(EvalCommand)))
+        print(__doc__ + "\nkeys: " + ", ".join(valid_keys(EvalCommand)).replace("imports", "import"))
         return 0
+    # ``import`` is a Python keyword, so the field is ``imports``; the command line says ``import=``.
+    argv = ["imports=" + a.split("=", 1)[1] if a.startswith("import=") else a for a in argv]
     result = evaluate(load_config(EvalCommand, argv))
     for task, s in result["summary"].items():
         print(task, " ".join(f"{k}={v:.3f}" for k, v in s.items()))
     return 0
 
 
-def evaluate(cfg: EvalCommand) -> dict:
-    """Evaluate as ``cfg`` says (resuming what ``output_dir`` holds); returns ``{"curves", "summary"}``."""
-    out = Path(cfg.output_dir)
-    saved = out / CONFIG_FILE
-    resolved = to_dict(cfg)
+def import_evaluation(cfg: EvalCommand, out: Path, resolved: dict) -> dict:
+    """``import=``: rescore lm-eval log_samples files into ``out`` as a native evaluation."""
+    from lprecover.evaluation.importer import (
+        LogSamplesError,
+        curves_from_records,
+        import_records,
+        read_log_samples,
+    )
+    from lprecover.evaluation.run import write_results
 
-    def what_is_measured(d: dict) -> dict:  # logging settings may change between launches of one evaluation
-        return {k: v for k, v in d.items() if k not in ("report_to", "wandb")}
+    try:
+        for f in cfg.imports:  # every file is read and checked before anything is written
+            read_log_samples(Path(f), cfg.import_task, cfg.import_budget)
+        atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(resolved, sort_keys=False))
+        records, agreement = import_records(cfg.imports, out, cfg.import_task, cfg.import_budget)
+        curves = curves_from_records(records, cfg.eval.k, cfg.eval.bootstrap, cfg.eval.seed)
+    except LogSamplesError as e:
+        raise ConfigError(str(e)) from None
+    title = f"{resolved['model']['name_or_path']} (lm-eval log_samples)"
+    return write_results(out, curves, records, title, agreement)
 
-    if saved.exists() and what_is_measured(yaml.safe_load(saved.read_text())) != what_is_measured(resolved):
-        raise ConfigError(
-            f"{out} holds an evaluation with different settings; resuming it would mix them. Use a new output_dir."
-        )
+
+def generate(cfg: EvalCommand, out: Path, resolved: dict) -> dict:
+    """Load the model (or a vLLM engine) and run the evaluation into ``out``."""
     if cfg.eval.engine == "vllm":
         from lprecover.evaluation.engines import VLLMEngine
 
@@ -92,10 +123,32 @@ def evaluate(cfg: EvalCommand) -> dict:
             out,
             cfg.model,
             title=cfg.model.name_or_path,
-            on_start=lambda: atomic_write_text(saved, yaml.safe_dump(resolved, sort_keys=False)),
+            on_start=lambda: atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(resolved, sort_keys=False)),
         )
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    return result
+
+
+def evaluate(cfg: EvalCommand) -> dict:
+    """Evaluate as ``cfg`` says (resuming what ``output_dir`` holds); returns ``{"curves", "summary"}``."""
+    out = Path(cfg.output_dir)
+    saved = out / CONFIG_FILE
+    resolved = to_dict(cfg)
+
+    if cfg.imports:  # an import is of the model lm-eval ran, when its results file says which
+        from lprecover.evaluation.importer import model_name
+
+        resolved["model"]["name_or_path"] = model_name(cfg.imports) or resolved["model"]["name_or_path"]
+
+    def what_is_measured(d: dict) -> dict:  # logging settings may change between launches of one evaluation
+        return {k: v for k, v in d.items() if k not in ("report_to", "wandb")}
+
+    if saved.exists() and what_is_measured(yaml.safe_load(saved.read_text())) != what_is_measured(resolved):
+        raise ConfigError(
+            f"{out} holds an evaluation with different settings; resuming it would mix them. Use a new output_dir."
+        )
+    result = import_evaluation(cfg, out, resolved) if cfg.imports else generate(cfg, out, resolved)
     if resolve_report_to(cfg.report_to) == "wandb":
         name = cfg.wandb.name or "eval-" + Path(cfg.model.name_or_path.rstrip("/")).name
         config = to_dict(cfg)

@@ -5,7 +5,14 @@
 share their prompt's KV blocks, and tensor parallelism for models that do not fit one GPU.
 """
 
-from lprecover.evaluation.budget_forcing import Generation, ThinkFormat, budget_forced_generate, force_budget
+from lprecover.evaluation.budget_forcing import (
+    Generation,
+    ThinkFormat,
+    budget_forced_generate,
+    cut,
+    default_keys,
+    force_budget,
+)
 
 
 class HFEngine:
@@ -59,32 +66,32 @@ class VLLMEngine:
         temperature: float = 0.0,
         top_p: float = 1.0,
         seed: int = 0,
+        keys: list[int] | None = None,
         **_,
     ) -> list[Generation]:
         from vllm import SamplingParams, TokensPrompt
 
-        def run(seqs, rooms, stops):
-            # One request per sequence, each with its own room; seeds per request keep samples reproducible.
+        def run(seqs, rooms, stops, run_keys):
+            # One request per sequence, each with its own room and a seed from its own key, so a sample does not
+            # depend on what else is in the batch.
             params = [
                 SamplingParams(
                     max_tokens=room,
                     temperature=temperature,
                     top_p=top_p if temperature > 0 else 1.0,
-                    seed=seed + i,
+                    seed=key % (1 << 31),
                     stop_token_ids=sorted(stops),
                     skip_special_tokens=False,
                 )
-                for i, room in enumerate(rooms)
+                for room, key in zip(rooms, run_keys)
             ]
             outs = self.llm.generate([TokensPrompt(prompt_token_ids=s) for s in seqs], params, use_tqdm=False)
-            result = []
-            for o in outs:
-                ids = list(o.outputs[0].token_ids)
-                stopped = bool(ids) and ids[-1] in stops
-                result.append((ids[:-1], ids[-1]) if stopped else (ids, None))
-            return result
+            return [cut(list(o.outputs[0].token_ids), room, stops) for o, room in zip(outs, rooms)]
 
-        return force_budget(run, self.tokenizer, self.eos_ids, prompts, budget, fmt, answer_max_tokens, num_waits)
+        keys = keys if keys is not None else default_keys(prompts, seed)
+        return force_budget(
+            run, self.tokenizer, self.eos_ids, prompts, budget, fmt, answer_max_tokens, num_waits, keys
+        )
 
 
 def _generation_eos(path) -> list[int]:

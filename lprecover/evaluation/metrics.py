@@ -1,4 +1,4 @@
-"""Scaling metrics: pass@k, maj@k, cov@k, bootstrap intervals, the scaling slope, areas and the recovery score."""
+"""Scaling metrics: pass@k, maj@k, answered@k, cov@k, bootstrap intervals, the scaling slope, areas, recovery scores."""
 
 import itertools
 import math
@@ -24,37 +24,69 @@ def _subsets(n: int, k: int, max_subsets: int, rng: random.Random):
     return [tuple(rng.sample(range(n), k)) for _ in range(max_subsets)]
 
 
+NO_ANSWER = object()  # the vote of a sample whose answer could not be extracted: it can never be correct
+
+
 def maj_at_k(answers: list, correct: list[bool], k: int, max_subsets: int = 256, seed: int = 0) -> float:
     """Majority-vote accuracy over subsets of size k, averaged (all subsets when few, else a seeded sample).
 
+    A sample whose answer could not be extracted (``None``) votes for "no answer", which is never correct, as in
+    lm-evaluation-harness's ``majority_vote`` filter (failed extractions all read ``[invalid]`` and vote together):
+    a model that often fails to answer loses votes rather than having them ignored. A tie between answers earns
+    the fraction of tied answers that are correct: a fair coin flip, in expectation. Averaging over subsets makes
+    this an estimate of the expected maj@k of k fresh samples; ``maj_at_k_first`` is the reference's first-k form.
+
     Args:
-        answers: the canonical extracted answer of each sample (``None`` for a failed extraction, which never wins).
+        answers: the canonical extracted answer of each sample (``None`` for a failed extraction).
         correct: whether each sample's answer is correct.
-    A tie between answers earns the fraction of tied answers that are correct: a fair coin flip, in expectation.
     """
     n = len(answers)
     if not 1 <= k <= n:
         raise ValueError(f"maj_at_k needs 1 <= k <= n, got k={k}, n={n}.")
-    truth = {a: c for a, c in zip(answers, correct) if a is not None}
+    votes_of = [NO_ANSWER if a is None else a for a in answers]
+    truth = {a: bool(c) and a is not NO_ANSWER for a, c in zip(votes_of, correct)}
     rng = random.Random(seed)
     wins = []
     for subset in _subsets(n, k, max_subsets, rng):
-        votes = Counter(answers[i] for i in subset if answers[i] is not None)
-        if not votes:
-            wins.append(0.0)
-            continue
+        votes = Counter(votes_of[i] for i in subset)
         top = max(votes.values())
         leaders = [a for a, v in votes.items() if v == top]
         wins.append(sum(truth[a] for a in leaders) / len(leaders))
     return float(np.mean(wins))
 
 
-def cov_at_k(n: int, extracted: int, k: int) -> float:
-    """Answer coverage: the chance that k of n samples include at least one extractable final answer.
+def maj_at_k_first(answers: list, correct: list[bool], k: int) -> float:
+    """Majority vote of the first k samples, ties to the answer seen first (``Counter.most_common``).
 
-    It separates "never commits to an answer" (rambling, cut-off traces) from "commits to a wrong one".
+    This is how lm-evaluation-harness's self-consistency tasks score maj@k (``take_first_k`` then
+    ``majority_vote``; a failed extraction votes as ``[invalid]``). It depends on sample order; ``maj_at_k``
+    averages over subsets instead and is the one lprecover's curves use.
     """
-    return pass_at_k(n, extracted, k)
+    if not 1 <= k <= len(answers):
+        raise ValueError(f"maj_at_k_first needs 1 <= k <= n, got k={k}, n={len(answers)}.")
+    votes_of = [NO_ANSWER if a is None else a for a in answers[:k]]
+    winner = Counter(votes_of).most_common(1)[0][0]
+    return float(winner is not NO_ANSWER and any(c for a, c in zip(votes_of, correct) if a == winner))
+
+
+def answered_at_k(n: int, answered: int, k: int) -> float:
+    """The chance that k of n samples include at least one extractable final answer (unbiased, like pass@k).
+
+    It separates "never commits to an answer" (rambling, cut-off traces) from "commits to a wrong one". Named for
+    what it is: in the repeated-sampling literature coverage (cov@k) means a *correct* answer among k samples.
+    """
+    return pass_at_k(n, answered, k)
+
+
+def cov_at_k(correct: list[bool], k: int) -> float:
+    """Coverage of the first k samples: 1 if any of them is correct, else 0 (s1's lm-eval fork, ``cov@k``).
+
+    The first-k estimate of what ``pass_at_k`` estimates without bias from all n samples (Brown et al. 2024,
+    "Large Language Monkeys", call pass@k coverage).
+    """
+    if not 1 <= k <= len(correct):
+        raise ValueError(f"cov_at_k needs 1 <= k <= n, got k={k}, n={len(correct)}.")
+    return float(any(correct[:k]))
 
 
 def bootstrap_ci(

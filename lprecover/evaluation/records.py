@@ -70,3 +70,13 @@ def read_samples(output_dir: str | Path) -> list[dict]:
             f"{output_dir} holds no {SAMPLES_FILE}: evaluate it first (lprecover eval ... output_dir={output_dir})."
         )
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def one_setting(records: list[dict], what: str) -> None:
+    """Refuse to build one curve from records generated under different sampling settings."""
+    seen = {json.dumps(r.get("sampling"), sort_keys=True) for r in records}
+    if len(seen) > 1:
+        raise ValueError(
+            f"The {what} records were generated with different sampling settings ({'; '.join(sorted(seen))}); "
+            "a curve over them would mix protocols. Evaluate into a new output_dir."
+        )

@@ -8,24 +8,31 @@ resamples problems jointly across the three runs, so it reflects the paired desi
 import numpy as np
 
 from lprecover.evaluation.metrics import curve_area, pass_at_k, recovery_score
-from lprecover.evaluation.records import read_samples
+from lprecover.evaluation.records import one_setting, read_samples
 
 
 def _sequential_matrix(records, task) -> tuple[list[int], dict[str, np.ndarray]]:
-    """Per problem, correctness (sample 0) at each budget."""
-    rows = [r for r in records if r["task"] == task and r["mode"] == "sequential" and r["sample"] == 0]
+    """Per problem, accuracy at each budget (the mean over its sequential samples, as in the curve)."""
+    rows = [r for r in records if r["task"] == task and r["mode"] == "sequential"]
+    one_setting(rows, f"{task} sequential")
     budgets = sorted({r["budget"] for r in rows})
-    table: dict[str, np.ndarray] = {}
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, np.ndarray] = {}
     for r in rows:
-        table.setdefault(r["problem_id"], np.full(len(budgets), np.nan))[budgets.index(r["budget"])] = float(
-            r["correct"]
-        )
-    return budgets, table
+        j = budgets.index(r["budget"])
+        sums.setdefault(r["problem_id"], np.zeros(len(budgets)))[j] += float(r["correct"])
+        counts.setdefault(r["problem_id"], np.zeros(len(budgets)))[j] += 1
+    with np.errstate(invalid="ignore"):
+        return budgets, {p: sums[p] / counts[p] for p in sums}
 
 
 def _parallel_matrix(records, task) -> tuple[list[int], dict[str, np.ndarray]]:
-    """Per problem, unbiased pass@k at k = 1, 2, 4, ... up to its sample count."""
+    """Per problem, unbiased pass@k at k = 1, 2, 4, ... up to its sample count (records of one budget)."""
     rows = [r for r in records if r["task"] == task and r["mode"] == "parallel"]
+    budgets = sorted({r["budget"] for r in rows})
+    if len(budgets) > 1:
+        raise ValueError(f"The {task} parallel records span budgets {budgets}: evaluate each into its own folder.")
+    one_setting(rows, f"{task} parallel")
     by_problem: dict[str, list[bool]] = {}
     for r in rows:
         by_problem.setdefault(r["problem_id"], []).append(r["correct"])

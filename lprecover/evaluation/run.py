@@ -13,17 +13,19 @@ from typing import Any
 import numpy as np
 
 from lprecover.config import atomic_write_text
-from lprecover.evaluation.budget_forcing import ThinkFormat, prompt_ids
+from lprecover.evaluation.budget_forcing import ThinkFormat, prompt_ids, sampling_key
 from lprecover.evaluation.engines import HFEngine
 from lprecover.evaluation.metrics import (
+    answered_at_k,
     bootstrap_ci,
     cov_at_k,
     curve_area,
     maj_at_k,
+    maj_at_k_first,
     pass_at_k,
     scaling_slope,
 )
-from lprecover.evaluation.records import SampleStore, prompt_hash
+from lprecover.evaluation.records import SampleStore, one_setting, prompt_hash
 from lprecover.evaluation.scoring import answers_match, canonical, extract_answer
 from lprecover.evaluation.tasks import Task, check_task, load_task
 from lprecover.log import get_logger, progress
@@ -52,10 +54,22 @@ class EvalConfig:
     seq_temperature: float = field(
         default=0.0, metadata={"help": "Sampling temperature of the sequential curve (0 = greedy)."}
     )
+    seq_samples: int = field(
+        default=1,
+        metadata={"help": "Sequential samples per problem and budget, averaged (the seed repository's 3 seeds: 3)."},
+    )
     num_waits: int = field(default=0, metadata={"help": "Times an early end of thinking is replaced by wait_text."})
-    wait_text: str = field(default="Wait", metadata={"help": "Text that asks the model to keep thinking."})
-    answer_max_tokens: int | None = field(default=None, metadata={"help": "Cap on the answer after thinking."})
+    wait_text: Any = field(
+        default="Wait", metadata={"help": "Text (or a list, used in turn) that asks the model to keep thinking."}
+    )
+    answer_max_tokens: int | None = field(
+        default=None,
+        metadata={"help": "Cap on the answer phase after thinking; None: the task's (1024+ on real tasks)."},
+    )
     parallel: bool = field(default=True, metadata={"help": "Run the parallel (pass@k / maj@k) curve."})
+    parallel_tasks: list[str] | None = field(
+        default=None, metadata={"help": "Tasks of the parallel curve; None: the same as tasks."}
+    )
     n_samples: int = field(default=8, metadata={"help": "Samples per problem for the parallel curve."})
     k: list[int] | None = field(default=None, metadata={"help": "k values; None: powers of two up to n_samples."})
     parallel_budget: int | None = field(
@@ -79,17 +93,34 @@ class EvalConfig:
         for task in self.tasks or []:
             check_task(task)
         if self.budgets is not None:
-            bad = [b for b in self.budgets if not isinstance(b, int) or b <= 0]
-            if bad or not self.budgets:
-                raise ValueError(f"eval.budgets must be positive token counts, got {self.budgets}.")
-        if self.n_samples < 1 or self.num_problems < 1:
-            raise ValueError("eval.n_samples and eval.num_problems must be at least 1.")
+            _check_increasing("eval.budgets", self.budgets, "positive token counts")
+        if self.n_samples < 1 or self.num_problems < 1 or self.seq_samples < 1:
+            raise ValueError("eval.n_samples, eval.seq_samples and eval.num_problems must be at least 1.")
+        for task in self.parallel_tasks or []:
+            check_task(task)
+        if self.seq_samples > 1 and self.seq_temperature == 0:
+            raise ValueError("eval.seq_samples > 1 repeats greedy decoding; set eval.seq_temperature above 0.")
         if self.k is not None:
-            too_big = [k for k in self.k if k > self.n_samples or k < 1]
+            _check_increasing("eval.k", self.k, "sample counts")
+            too_big = [k for k in self.k if k > self.n_samples]
             if too_big:
                 raise ValueError(
                     f"eval.k {too_big} must lie in 1..n_samples ({self.n_samples}); raise eval.n_samples."
                 )
+        for name in ("temperature", "seq_temperature"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"eval.{name} must be 0 (greedy) or positive, got {getattr(self, name)}.")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"eval.top_p must lie in (0, 1], got {self.top_p}.")
+        if self.answer_max_tokens is not None and self.answer_max_tokens < 1:
+            raise ValueError(f"eval.answer_max_tokens must be at least 1, got {self.answer_max_tokens}.")
+        if self.num_waits < 0:
+            raise ValueError(f"eval.num_waits must be 0 or more, got {self.num_waits}.")
+        waits = self.waits()
+        if not waits or not all(isinstance(w, str) and w for w in waits):
+            raise ValueError(f"eval.wait_text must be a non-empty string or a list of them, got {self.wait_text!r}.")
+        if self.parallel_budget is not None and self.parallel_budget < 1:
+            raise ValueError(f"eval.parallel_budget must be a positive token count, got {self.parallel_budget}.")
         if self.engine not in ENGINES:
             raise ValueError(f"eval.engine must be one of {', '.join(ENGINES)}, got '{self.engine}'.")
         if not (self.sequential or self.parallel):
@@ -98,42 +129,67 @@ class EvalConfig:
     def ks(self) -> list[int]:
         return self.k or [2**i for i in range(self.n_samples.bit_length()) if 2**i <= self.n_samples]
 
+    def waits(self) -> list[str]:
+        return [self.wait_text] if isinstance(self.wait_text, str) else list(self.wait_text or [])
 
-def think_format(tokenizer, model_cfg=None) -> ThinkFormat:
-    """The model family's thinking delimiters: explicit ``model.think_*`` settings win, then the vocabulary.
 
-    Qwen3, R1-distill and the organism think in ``<think>``/``</think>``; s1 is written as ``think_open`` =
-    ``<|im_start|>think``, ``think_close`` = ``<|im_start|>``, ``answer_prefix`` = ``answer``. A model with no
-    delimiters (e.g. SmolLM2-Instruct) has its whole response capped, then is asked for a final answer.
+def _check_increasing(name: str, values, what: str) -> None:
+    """Refuse a list that is empty, holds a non-positive or non-integer value, or is not strictly increasing."""
+    if not values or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in values):
+        raise ValueError(f"{name} must be positive {what}, got {list(values or [])}.")
+    if list(values) != sorted(set(values)):
+        raise ValueError(
+            f"{name} must be increasing with no repeats, got {list(values)}; write {sorted(set(values))}."
+        )
+
+
+ANSWER_CUE = "Final Answer:"  # s1's cue after a forced end of thinking (see ThinkFormat.answer_prefix)
+
+
+def think_format(tokenizer, model_cfg=None, wait: list[str] | None = None, organism: bool = False) -> ThinkFormat:
+    """The model family's thinking delimiters and answer cue: explicit ``model.*`` settings win, then the vocabulary.
+
+    Qwen3, R1-distill and the organism think in ``<think>``/``</think>``; s1 (``model=s1_1_7b``) thinks after
+    ``<|im_start|>think`` until ``<|im_start|>``, answers after ``<|im_start|>answer`` (``answer_open``). A model
+    with no delimiters (e.g. SmolLM2-Instruct) has its whole response capped, then is asked for a final answer.
+
+    The answer cue after a forced close (``model.answer_prefix``; None: the default) is s1's "Final Answer:" on a
+    line of its own (s1's fork appends ``<|im_start|>answer\nFinal Answer:``). The organism, trained to answer
+    right after ``</think>``, gets none.
     """
     vocab = tokenizer.get_vocab()
     has_think = "<think>" in vocab and "</think>" in vocab
     open_ = getattr(model_cfg, "think_open", None) or ("<think>" if has_think else "")
     close = getattr(model_cfg, "think_close", None) or ("</think>" if has_think else None)
-    prefix = getattr(model_cfg, "answer_prefix", "") or ("" if close else "\n\nFinal Answer: ")
-    return ThinkFormat(open=open_, close=close, answer_prefix=prefix)
+    prefix = getattr(model_cfg, "answer_prefix", None)
+    if prefix is None:
+        prefix = "" if organism else "\n\n" + ANSWER_CUE
+    answer_open = getattr(model_cfg, "answer_open", "") or ""
+    return ThinkFormat(open_, close, answer_open, prefix, tuple(wait or ("Wait",)))
 
 
 def _generate_records(engine, tokenizer, fmt, task: Task, mode: str, budget: int, jobs, cfg: EvalConfig, temperature):
     """Run budget forcing for ``jobs`` = [(problem, sample index)] and return their records."""
     prompts = [prompt_ids(tokenizer, p.prompt, fmt, cfg.system_prompt) for p, _ in jobs]
     answer_cap = cfg.answer_max_tokens or task.answer_max_tokens
+    num_waits = cfg.num_waits if mode == "sequential" else 0
     gens = engine.generate(
         prompts,
         budget,
         fmt,
         answer_max_tokens=answer_cap,
-        num_waits=cfg.num_waits if mode == "sequential" else 0,
+        num_waits=num_waits,
         batch_size=cfg.batch_size,
         temperature=temperature,
         top_p=cfg.top_p,
-        seed=cfg.seed + budget,
+        # A sample's random stream is named by what it is, not by where it ran: the same (problem, sample) draws
+        # the same tokens at every budget and in every batch.
+        keys=[sampling_key(cfg.seed, task.name, p.id, sample) for p, sample in jobs],
     )
+    settings = _sampling_settings(cfg, temperature, answer_cap, num_waits)
     records = []
     for (problem, sample), prompt, gen in zip(jobs, prompts, gens):
-        # Score the answer after thinking; formats without delimiters answer inside the response itself.
-        text = gen.answer if fmt.close else gen.thinking + gen.answer
-        extracted = extract_answer(text, task.name)
+        extracted = extract_answer(gen.response, task.name)
         records.append(
             {
                 "task": task.name,
@@ -145,14 +201,30 @@ def _generate_records(engine, tokenizer, fmt, task: Task, mode: str, budget: int
                 "thinking_tokens": gen.thinking_tokens,
                 "truncated": gen.truncated,
                 "waits": gen.waits,
+                "answer_tokens": gen.answer_tokens,
+                "answer_truncated": gen.answer_truncated,
                 "output": gen.raw,
+                "response": gen.response,
                 "extracted": extracted,
                 "canonical": canonical(extracted, task.name),
                 "gold": problem.gold,
                 "correct": answers_match(extracted, problem.gold, task.name),
+                "sampling": settings,
             }
         )
     return records
+
+
+def _sampling_settings(cfg: EvalConfig, temperature: float, answer_cap: int, num_waits: int) -> dict:
+    """What decides a record's text besides the model and prompt: records that differ here must not share a curve."""
+    return {
+        "temperature": temperature,
+        "top_p": cfg.top_p if temperature > 0 else 1.0,
+        "seed": cfg.seed,
+        "answer_max_tokens": answer_cap,
+        "num_waits": num_waits,
+        "wait_text": cfg.waits() if num_waits else [],
+    }
 
 
 def _run_jobs(store, engine, tokenizer, fmt, task, mode, budget, jobs, cfg, temperature):
@@ -166,53 +238,81 @@ def _run_jobs(store, engine, tokenizer, fmt, task, mode, budget, jobs, cfg, temp
         )
 
 
-def sequential_curve(records: list[dict], problems, budgets, n_boot, seed) -> dict:
+def _mean(values) -> float:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def sequential_curve(records: list[dict], problems, budgets, n_boot, seed, samples: int = 1) -> dict:
+    """Accuracy at each budget (increasing), with bootstrap intervals over problems.
+
+    A problem's accuracy is the mean over its first ``samples`` samples (one per seed in the seed repository's
+    protocol); the interval resamples problems, keeping each problem's samples together.
+    """
+    budgets = sorted(budgets)
+    wanted = {p.id for p in problems}
+    rows_all = [r for r in records if r["budget"] in budgets and r["sample"] < samples and r["problem_id"] in wanted]
+    one_setting(rows_all, "sequential")
     out = {"budget": [], "accuracy": [], "ci_low": [], "ci_high": [], "thinking_tokens": [], "truncated": []}
+    out |= {"answer_tokens": [], "answer_truncated": []}
     for b in budgets:
-        rows = {r["problem_id"]: r for r in records if r["budget"] == b and r["sample"] == 0}
-        per_problem = np.array([float(rows[p.id]["correct"]) for p in problems if p.id in rows])
+        rows = [r for r in rows_all if r["budget"] == b]
+        by_problem: dict[str, list[float]] = {}
+        for r in rows:
+            by_problem.setdefault(r["problem_id"], []).append(float(r["correct"]))
+        per_problem = np.array([np.mean(by_problem[p.id]) for p in problems if p.id in by_problem])
         lo, hi = bootstrap_ci(per_problem, n_boot, seed)
         out["budget"].append(b)
         out["accuracy"].append(float(per_problem.mean()) if len(per_problem) else float("nan"))
         out["ci_low"].append(lo)
         out["ci_high"].append(hi)
-        out["thinking_tokens"].append(float(np.mean([r["thinking_tokens"] for r in rows.values()])))
-        out["truncated"].append(float(np.mean([r["truncated"] for r in rows.values()])))
+        for name in ("thinking_tokens", "truncated", "answer_tokens", "answer_truncated"):
+            out[name].append(_mean(r.get(name) for r in rows))
     return out
 
 
 def parallel_curve(records: list[dict], problems, n: int, ks: list[int], n_boot, seed) -> dict:
+    """pass@k, maj@k, cov@k and answered@k over each problem's first ``n`` samples at one budget.
+
+    - ``pass_at_k``: unbiased pass@k over all n samples (Chen et al. 2021), as lm-eval and the seed repository.
+    - ``maj_at_k``: majority vote averaged over subsets of k samples; a failed extraction votes "no answer".
+    - ``maj_first_at_k``: the references' maj@k, the vote of the first k samples (lm-eval ``take_first_k``).
+    - ``cov_at_k``: s1's cov@k, whether any of the first k samples is correct.
+    - ``answered_at_k``: the chance that k samples include an extractable answer.
+    - ``pass_at_1``: mean per-sample correctness, whatever ``ks`` holds.
+    """
+    if len({r["budget"] for r in records}) > 1:
+        raise ValueError("parallel_curve was given records of several budgets; pass the records of one.")
     by_problem = {p.id: [] for p in problems}
     for r in records:
         if r["problem_id"] in by_problem and r["sample"] < n:
             by_problem[r["problem_id"]].append(r)
-    out = {
-        "k": ks,
-        "pass_at_k": [],
-        "maj_at_k": [],
-        "cov_at_k": [],
-        "ci_low": [],
-        "ci_high": [],
-        "maj_ci_low": [],
-        "maj_ci_high": [],
-    }
+    one_setting([r for rows in by_problem.values() for r in rows], "parallel")
+    by_problem = {p: sorted(rows, key=lambda r: r["sample"]) for p, rows in by_problem.items() if rows}
+    short = {p: len(rows) for p, rows in by_problem.items() if len(rows) < max(ks)}
+    if short:
+        raise ValueError(f"Problems {sorted(short)[:5]} have fewer samples than k={max(ks)}; finish the evaluation.")
+    names = ("pass_at_k", "maj_at_k", "maj_first_at_k", "cov_at_k", "answered_at_k", "ci_low", "ci_high")
+    names += ("maj_ci_low", "maj_ci_high")
+    out = {"k": list(ks), **{name: [] for name in names}}
+    correct = {p: [bool(r["correct"]) for r in rows] for p, rows in by_problem.items()}
     for k in ks:
-        passes, majs, covs = [], [], []
-        for rows in by_problem.values():
-            rows = sorted(rows, key=lambda r: r["sample"])
-            c = sum(r["correct"] for r in rows)
-            passes.append(pass_at_k(len(rows), c, k))
-            majs.append(maj_at_k([r["canonical"] for r in rows], [r["correct"] for r in rows], k, seed=seed))
-            covs.append(cov_at_k(len(rows), sum(r["extracted"] is not None for r in rows), k))
+        passes, majs, firsts, covs, answered = [], [], [], [], []
+        for p, rows in by_problem.items():
+            c, votes = correct[p], [r["canonical"] for r in rows]
+            passes.append(pass_at_k(len(c), sum(c), k))
+            majs.append(maj_at_k(votes, c, k, seed=seed))
+            firsts.append(maj_at_k_first(votes, c, k))
+            covs.append(cov_at_k(c, k))
+            answered.append(answered_at_k(len(rows), sum(r["extracted"] is not None for r in rows), k))
         lo, hi = bootstrap_ci(np.array(passes), n_boot, seed)
         mlo, mhi = bootstrap_ci(np.array(majs), n_boot, seed)
-        out["pass_at_k"].append(float(np.mean(passes)))
-        out["maj_at_k"].append(float(np.mean(majs)))
-        out["cov_at_k"].append(float(np.mean(covs)))
-        out["ci_low"].append(lo)
-        out["ci_high"].append(hi)
+        values = (np.mean(passes), np.mean(majs), np.mean(firsts), np.mean(covs), np.mean(answered), lo, hi)
+        for name, value in zip(names, values):
+            out[name].append(float(value))
         out["maj_ci_low"].append(mlo)
         out["maj_ci_high"].append(mhi)
+    out["pass_at_1"] = _mean(np.mean(c) for c in correct.values())
     return out
 
 
@@ -223,17 +323,19 @@ def summarize(curves: dict, records: list[dict]) -> dict:
         seq = curves["sequential"].get(task)
         if seq:
             s["sequential_area"] = curve_area(seq["budget"], seq["accuracy"])
-            s["accuracy_at_max_budget"] = seq["accuracy"][-1]
-            s["accuracy_at_min_budget"] = seq["accuracy"][0]
+            s["accuracy_at_max_budget"] = seq["accuracy"][int(np.argmax(seq["budget"]))]
+            s["accuracy_at_min_budget"] = seq["accuracy"][int(np.argmin(seq["budget"]))]
             s["scaling_slope"] = scaling_slope(seq["budget"], seq["accuracy"])
         par = curves["parallel"].get(task)
         if par:
-            s["pass_at_1"] = par["pass_at_k"][0]
+            s["pass_at_1"] = par["pass_at_1"]
             s["pass_at_k_max"] = par["pass_at_k"][-1]
             s["maj_at_k_max"] = par["maj_at_k"][-1]
             s["parallel_area"] = curve_area(par["k"], par["pass_at_k"])
         rows = [r for r in records if r["task"] == task]
-        s["extraction_failure_rate"] = float(np.mean([r["extracted"] is None for r in rows])) if rows else float("nan")
+        s["extraction_failure_rate"] = _mean(r["extracted"] is None for r in rows)
+        # An answer cut by its cap is scored on what it wrote so far: report how often, beside extraction failures.
+        s["answer_truncation_rate"] = _mean(r.get("answer_truncated") for r in rows)
         summary[task] = s
     return summary
 
@@ -268,10 +370,14 @@ def plot_curves(curves: dict, path: Path, title: str = "") -> None:
     tmp.replace(path)
 
 
-def default_tasks(model) -> list[str]:
+def _is_organism(model) -> bool:
     from lprecover.pruning.prune import is_organism
 
-    return ["organism_long", "organism_shallow"] if is_organism(model) else ["gsm8k"]
+    return getattr(model, "config", None) is not None and is_organism(model)
+
+
+def default_tasks(model) -> list[str]:
+    return ["organism_long", "organism_shallow"] if _is_organism(model) else ["gsm8k"]
 
 
 def run_eval(model, tokenizer, cfg: EvalConfig, output_dir, model_cfg=None, title: str = "", on_start=None) -> dict:
@@ -284,8 +390,11 @@ def run_eval(model, tokenizer, cfg: EvalConfig, output_dir, model_cfg=None, titl
     """
     out = Path(output_dir)
     engine = model if getattr(model, "is_engine", False) else HFEngine(model, tokenizer)
-    fmt = think_format(tokenizer, model_cfg)
-    tasks = [load_task(t, cfg.num_problems, cfg.paths.get(t)) for t in (cfg.tasks or default_tasks(engine))]
+    fmt = think_format(tokenizer, model_cfg, cfg.waits(), organism=_is_organism(engine))
+    seq_names = cfg.tasks or default_tasks(engine)
+    par_names = cfg.parallel_tasks or seq_names
+    names = list(dict.fromkeys((seq_names if cfg.sequential else []) + (par_names if cfg.parallel else [])))
+    tasks = [load_task(t, cfg.num_problems, cfg.paths.get(t)) for t in names]
     for task in tasks:  # validate every prompt before any generation starts
         prompt_ids(tokenizer, task.problems[0].prompt, fmt, cfg.system_prompt)
     if on_start:
@@ -295,7 +404,7 @@ def run_eval(model, tokenizer, cfg: EvalConfig, output_dir, model_cfg=None, titl
     curves = {"sequential": {}, "parallel": {}}
     for task in tasks:
         budgets = cfg.budgets or task.default_budgets
-        if cfg.sequential:
+        if cfg.sequential and task.name in seq_names:
             for b in budgets:
                 _run_jobs(
                     store,
@@ -305,14 +414,14 @@ def run_eval(model, tokenizer, cfg: EvalConfig, output_dir, model_cfg=None, titl
                     task,
                     "sequential",
                     b,
-                    [(p, 0) for p in task.problems],
+                    [(p, s) for p in task.problems for s in range(cfg.seq_samples)],
                     cfg,
                     cfg.seq_temperature,
                 )
             curves["sequential"][task.name] = sequential_curve(
-                store.select(task.name, "sequential"), task.problems, budgets, cfg.bootstrap, cfg.seed
+                store.select(task.name, "sequential"), task.problems, budgets, cfg.bootstrap, cfg.seed, cfg.seq_samples
             )
-        if cfg.parallel:
+        if cfg.parallel and task.name in par_names:
             b = cfg.parallel_budget or max(budgets)
             jobs = [(p, s) for p in task.problems for s in range(cfg.n_samples)]
             _run_jobs(store, engine, tokenizer, fmt, task, "parallel", b, jobs, cfg, cfg.temperature)
@@ -321,8 +430,14 @@ def run_eval(model, tokenizer, cfg: EvalConfig, output_dir, model_cfg=None, titl
                 recs, task.problems, cfg.n_samples, cfg.ks(), cfg.bootstrap, cfg.seed
             )
     logger.info("Evaluation: %d records reused, %d generated", done_before, len(store) - done_before)
-    records = list(store.records.values())
+    return write_results(out, curves, list(store.records.values()), title)
+
+
+def write_results(out: Path, curves: dict, records: list[dict], title: str, extra: dict | None = None) -> dict:
+    """Write ``curves.json``, ``summary.json`` (per task, ``extra[task]`` merged in) and ``curves.png``."""
     summary = summarize(curves, records)
+    for task, values in (extra or {}).items():
+        summary.setdefault(task, {}).update(values)
     atomic_write_text(out / CURVES_FILE, json.dumps(curves, indent=1))
     atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=1))
     plot_curves(curves, out / PLOT_FILE, title)

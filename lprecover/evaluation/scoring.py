@@ -20,17 +20,27 @@ TASK_KINDS = {
     "math500": "math",
     "aime24": "math",
     "aime25": "math",
+    "aime_nofigures": "math",
     "gpqa_diamond": "choice",
     "mmlu": "choice",
 }
 LETTERS = "ABCDEFGHIJ"
 
-_ANSWER_LINE = re.compile(r"(?:final answer|answer)\s*(?:is)?\s*[:：]\s*(.+)", re.IGNORECASE)
+CHOICES = {"gpqa_diamond": 4, "mmlu": 4}  # letters a choice task's questions offer
+
+_ANSWER_LINE = re.compile(r"(?:final answer|answer)\s*(?:is\s*[:：]?|[:：])\s*(.+)", re.IGNORECASE)
 _HASHES = re.compile(r"####\s*(.+)")
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
+_WORDS = re.compile(r"[A-Za-z]{3,}")
+# Strict letter patterns, strongest first. The letter is a capital that stands alone: not the article "A" or the
+# pronoun "I" starting a sentence ("Answer: I think it is B", "The answer is a bit unclear") and not lower case.
+_ALONE = r"(?![\w'’-])(?!\s+[a-z])"
+_CUE = r"(?i:(?:final\s+answer|answer)(?:\s+is)?(?:\s*:|\s*：)?)"
 _LETTER_PATTERNS = (
-    re.compile(r"\\boxed\{\s*\(?([A-J])\)?\s*\}"),
-    re.compile(r"(?:final answer|answer)\s*(?:is)?\s*[:：]?\s*\(?\*{0,2}([A-J])\*{0,2}\)?(?![A-Za-z])", re.IGNORECASE),
+    re.compile(r"\\boxed\{\s*(?:\\text\{)?\s*\(?([A-J])\)?\s*\}?\s*\}"),
+    re.compile(_CUE + r"\s*(?:\*\*)?\s*(?:\\?\(|\[)?([A-J])(?:\\?\)|\])?(?:\*\*)?" + _ALONE),
+    re.compile(r"\*\*\s*\(?([A-J])\)?\s*\*\*"),
+    re.compile(r"(?<![\w(])\(([A-J])\)(?![\w)])"),
 )
 
 
@@ -69,25 +79,48 @@ def _clean(ans: str) -> str:
     return ans.rstrip(".").strip().strip("$").strip()
 
 
+def _letters(task: str) -> str:
+    return LETTERS[: CHOICES.get(task.split(":")[0], len(LETTERS))]
+
+
+def _math_value(candidate: str) -> str | None:
+    """The mathematical answer in a fallback candidate (an ``Answer:`` line, bold text), or None if it holds none.
+
+    Plain prose after "Final Answer:" (a cut-off sentence, "The") is not an answer: counting it as one would hide
+    an extraction failure behind a wrong answer.
+    """
+    found = parse(candidate, parsing_timeout=None)
+    return str(found[1]) if len(found) > 1 and str(found[1]).strip() else None
+
+
 def extract_answer(text: str, task: str) -> str | None:
-    """The final answer a generation commits to, or ``None`` when it commits to none (an extraction failure)."""
+    """The final answer a generation commits to, or ``None`` when it commits to none (an extraction failure).
+
+    Math: the last ``\\boxed{}``; else the last ``#### N``, ``Answer: ...`` / ``the answer is ...`` line or bold text that holds a
+    mathematical value (read by math-verify). Choice: the last letter in the strongest pattern that matches
+    (``\\boxed{C}``, ``Answer: C``, ``**C**``, ``(C)``), among the letters the task offers. Exact: the whole text.
+    """
     kind = task_kind(task)
     if kind == "exact":
         ans = text.strip()
         return ans or None
     if kind == "choice":
+        letters = _letters(task)
         for pattern in _LETTER_PATTERNS:
-            found = pattern.findall(text)
+            found = [m for m in pattern.findall(text) if m in letters]
             if found:
-                return found[-1].upper()
+                return found[-1]
         return None
     boxed = last_boxed(text)
     if boxed:
         return boxed
     for pattern in (_HASHES, _ANSWER_LINE, _BOLD):
-        found = pattern.findall(text)
-        if found and _clean(found[-1]):
-            return _clean(found[-1])
+        for candidate in reversed(pattern.findall(text)):
+            if pattern is _BOLD and len(_WORDS.findall(re.sub(r"\\[a-zA-Z]+", "", candidate))) > 1:
+                continue  # a bold heading ("**Step 1: Understand**"), not a bold answer ("**42 eggs**")
+            value = _math_value(_clean(candidate))
+            if value:
+                return value
     return None
 
 

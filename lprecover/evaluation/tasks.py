@@ -16,6 +16,10 @@ from lprecover.evaluation.scoring import LETTERS, TASK_KINDS, task_kind
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 CHOICE_INSTRUCTION = "Think it through, then give your final answer as 'Answer: X' where X is the letter."
 REAL_BUDGETS = [512, 1024, 2048, 4096, 8192]
+# The answer phase after thinking. Reasoning models write hundreds of tokens of solution after their thinking
+# before the boxed answer (s1.1-7B: 300-600); s1's fork gives the answer phase the whole generation limit. A cap
+# that cuts real answers scores them wrong, more often at larger budgets, and flattens the curve being measured.
+ANSWER_TOKENS = {"math": 2048, "choice": 1024}
 ORGANISM_RANGES = {"organism": (1, 8), "organism_long": (5, 8), "organism_shallow": (1, 2)}
 GPQA_SHUFFLE_SEED = 1234  # fixed, so every model sees the same choice order
 
@@ -24,6 +28,7 @@ HUB = {
     "math500": ("HuggingFaceH4/MATH-500", None, "test"),
     "aime24": ("HuggingFaceH4/aime_2024", None, "train"),
     "aime25": ("math-ai/aime25", None, "test"),
+    "aime_nofigures": ("simplescaling/aime_nofigures", None, "train"),  # AIME 2022-24, 90 problems (the seed's)
     "gpqa_diamond": ("Idavidrein/gpqa", "gpqa_diamond", "train"),
     "mmlu": ("cais/mmlu", "all", "test"),
 }
@@ -119,4 +124,5 @@ def load_task(name: str, num_problems: int | None = None, path: str | None = Non
         problems = [_mmlu(r, i) for i, r in enumerate(rows)]
     else:
         problems = [_math(r, i, name) for i, r in enumerate(rows)]
-    return Task(name, task_kind(name), problems, REAL_BUDGETS, answer_max_tokens=64)
+    kind = task_kind(name)
+    return Task(name, kind, problems, REAL_BUDGETS, answer_max_tokens=ANSWER_TOKENS[kind])

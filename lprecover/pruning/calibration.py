@@ -79,7 +79,7 @@ def _trace_texts(model, tokenizer, is_organism: bool, path: str | None, n: int, 
         data = _gsm8k_rows(path)
         random.Random(seed).shuffle(data)
         questions = [r["question"] for r in data[:n]]
-    fmt = think_format(tokenizer)  # the family's delimiters; models without them think in their plain response
+    fmt = think_format(tokenizer, organism=is_organism)  # models without delimiters think in their plain response
     prompts = [prompt_ids(tokenizer, q, fmt) for q in questions]
     budget = max(1, seq_len - max(len(p) for p in prompts) - 8)
     gens = budget_forced_generate(model, tokenizer, prompts, budget, fmt, answer_max_tokens=8, batch_size=16)
