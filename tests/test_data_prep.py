@@ -6,10 +6,10 @@ from transformers import AutoTokenizer
 
 from data_prep.build import DataConfig, build, load_built
 from data_prep.formats import assistant_turn, check_round_trip
-from data_prep.quality import contamination, near_duplicates
+from data_prep.quality import contamination, exact_duplicates, near_duplicates
 from lprecover.cli import main
 from lprecover.config import load_config
-from lprecover.organism.task import solve
+from lprecover.organism.task import make_problems, solve
 
 
 @pytest.fixture(scope="module")
@@ -182,3 +182,50 @@ def test_teacher_traces_are_verified_and_record_their_sampling(teacher_path, tmp
     for row in ds:
         reply = row["messages"][1]["content"]
         assert reply.endswith(f"</think>{row['answer']}") and "=" in reply
+
+
+def test_dedup_treats_operators_and_digits_as_content_and_ignores_case_and_whitespace():
+    chains = ["3a-2b*2", "3a+2b-2", "3a-2b*3", " 3A - 2b*2 ", "3a-2b*2c+1"]
+    assert exact_duplicates(chains) == [3]
+    assert near_duplicates([c for i, c in enumerate(chains) if i != 3]) == []
+
+    # Long enough that one operator changes only 3 of 41 shingles (Jaccard 38/44 = 0.86, over the 0.85 threshold):
+    # the wording is shared, the problem is not.
+    story = (
+        "A farmer has 12 cows and buys 7 more at the market on a sunny Tuesday morning, then sells 3 of them to a "
+        "neighbour who keeps them in a big red barn. What is 12 + 7 - 3?"
+    )
+    other_operator = story.replace("12 + 7", "12 * 7")
+    reworded = story.replace("sunny", "rainy")
+    assert exact_duplicates([story, other_operator, story.upper().replace(" ", "  ")]) == [2]
+    assert near_duplicates([story, other_operator, reworded]) == [2]
+
+
+def test_decontamination_counts_words_and_matches_the_symbols_between_them():
+    tests = {"t": [("p1", "what is 12 + 7 - 3"), ("p2", "x*y = 6, x - y = 1; find x")]}
+    train = [
+        "tell me: WHAT is 12+7-3?",
+        "what is 12 - 7 - 3",
+        "so x * y = 6 , x-y = 1 ; find x now",
+        "x*y = 6, x - y = 1; find y",
+    ]
+    hits = contamination(train, tests, n=13)
+    assert [(h["train_index"], h["problem_id"], h["ngram"]) for h in hits] == [
+        (0, "p1", "what is 12 + 7 - 3"),
+        (2, "p2", "x * y = 6 , x - y = 1 ; find x"),
+    ]
+    # p2 has 8 words (x y 6 x y 1 find x) in 14 tokens; the last row shares its first 7 words and 13 tokens, so it
+    # matches 7-word n-grams but not 8-word ones.
+    assert [h["train_index"] for h in contamination(train, tests, n=8) if h["problem_id"] == "p2"] == [2]
+    assert [h["train_index"] for h in contamination(train, tests, n=7) if h["problem_id"] == "p2"] == [2, 3]
+
+
+def test_dedup_drops_exactly_the_repeated_organism_problems(tok_dir, tmp_path):
+    chains = ["organism.n=2000", "organism.min_chain=1", "organism.max_chain=8", "organism.seed=0"]
+    stats, ds = _build(tok_dir, tmp_path, "source=organism", "split=short", *chains)
+    problems = [p.problem for p in make_problems(2000, 1, 8, seed=0)]
+    distinct = set(problems)
+    repeats = len(problems) - len(distinct)
+    assert repeats > 100  # one-step chains draw from 5 * 3 * 4 = 60 problems, so many repeat
+    assert stats["dropped"]["exact_duplicate"] == repeats and stats["dropped"]["near_duplicate"] == 0
+    assert len(ds) == len(distinct) and set(ds["problem"]) == distinct

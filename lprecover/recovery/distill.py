@@ -8,8 +8,10 @@ loss replaced by
 where D is TRL's generalized JSD (beta 0: forward KL, 1: reverse KL) at temperature T, and H matches every kept
 student layer's output to the output of the teacher layer it was in the unpruned model (``kept_to_original``).
 Every term is a sum over the labelled (assistant) tokens divided by the batch's token count, like SFT's CE, so
-gradient accumulation and data parallelism weight them alike. The teacher is frozen and in eval mode; under
-ZeRO-3 it is sharded as a DeepSpeed inference engine rather than copied whole onto each device.
+gradient accumulation and data parallelism weight them alike; H is taken at the positions whose logits are
+distilled, those that predict a labelled token. ``distill_loss`` computes the loss from both models' outputs.
+The teacher is frozen and in eval mode; under ZeRO-3 it is sharded as a DeepSpeed inference engine rather than
+copied whole onto each device.
 """
 
 import inspect
@@ -69,6 +71,63 @@ def hidden_state_loss(
     return total / len(mapping)
 
 
+def predicting_positions(labels: torch.Tensor) -> torch.Tensor:
+    """The positions whose logits predict a label in some row: every ``t`` with ``labels[:, t + 1] != -100``."""
+    return (labels[:, 1:] != -100).any(0).nonzero().squeeze(1)
+
+
+def distill_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    settings: DistillSettings,
+    num_items_in_batch=None,
+    hidden: tuple[list[torch.Tensor], list[torch.Tensor], list[int]] | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The loss of one micro-batch, and each term's per-token mean over the micro-batch's labelled tokens (to log).
+
+    Args:
+        student_logits, teacher_logits: ``[batch, positions, vocab]`` at ``predicting_positions(labels)`` only.
+        labels: ``[batch, length]`` as SFTTrainer's collator gives them (unshifted; -100 where nothing is learnt).
+        num_items_in_batch: the denominator, labelled tokens across the accumulated batch and the devices;
+            default: this micro-batch's.
+        hidden: ``(student_states, teacher_states, layer_map)`` for the hidden-state term: every layer's output
+            ``[batch, length, dim]`` and, for each student layer, the teacher layer it should reproduce.
+    """
+    s = settings
+    targets = labels[:, 1:][:, predicting_positions(labels)]
+    selected = targets != -100
+    student_logits = student_logits[selected]  # [tokens, vocab]
+    teacher_logits = teacher_logits[selected].to(student_logits.dtype)
+    local_tokens = selected.sum().clamp(min=1)
+    n_tokens = local_tokens if num_items_in_batch is None else num_items_in_batch
+    n_tokens = torch.as_tensor(n_tokens, device=labels.device).clamp(min=1)
+
+    terms = {}
+    if s.kd_weight > 0:
+        divergence = GKDTrainer.generalized_jsd_loss(
+            student_logits,
+            teacher_logits,
+            beta=s.jsd_beta,
+            temperature=s.temperature,
+            num_items_in_batch=n_tokens,
+        )
+        terms["kd"] = (s.kd_weight, divergence * s.temperature**2)
+    if s.ce_weight > 0:
+        ce = F.cross_entropy(student_logits.float(), targets[selected], reduction="sum")
+        terms["ce"] = (s.ce_weight, ce / n_tokens)
+    if hidden is not None and s.hidden_weight > 0:
+        # The state at position t produces the logit that predicts token t + 1: match states at the positions whose
+        # logits are distilled (the last position predicts nothing).
+        mask = F.pad(labels[:, 1:] != -100, (0, 1), value=False)
+        student_states, teacher_states, layer_map = hidden
+        h = hidden_state_loss(student_states, teacher_states, layer_map, mask, s.hidden_loss)
+        terms["hidden"] = (s.hidden_weight, h / n_tokens)
+    loss = sum(w * v for w, v in terms.values())
+    logged = {name: value.detach() * n_tokens / local_tokens for name, (_, value) in terms.items()}
+    return loss, logged
+
+
 class DistillTrainer(SFTTrainer):
     """SFTTrainer whose loss distils a frozen teacher into the (pruned) student.
 
@@ -94,18 +153,14 @@ class DistillTrainer(SFTTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
-        s = self.settings
         labels = inputs["labels"]
-        shifted = labels[:, 1:]
         # Project onto the vocabulary only where a label is predicted (the prompt's positions never need logits):
         # for real vocabularies the lm_head is a large share of both models' forward.
-        keep = (shifted != -100).any(0).nonzero().squeeze(1)
-        targets = shifted[:, keep]
-        selected = targets != -100
+        keep = predicting_positions(labels)
         model_inputs = {k: v for k, v in inputs.items() if k != "labels"} | {"use_cache": False}
         if self.logits_to_keep:
             model_inputs["logits_to_keep"] = keep
-        want_hidden = self.layer_map is not None and s.hidden_weight > 0
+        want_hidden = self.layer_map is not None and self.settings.hidden_weight > 0
 
         with layer_outputs(self.accelerator.unwrap_model(model)) if want_hidden else nullcontext() as student_states:
             outputs = model(**model_inputs)
@@ -115,28 +170,8 @@ class DistillTrainer(SFTTrainer):
                 teacher_logits = self.teacher(**model_inputs).logits
         if not self.logits_to_keep:
             outputs.logits, teacher_logits = outputs.logits[:, keep], teacher_logits[:, keep]
-        student_logits = outputs.logits[selected]  # [tokens, vocab]
-        teacher_logits = teacher_logits[selected].to(student_logits.dtype)
-
-        n_tokens = selected.sum() if num_items_in_batch is None else num_items_in_batch
-        n_tokens = torch.as_tensor(n_tokens, device=labels.device).clamp(min=1)
-        terms = {}
-        if s.kd_weight > 0:
-            divergence = GKDTrainer.generalized_jsd_loss(
-                student_logits,
-                teacher_logits,
-                beta=s.jsd_beta,
-                temperature=s.temperature,
-                num_items_in_batch=n_tokens,
-            )
-            terms["kd"] = (s.kd_weight, divergence * s.temperature**2)
-        if s.ce_weight > 0:
-            ce = F.cross_entropy(student_logits.float(), targets[selected], reduction="sum")
-            terms["ce"] = (s.ce_weight, ce / n_tokens)
-        if want_hidden:
-            h = hidden_state_loss(student_states, teacher_states, self.layer_map, labels != -100, s.hidden_loss)
-            terms["hidden"] = (s.hidden_weight, h / n_tokens)
-        loss = sum(w * v for w, v in terms.values())
+        hidden = (student_states, teacher_states, self.layer_map) if want_hidden else None
+        loss, logged = distill_loss(outputs.logits, teacher_logits, labels, self.settings, num_items_in_batch, hidden)
         # As in SFTTrainer: with the global token count as denominator, DDP's gradient mean must be undone.
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes
@@ -144,9 +179,6 @@ class DistillTrainer(SFTTrainer):
             seen = inputs["attention_mask"].sum() if "attention_mask" in inputs else labels.new_tensor(labels.numel())
             self._total_train_tokens += self.accelerator.gather_for_metrics(seen).sum().item()
             self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
-        # Log each term as a per-token mean of this micro-batch, whatever denominator the loss used.
-        local_tokens = selected.sum().clamp(min=1)
-        for name, (_, value) in terms.items():
-            per_token = value.detach() * n_tokens / local_tokens
+        for name, per_token in logged.items():
             self._metrics[mode][name].append(self.accelerator.gather_for_metrics(per_token).mean().item())
         return (loss, outputs) if return_outputs else loss

@@ -66,14 +66,23 @@ class _Plan:
 
 
 def sdpa_varlen_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
-    """Attention for one packed row ``[1, heads, tokens, dim]`` cut at ``cu_seq_lens_q``; returns ``[1, tokens, heads, dim]``."""
+    """Attention for one packed row ``[1, heads, tokens, dim]`` cut at ``cu_seq_lens_q``.
+
+    Returns:
+        ``([1, tokens, heads, dim], None)``, as transformers' attention functions do.
+    """
     cu = kwargs.get("cu_seq_lens_q")
+    # Mistral and Phi3 pass their window as an argument; Qwen2, Qwen3-MoE and Gemma keep it on the module.
+    window = kwargs["sliding_window"] if "sliding_window" in kwargs else getattr(module, "sliding_window", None)
     if cu is None or attention_mask is not None or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
+        if attention_mask is None and window and query.shape[2] == key.shape[2] > window:
+            # ``_mask`` returned no mask for this unpadded batch, so the window transformers would have put there is
+            # applied here.
+            attention_mask = _window_mask(query.shape[2], window, query.device)
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
     plan = _Plan.get(cu)
-    window = getattr(module, "sliding_window", None)
     gqa = query.shape[1] != key.shape[1]
     pieces = []
     for index, valid, width in plan.groups:
@@ -95,6 +104,7 @@ def sdpa_varlen_forward(module, query, key, value, attention_mask, dropout=0.0, 
 
 def _mask(*args, attention_mask=None, **kwargs):
     # Packed rows carry no attention mask (their boundaries travel as cu_seq_lens); padded batches keep SDPA's.
+    # Unpadded batches get none either: sdpa_varlen_forward adds their sliding window itself.
     return None if attention_mask is None else sdpa_mask(*args, attention_mask=attention_mask, **kwargs)
 
 
@@ -105,10 +115,12 @@ AttentionMaskInterface.register(NAME, _mask)
 def use_varlen_attention(model) -> bool:
     """Switch ``model`` to ``sdpa_varlen`` for packed training unless it already has a varlen kernel.
 
-    Only the in-memory model changes: ``_attn_implementation`` is not written to saved configs.
+    Models that refuse SDPA (Gemma2 soft-caps its attention scores, which SDPA cannot) keep their own kernel,
+    whose mask separates packed rows by their position ids (without a cache, as the trainers call the model). Only
+    the in-memory model changes: ``_attn_implementation`` is not written to saved configs.
     """
     current = getattr(model.config, "_attn_implementation", None)
-    if current in VARLEN_READY:
+    if current in VARLEN_READY or not getattr(model, "_supports_sdpa", False):
         return False
     model.set_attn_implementation(NAME)
     return True
