@@ -30,9 +30,12 @@ def _eval(python, model_dir, engine, out, gsm8k_dir):
     args += ["eval.temperature=0", "eval.num_waits=1", "eval.answer_max_tokens=24", f"eval.engine={engine}"]
     args += [f"output_dir={out}"]
     if engine == "vllm":
-        args += ["eval.vllm_kwargs.enforce_eager=true", "eval.vllm_kwargs.gpu_memory_utilization=0.1"]
+        args += ["eval.vllm_kwargs.enforce_eager=true"]  # the KV cache is sized from the model and the machine
         args += ["eval.vllm_kwargs.max_model_len=1024"]
-    subprocess.run([str(python), "-m", "lprecover.cli", "eval", *args], check=True, capture_output=True, cwd=REPO)
+    done = subprocess.run(
+        [str(python), "-m", "lprecover.cli", "eval", *args], capture_output=True, text=True, cwd=REPO
+    )
+    assert done.returncode == 0, f"the {engine} evaluation failed:\n{done.stderr[-3000:]}"
     return {
         (r["mode"], r["problem_id"], r["budget"], r["sample"]): r
         for r in map(json.loads, (out / "samples.jsonl").read_text().splitlines())

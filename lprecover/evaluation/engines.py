@@ -46,6 +46,10 @@ class VLLMEngine:
 
         self.tokenizer = tokenizer
         self.config = AutoConfig.from_pretrained(path)
+        if not _has_gpu() and not {"gpu_memory_utilization", "kv_cache_memory_bytes"} & set(llm_kwargs):
+            llm_kwargs["kv_cache_memory_bytes"] = cpu_kv_cache_bytes(
+                self.config, llm_kwargs.get("max_model_len"), dtype
+            )
         self.llm = LLM(
             model=str(path),
             dtype=dtype,
@@ -92,6 +96,31 @@ class VLLMEngine:
         return force_budget(
             run, self.tokenizer, self.eos_ids, prompts, budget, fmt, answer_max_tokens, num_waits, keys
         )
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def cpu_kv_cache_bytes(config, max_model_len: int | None, dtype: str, sequences: int = 16) -> int:
+    """KV-cache memory for vLLM on CPU, sized from the model and the machine rather than a fraction of RAM.
+
+    vLLM-CPU reads ``gpu_memory_utilization`` as a fraction of the machine's RAM that must also hold the weights
+    and everything else in the process: on a machine whose page cache is warm, 0.1 came out as a negative KV budget
+    ("less than requested memory for kv (-0.36/1.15 GiB)") and the engine refused to start. This asks for room for
+    ``sequences`` full-length sequences, and never more than a quarter of the memory available now.
+    """
+    import psutil
+
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = getattr(text, "num_key_value_heads", None) or text.num_attention_heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    width = 4 if dtype in ("float32", "auto") else 2
+    length = max_model_len or min(getattr(text, "max_position_embeddings", 4096), 8192)
+    per_token = 2 * text.num_hidden_layers * heads * head_dim * width
+    return int(min(per_token * length * sequences, psutil.virtual_memory().available // 4))
 
 
 def _generation_eos(path) -> list[int]:
