@@ -16,6 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lprecover.evaluation.budget_forcing import budget_forced_generate, prompt_ids
 from lprecover.evaluation.run import think_format
+from lprecover.pruning.prune import is_organism
 from lprecover.surgery import remove_layers
 
 
@@ -45,7 +46,7 @@ def bench(name, path, problems, budget, n_ours, n_seed, batch_size):
     model = AutoModelForCausalLM.from_pretrained(path).eval()
     n = model.config.num_hidden_layers
     remove_layers(model, [n // 2 - 1, n // 2])
-    fmt = think_format(tok)
+    fmt = think_format(tok, organism=is_organism(model))
     prompts = [prompt_ids(tok, q, fmt) for q in problems]
     start = time.perf_counter()
     gens = budget_forced_generate(

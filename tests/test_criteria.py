@@ -1,8 +1,11 @@
+import copy
+
 import pytest
 import torch
-from tiny_models import tiny_model
+from tiny_models import VOCAB, tiny_model
+from transformers import AutoModelForCausalLM
 
-from lprecover.pruning import CRITERIA, PruneConfig, prune_model
+from lprecover.pruning import PruneConfig, prune_model
 from lprecover.pruning.calibration import Calibration, build_calibration
 from lprecover.pruning.criteria import boundary_distances, calibration_loss, decide, skipping
 from lprecover.surgery import find_blocks
@@ -14,16 +17,167 @@ def _calibration(tokenizer, tmp_path, n=6):
     return build_calibration(None, tokenizer, "text", str(path), num_samples=n, seq_len=64, batch_size=3)
 
 
-@pytest.mark.parametrize("method", sorted(CRITERIA))
-def test_every_criterion_removes_the_requested_count(method, organism_tokenizer, tmp_path):
+@torch.no_grad()
+def _make_identity(model, layers):
+    """Zero the blocks' output projections: each then returns its input exactly (the residual alone)."""
+    for i in layers:
+        block = find_blocks(model)[1][i]
+        block.self_attn.o_proj.weight.zero_()
+        block.mlp.down_proj.weight.zero_()
+
+
+@torch.no_grad()
+def _own_traces(model, n=6, prompt=4, length=24) -> Calibration:
+    """Calibration text the model itself wrote greedily, after sharpening its output layer.
+
+    On its own greedy tokens a sharp model is near its best, so skipping any block that does something raises the
+    loss (by 0.18 nats or more in these models), while skipping an identity block changes nothing.
+    """
+    model.lm_head.weight.mul_(30.0)
+    ids = torch.randint(3, VOCAB, (n, prompt), generator=torch.Generator().manual_seed(0))
+    out = model.generate(ids, max_new_tokens=length - prompt, do_sample=False, pad_token_id=0, eos_token_id=None)
+    labels = out.clone()
+    labels[:, :prompt] = -100  # the random prompt is not the model's own text
+    return Calibration(
+        [
+            {
+                "input_ids": out[i : i + 3],
+                "attention_mask": torch.ones_like(out[i : i + 3]),
+                "labels": labels[i : i + 3],
+            }
+            for i in range(0, n, 3)
+        ]
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("identity", [2, 5])  # 5: the last block is scored too
+def test_an_identity_block_is_the_first_one_every_data_criterion_removes(identity, dtype):
+    model = tiny_model("llama", dtype=dtype)
+    _make_identity(model, [identity])
+    cal = _own_traces(model)
+    others = [i for i in range(6) if i != identity]
+
+    shortgpt = decide(model, cal, "shortgpt", 1)
+    assert shortgpt.removed == [identity]
+    assert shortgpt.scores[identity] == pytest.approx(0.0, abs=1e-6)
+    assert min(shortgpt.scores[i] for i in others) > 0.02
+    assert decide(model, cal, "angular", 1).removed == [identity]
+
+    ppl = decide(model, cal, "ppl", 1)
+    assert ppl.removed == [identity]
+    assert ppl.scores[identity] == 0.0  # skipping it runs the very same computation
+    assert min(ppl.scores[i] for i in others) > 0.1
+
+    sleb = decide(model, cal, "sleb", 1)
+    assert sleb.removed == [identity]
+    assert sleb.scores[identity] == pytest.approx(calibration_loss(model, cal), abs=1e-6)
+
+
+def test_angular_removes_the_window_of_identity_blocks():
     model = tiny_model("llama")
-    cal = _calibration(organism_tokenizer, tmp_path)
-    kwargs = {"layers": [1, 4]} if method == "selection" else {}
-    kwargs |= {"threshold": -1.0} if method == "laco" else {}
-    decision = decide(model, cal, method, 2, **kwargs)
-    assert len(decision.removed) == 2 and len(set(decision.removed)) == 2
-    assert all(0 <= i < 6 for i in decision.removed)
-    assert len(decision.scores) == (5 if method == "angular" else 6)
+    _make_identity(model, [2, 3])
+    decision = decide(model, _own_traces(model), "angular", 2)
+    assert decision.removed == [2, 3]
+    assert decision.scores[2] == pytest.approx(0.0, abs=1e-3)  # arccos of a cosine of 1 up to rounding
+    assert min(decision.scores[i] for i in (0, 1, 3, 4)) > 0.05
+
+
+def test_sleb_rescores_after_each_removal():
+    model = tiny_model("llama")
+    _make_identity(model, [1, 4])
+    cal = _own_traces(model)
+    base = calibration_loss(model, cal)
+    decision = decide(model, cal, "sleb", 2)
+    assert decision.removed == [1, 4]
+    # the first round scores each layer alone: both identity blocks leave the loss where it was
+    assert decision.scores[1] == pytest.approx(base, abs=1e-6)
+    assert decision.scores[4] == pytest.approx(base, abs=1e-6)
+
+
+def test_magnitude_scores_are_mean_abs_and_rms_weight():
+    model = tiny_model("llama")
+    before_l1 = decide(model, None, "magnitude_l1", 1).scores
+    before_l2 = decide(model, None, "magnitude_l2", 1).scores
+    with torch.no_grad():
+        for w in find_blocks(model)[1][3].parameters():
+            w.mul_(0.5)
+    l1, l2 = decide(model, None, "magnitude_l1", 1), decide(model, None, "magnitude_l2", 1)
+    assert l1.removed == l2.removed == [3]
+    assert l1.scores == pytest.approx([s * (0.5 if i == 3 else 1.0) for i, s in enumerate(before_l1)], rel=1e-12)
+    assert l2.scores == pytest.approx([s * (0.5 if i == 3 else 1.0) for i, s in enumerate(before_l2)], rel=1e-12)
+
+
+@torch.no_grad()
+def test_magnitude_ranks_bf16_layers_that_differ_by_a_tenth_of_a_percent():
+    """Every matrix is 2**-6 with a fraction ``f`` of entries one bf16 step up: mean |w| = 2**-6 * (1 + f / 128).
+
+    The layers' means differ by 0.08-0.31%, below bf16's resolution: summed in bf16 all four score the same.
+    """
+    config = tiny_model("llama").config
+    config.num_hidden_layers = 4
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    low, high = 2.0**-6, 2.0**-6 + 2.0**-13  # adjacent bf16 values
+    fractions = [0.3, 0.1, 0.4, 0.2]
+    l1, l2 = [], []
+    for block, f in zip(find_blocks(model)[1], fractions):
+        weights = [w for w in block.parameters() if w.dim() >= 2]
+        raised = [round(f * w.numel()) for w in weights]
+        for w, k in zip(weights, raised):
+            w.fill_(low).view(-1)[:k] = high
+        total, up = sum(w.numel() for w in weights), sum(raised)
+        l1.append((low * (total - up) + high * up) / total)
+        l2.append(((low**2 * (total - up) + high**2 * up) / total) ** 0.5)
+
+    assert decide(model, None, "magnitude_l1", 2).scores == pytest.approx(l1, rel=1e-12)
+    assert decide(model, None, "magnitude_l2", 2).scores == pytest.approx(l2, rel=1e-12)
+    assert decide(model, None, "magnitude_l1", 2).removed == [1, 3]
+    assert decide(model, None, "magnitude_l2", 1).removed == [1]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_taylor_scores_a_block_that_does_nothing_zero(dtype):
+    model = tiny_model("llama", dtype=dtype)
+    _make_identity(model, [3])
+    decision = decide(model, _own_traces(model), "taylor", 1)
+    assert decision.removed == [3]
+    assert decision.scores[3] == 0.0  # its zeroed projections cut every gradient through it
+    assert min(s for i, s in enumerate(decision.scores) if i != 3) > 0
+
+
+def test_taylor_sums_bf16_products_in_float64():
+    model = tiny_model("llama", dtype=torch.bfloat16)
+    cal = _own_traces(model)
+    reference = copy.deepcopy(model)
+    for batch in cal.batches:
+        reference(**batch, use_cache=False).loss.backward()
+    expected = [
+        sum(
+            float((w.detach().double() * w.grad.double()).abs().sum())
+            for w in block.parameters()
+            if w.grad is not None
+        )
+        for block in find_blocks(reference)[1]
+    ]
+    assert decide(model, cal, "taylor", 1).scores == pytest.approx(expected, rel=1e-9)
+
+
+def test_tail_and_selection_remove_what_they_name():
+    model = tiny_model("llama")
+    tail = decide(model, None, "tail", 2)
+    assert tail.removed == [4, 5] and tail.scores == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    selection = decide(model, None, "selection", 2, layers=[4, 1])
+    assert selection.removed == [1, 4] and selection.scores == [1.0, 0.0, 1.0, 1.0, 0.0, 1.0]
+
+
+def test_laco_merges_from_the_top_reserving_differences(organism_tokenizer, tmp_path):
+    model = tiny_model("llama")
+    w = [b.mlp.up_proj.weight.detach().clone() for b in find_blocks(model)[1]]
+    decision = decide(model, _calibration(organism_tokenizer, tmp_path), "laco", 2, threshold=-1.0)
+    assert decision.merged == {3: [4, 5]} and decision.removed == [4, 5]
+    merged = find_blocks(model)[1][3].mlp.up_proj.weight
+    torch.testing.assert_close(merged, w[3] + (w[4] - w[3]) + (w[5] - w[3]))
 
 
 def test_block_influence_ignores_padding(organism_tokenizer, tmp_path):
@@ -40,19 +194,6 @@ def test_block_influence_ignores_padding(organism_tokenizer, tmp_path):
     assert boundary_distances(model, cal) == pytest.approx(boundary_distances(model, padded), rel=1e-4)
 
 
-def test_block_influence_scores_the_last_layer(organism_tokenizer, tmp_path):
-    model = tiny_model("llama")
-    scores = boundary_distances(model, _calibration(organism_tokenizer, tmp_path))
-    assert len(scores) == 6 and scores[-1] > 0
-
-
-def test_angular_removes_a_contiguous_block(organism_tokenizer, tmp_path):
-    decision = decide(tiny_model("llama"), _calibration(organism_tokenizer, tmp_path), "angular", 3)
-    start = decision.removed[0]
-    assert decision.removed == [start, start + 1, start + 2]
-    assert decision.scores[start] == min(decision.scores)
-
-
 def test_skipping_a_layer_matches_removing_it(organism_tokenizer, tmp_path):
     cal = _calibration(organism_tokenizer, tmp_path)
     model = tiny_model("llama")
@@ -60,15 +201,6 @@ def test_skipping_a_layer_matches_removing_it(organism_tokenizer, tmp_path):
         skipped = calibration_loss(model, cal)
     prune_model(model, organism_tokenizer, PruneConfig(method="selection", layers=[2]))
     assert calibration_loss(model, cal) == pytest.approx(skipped, rel=1e-5)
-
-
-def test_sleb_rescoring_and_ppl_pick_lowest_loss(organism_tokenizer, tmp_path):
-    cal = _calibration(organism_tokenizer, tmp_path)
-    model = tiny_model("llama")
-    ppl = decide(model, cal, "ppl", 1)
-    assert ppl.removed == [min(range(6), key=ppl.scores.__getitem__)]
-    sleb = decide(model, cal, "sleb", 1)
-    assert sleb.removed == ppl.removed  # one step of SLEB is the ppl criterion
 
 
 def test_laco_refuses_when_threshold_is_unreachable(organism_tokenizer, tmp_path):

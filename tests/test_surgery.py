@@ -46,13 +46,33 @@ def test_sliding_window_layers_follow_their_blocks(family):
         assert model.config.max_window_layers == 2
 
 
-def test_moe_layer_pattern_survives_renumbering():
-    model = tiny_model("qwen3_moe")
-    moe_before = [type(b.mlp).__name__ for b in find_blocks(model)[1]]
-    remove_layers(model, [1, 2])
-    assert model.config.decoder_sparse_step == 1
-    rebuilt = AutoModelForCausalLM.from_config(model.config)
-    assert [type(b.mlp).__name__ for b in find_blocks(rebuilt)[1]] == [moe_before[i] for i in (0, 3, 4, 5)]
+def test_lists_that_only_happen_to_have_one_entry_per_layer_are_left_alone():
+    config = tiny_model("llama").config
+    config.eos_token_id = [2, 3, 4, 5, 6, 7]  # six stop tokens on a six-layer model
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    remove_layers(model, [0])
+    assert model.config.eos_token_id == [2, 3, 4, 5, 6, 7]
+
+
+def _with_config(family, **fields):
+    config = tiny_model(family).config
+    for key, value in fields.items():
+        setattr(config, key, value)
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config)
+
+
+def test_layers_that_reuse_another_layers_state_keep_their_source():
+    # Mistral Large 4 names each layer's KV source; DSA's "shared" layers reuse the previous "full" layer's top-k.
+    model = _with_config("llama", kv_source_layers=[0, 0, 2, 2, 4, 4], indexer_types=["full", "shared"] * 3)
+    remove_layers(model, [1])
+    assert model.config.kv_source_layers == [0, 1, 1, 3, 3]
+    assert model.config.indexer_types == ["full", "full", "shared", "full", "shared"]
+    with pytest.raises(UnsupportedModelError, match=r"kv_source_layers: kept layer\(s\) \[3\] reuse .* \[2\]"):
+        remove_layers(_with_config("llama", kv_source_layers=[0, 0, 2, 2, 4, 4]), [2])
+    with pytest.raises(UnsupportedModelError, match=r"indexer_types: kept layer\(s\) \[3\] reuse .* \[2\]"):
+        remove_layers(_with_config("llama", indexer_types=["full", "shared"] * 3), [2])
 
 
 def test_provenance_composes_across_prunings():
