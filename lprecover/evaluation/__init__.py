@@ -1,14 +1,26 @@
 """Test-time scaling evaluation: budget forcing, scoring, scaling metrics and recovery scores."""
 
-from lprecover.evaluation.metrics import bootstrap_ci, maj_at_k, pass_at_k, recovery_score, scaling_slope
+from lprecover.evaluation.metrics import (
+    answered_at_k,
+    bootstrap_ci,
+    cov_at_k,
+    maj_at_k,
+    maj_at_k_first,
+    pass_at_k,
+    recovery_score,
+    scaling_slope,
+)
 from lprecover.evaluation.recovery import recovery_scores
 from lprecover.evaluation.scoring import extract_answer, is_correct
 
 __all__ = [
+    "answered_at_k",
     "bootstrap_ci",
+    "cov_at_k",
     "extract_answer",
     "is_correct",
     "maj_at_k",
+    "maj_at_k_first",
     "pass_at_k",
     "recovery_score",
     "recovery_scores",
