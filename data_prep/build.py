@@ -9,14 +9,12 @@
 Each row: ``messages`` (user problem; assistant thinking trace + final answer, or the final answer alone for
 ``split=short``), ``problem``, ``answer`` (gold), ``source``, ``id``, ``num_tokens``. Beside the data: ``stats.json``
 (token-length statistics, rows dropped and why, sampling settings for teacher traces), ``decontamination.json``
-(which training rows matched which test items) and ``config.yaml``. The folder appears whole or not at all.
+(which training rows matched which test items) and ``config.yaml``. The folder appears whole or not at all; a rerun with
+the same settings reuses it, one with other settings is refused (overwrite=true rebuilds it).
 """
 
 import json
-import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +25,8 @@ import yaml
 from data_prep.formats import FORMATS, assistant_turn, check_round_trip, resolve_format
 from data_prep.quality import contamination, exact_duplicates, near_duplicates
 from data_prep.sources import PARSERS, SOURCES, Example, RowError, mapped, read_rows
-from lprecover.config import CONFIG_FILE, ConfigError, load_config, to_dict, valid_keys
+from lprecover.atomic import folder_written_whole
+from lprecover.config import CONFIG_FILE, ConfigError, load_config, reuse_or_refuse, to_dict, valid_keys
 from lprecover.log import get_logger
 from lprecover.modeling import ModelConfig, load_tokenizer
 
@@ -92,7 +91,7 @@ class DataConfig:
     teacher: TeacherTraces = field(default_factory=TeacherTraces)
     output_dir: str = field(default="", metadata={"help": "Output folder."})
     output_format: str = field(default="disk", metadata={"help": "disk (datasets.save_to_disk) or jsonl."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty output_dir."})
+    overwrite: bool = field(default=False, metadata={"help": "Rebuild an output_dir that holds other data."})
 
     def __post_init__(self):
         if self.source not in SOURCES:
@@ -208,9 +207,16 @@ def _test_items(cfg: DataConfig) -> dict[str, list[tuple[str, str]]]:
 def build(cfg: DataConfig) -> dict:
     """Build the dataset described by ``cfg`` into ``cfg.output_dir``; returns the stats."""
     out = Path(cfg.output_dir)
-    if out.exists() and any(out.iterdir()) and not cfg.overwrite:
-        raise ConfigError(f"output_dir '{out}' is not empty; choose another or pass overwrite=true.")
+    ignore = ("output_dir", "overwrite")  # the same build, moved or forced, is still the same build
+    if reuse_or_refuse(out, to_dict(cfg), "a built data set", cfg.overwrite, ignore=ignore) == "reuse":
+        logger.info("%s already holds this data set; reusing it.", out)
+        return json.loads((out / STATS_FILE).read_text())
     tokenizer = load_tokenizer(cfg.model)
+    if not getattr(tokenizer, "chat_template", None):
+        raise ConfigError(
+            f"The tokenizer of model '{cfg.model.name_or_path}' has no chat template, and rows are written through "
+            "it; give an instruct or reasoning checkpoint's tokenizer (model=...)."
+        )
     fmt = resolve_format(cfg.format, tokenizer)
     counts: dict[str, int] = {}
     stats: dict = {"source": cfg.source, "split": cfg.split, "format": fmt}
@@ -265,7 +271,7 @@ def build(cfg: DataConfig) -> dict:
         )
         lengths.append(n_tokens)
     if not rows:
-        raise ValueError(f"No rows survived: {counts}. Loosen max_length or check the source.")
+        raise ConfigError(f"No rows survived: {counts}. Loosen max_length or check the source.")
     check_round_trip(tokenizer, rows[0]["messages"])
 
     lengths_np = np.array(lengths)
@@ -294,9 +300,7 @@ def build(cfg: DataConfig) -> dict:
 
 
 def _write(out: Path, rows: list[dict], stats: dict, report: list[dict], cfg: DataConfig) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    try:
+    with folder_written_whole(out) as tmp:
         if cfg.output_format == "jsonl":
             with open(tmp / "data.jsonl", "w") as f:
                 f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
@@ -305,11 +309,6 @@ def _write(out: Path, rows: list[dict], stats: dict, report: list[dict], cfg: Da
         (tmp / STATS_FILE).write_text(json.dumps(stats, indent=2))
         (tmp / CONTAMINATION_FILE).write_text(json.dumps(report, indent=2))
         (tmp / CONFIG_FILE).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_built(path: str | Path) -> datasets.Dataset:
@@ -327,7 +326,7 @@ def main(argv: list[str]) -> int:
     cfg = load_config(DataConfig, argv)
     try:
         stats = build(cfg)
-    except (RowError, ValueError, FileNotFoundError) as e:
+    except RowError as e:  # a source row the user's data lacks a field in; other errors keep their traceback
         raise ConfigError(str(e)) from None
     print(json.dumps({k: stats[k] for k in ("rows", "dropped", "tokens")}, indent=1))
     return 0

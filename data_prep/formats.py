@@ -13,6 +13,8 @@ and ``plain`` otherwise; ``format=`` overrides it. Short answers keep an empty t
 one (Qwen3's non-thinking form), so short and long data share one template.
 """
 
+from lprecover.config import ConfigError
+
 FORMATS = ("auto", "qwen3", "r1", "s1", "organism", "plain")
 
 
@@ -46,14 +48,14 @@ def check_round_trip(tokenizer, messages: list[dict]) -> None:
     """Fail when the chat template drops part of the assistant turn (R1-distill's template strips past thinking).
 
     Raises:
-        ValueError: naming what was lost and how to fix it.
+        ConfigError: naming what was lost and how to fix it.
     """
     rendered = tokenizer.apply_chat_template(messages, tokenize=False)
     content = messages[-1]["content"]
     for piece in (content.split("</think>")[0], content.split("</think>")[-1]):
         piece = piece.replace("<think>", "").strip()
         if piece and piece not in rendered:
-            raise ValueError(
+            raise ConfigError(
                 "The chat template does not render the assistant turn intact (it drops part of "
                 f"{piece[:60]!r}...). R1-distill templates strip past thinking: train with a template that keeps it "
                 "(e.g. model.name_or_path of a Qwen3 tokenizer) or pass format=plain."

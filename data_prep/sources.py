@@ -4,12 +4,13 @@ A source either reads a local file (``path=``: jsonl, json, parquet, or a ``save
 dataset with ``datasets``. A row that cannot be parsed raises ``RowError`` naming the row and the missing field.
 """
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from lprecover.config import ConfigError
 from lprecover.evaluation.scoring import last_boxed
+from lprecover.readers import read_json, read_jsonl
 
 HUB = {
     "gsm8k": ("openai/gsm8k", "main"),
@@ -36,27 +37,38 @@ class Example:
 
 
 def read_rows(source: str, path: str | None, hub_id: str | None, hub_split: str) -> list[dict]:
+    """The source's raw rows, from ``path`` or the hub; a file or hub id that cannot be read is a ``ConfigError``."""
     if path:
         p = Path(path)
         if not p.exists():
-            raise FileNotFoundError(f"source file {p} does not exist.")
+            raise ConfigError(f"path: the source file {p} does not exist.")
         if p.is_dir():
             import datasets
 
             return list(datasets.load_from_disk(str(p)))
         if p.suffix == ".jsonl":
-            return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+            return read_jsonl(p, "path", allow_empty=False)
         if p.suffix == ".json":
-            return json.loads(p.read_text())
+            rows = read_json(p, "path")
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                raise ConfigError(f"path '{p}' must hold a JSON list of row objects (or use .jsonl).")
+            return rows
+        if p.suffix not in (".parquet", ".csv", ".arrow"):
+            raise ConfigError(f"path '{p}': cannot read '{p.suffix}' files; give .jsonl, .json, .parquet or .csv.")
         import datasets
 
         return list(datasets.load_dataset(p.suffix.lstrip("."), data_files=str(p), split="train"))
     if source not in HUB and not hub_id:
-        raise ValueError(f"source={source} needs path=FILE (or hub_id=...).")
+        raise ConfigError(f"source={source} needs path=FILE (or hub_id=...).")
     import datasets
 
     repo, config = (hub_id, None) if hub_id else HUB[source]
-    return list(datasets.load_dataset(repo, config, split=hub_split))
+    try:
+        return list(datasets.load_dataset(repo, config, split=hub_split))
+    except (ConnectionError, FileNotFoundError) as e:  # offline, or no such dataset on the hub
+        raise ConfigError(
+            f"Cannot load the hub dataset '{repo}' ({str(e).splitlines()[0]}); give path=FILE with a local copy."
+        ) from None
 
 
 def _need(row: dict, index: int, *fields: str) -> list:

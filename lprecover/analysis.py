@@ -28,8 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lprecover.config import atomic_write_text, load_config, valid_keys
+from lprecover.atomic import write_figure, write_file
+from lprecover.config import ConfigError, load_config, valid_keys
 from lprecover.log import get_logger
+from lprecover.readers import read_jsonl
 
 logger = get_logger(__name__)
 
@@ -98,19 +100,19 @@ def read_traces(path: Path, think_close: str) -> list[dict]:
     """``{task, text, thinking_tokens, correct}`` per generation, from our records or lm-eval's ``--log_samples``."""
     out = []
     lm_eval_task = re.sub(r"^samples_|_\d{4}-\d\d-\d\dT.*$|_\d{4}-\d\d-\d\d.*$", "", path.stem)
-    for i, line in enumerate(path.read_text().splitlines()):
-        if not line.strip():
-            continue
-        r = json.loads(line)
+    for i, r in enumerate(read_jsonl(path, "samples", allow_empty=False)):
         if "output" in r and "task" in r:
             text, task, correct, tokens = r["output"], r["task"], bool(r.get("correct")), r.get("thinking_tokens")
-        elif "resps" in r:
+        elif isinstance(r.get("resps"), list) and r["resps"]:
             resp = r["resps"][0]
             text = resp[0] if isinstance(resp, list) else resp
             score = next((r[k] for k in LM_EVAL_SCORES if k in r), None)
             task, correct, tokens = lm_eval_task, bool(score) if score is not None else None, None
         else:
-            raise ValueError(f"Line {i + 1} of {path} is neither an lprecover record nor an lm-eval sample.")
+            raise ConfigError(
+                f"Row {i} of samples '{path}' is neither an lprecover record (task, output) nor an lm-eval sample "
+                "(resps)."
+            )
         thinking = text.split(think_close)[0] if think_close and think_close in text else text
         if tokens is None:
             tokens = len(thinking.split()) if " " in thinking else len(thinking)
@@ -245,7 +247,7 @@ def plot(by_task: dict[str, list[dict]], path: Path) -> None:
         ax.set_xlabel("thinking tokens")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    write_figure(path, fig, dpi=110)
     plt.close(fig)
 
 
@@ -263,7 +265,7 @@ def analyze(cfg: AnalyzeCommand) -> dict:
     }
     out.mkdir(parents=True, exist_ok=True)
     plot(by_task, out / PLOT_FILE)
-    atomic_write_text(out / ANALYSIS_FILE, json.dumps(result, indent=2))
+    write_file(out / ANALYSIS_FILE, json.dumps(result, indent=2))
     return result
 
 

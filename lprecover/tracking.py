@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lprecover.config import atomic_write_text
+from lprecover.atomic import write_file
 from lprecover.log import get_logger
 
 logger = get_logger(__name__)
@@ -81,7 +81,7 @@ def start_run(
         id=run_id,
         resume="allow",
     )
-    atomic_write_text(record, json.dumps({"id": run.id, "name": name, "group": group, "tags": tags}, indent=2))
+    write_file(record, json.dumps({"id": run.id, "name": name, "group": group, "tags": tags}, indent=2))
     return run
 
 

@@ -24,10 +24,10 @@ from transformers import set_seed
 from lprecover.config import load_config, recipe_choices, save_config, to_dict, valid_keys
 from lprecover.evaluation.records import read_samples
 from lprecover.log import get_logger
-from lprecover.modeling import ModelConfig, load_model_and_tokenizer
-from lprecover.pruning.prune import SCORES_FILE, PruneConfig, prune_model, save_pruned
+from lprecover.pruning.prune import prune_source
 from lprecover.recovery.checks import check_models, check_output_dir, check_strategy, student_model_config
 from lprecover.recovery.data import check_rows, load_training_data
+from lprecover.recovery.evaluate import evaluate_run, evaluation_done
 from lprecover.recovery.launch import distributed_state
 from lprecover.recovery.methods import build_trainer
 from lprecover.recovery.outputs import (
@@ -37,6 +37,7 @@ from lprecover.recovery.outputs import (
     TRAINER_STATE,
     is_finished,
     last_checkpoint,
+    mark_complete_checkpoints,
     recovery_record,
     remove_partial_checkpoints,
     save_final,
@@ -47,16 +48,6 @@ from lprecover.recovery.recipe import RecoveryConfig
 from lprecover.tracking import finish_run, log_evaluation, resolve_report_to, start_run
 
 logger = get_logger(__name__)
-
-
-def prune_source(model_cfg: ModelConfig, prune: PruneConfig, pruned_dir: Path) -> str:
-    """The source model pruned as ``prune`` says, saved in ``pruned_dir`` once (a relaunch reuses it)."""
-    if not (pruned_dir / SCORES_FILE).exists():
-        model, tokenizer = load_model_and_tokenizer(model_cfg)
-        decision, provenance = prune_model(model, tokenizer, prune, source=model_cfg.name_or_path)
-        save_pruned(model, tokenizer, pruned_dir, decision, provenance)
-        logger.info("Pruned %s: removed layers %s (%s)", model_cfg.name_or_path, decision.removed, prune.method)
-    return str(pruned_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +66,10 @@ def recover(cfg: RecoveryConfig) -> int:
     check_models(cfg)
     same_run = check_output_dir(cfg)
     out = Path(cfg.output_dir)
-    state = distributed_state()
+    if same_run and is_finished(out) and evaluation_done(cfg, out / EVAL_DIR):
+        logger.info("%s already holds this run, finished; skipping training (and evaluation).", out)
+        return 0
+    state = distributed_state(cfg.launch_timeout_minutes)
     set_seed(cfg.train.seed)
 
     # Data: built once per spec and cached; every row checked for what the method reads.
@@ -88,7 +82,7 @@ def recover(cfg: RecoveryConfig) -> int:
         if state.is_main_process:
             start_fresh(out, keep=same_run)
             save_config(cfg, out)
-        student_dir = cfg.student or prune_source(cfg.model, cfg.prune, out / PRUNED_DIR)
+        student_dir = cfg.student or prune_source(cfg.model, cfg.prune, out / PRUNED_DIR, cfg.overwrite)
 
     report_to = resolve_report_to(cfg.report_to)
     if report_to == "wandb" and state.is_main_process:
@@ -97,6 +91,7 @@ def recover(cfg: RecoveryConfig) -> int:
         )
     if not is_finished(out):
         trainer = build_trainer(cfg, student_dir, dataset, out, report_to)
+        mark_complete_checkpoints(trainer)
         if state.is_main_process:
             remove_partial_checkpoints(out)
         state.wait_for_everyone()
@@ -111,14 +106,13 @@ def recover(cfg: RecoveryConfig) -> int:
     else:
         logger.info("%s already holds the recovered model; skipping training.", out)
 
-    if cfg.evaluate and state.is_main_process:
-        from lprecover.recovery.evaluate import evaluate_run
-
+    if not state.is_main_process:
+        return 0  # the evaluation runs on the main process alone; the others hold no barrier open for its hours
+    if cfg.evaluate:
         result = evaluate_run(cfg, out, out / EVAL_DIR)
         if report_to == "wandb":
             log_evaluation(result["curves"], result["summary"], read_samples(out / EVAL_DIR))
     finish_run()
-    state.wait_for_everyone()
     return 0
 
 

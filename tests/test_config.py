@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from lprecover.cli import main
-from lprecover.config import ConfigError, group_choices, load_config, save_config
+from lprecover.config import ConfigError, group_choices, load_config, reuse_or_refuse, save_config, save_settings
 from lprecover.modeling import ModelConfig
 from lprecover.pruning import PruneConfig
 
@@ -72,3 +72,29 @@ def test_cli_lists_commands_and_rejects_unknown(capsys):
     assert "prune" in out and "organism" in out
     assert main(["frobnicate"]) == 2
     assert "unknown command 'frobnicate'" in capsys.readouterr().err
+
+
+def test_reuse_rule_compares_saved_settings_and_names_what_differs(tmp_path):
+    settings = {"steps": 20, "prune": {"method": "shortgpt", "layers": None}, "eval": {"budgets": [5, 20]}}
+    folder = tmp_path / "stage"
+    assert reuse_or_refuse(folder, settings, "a stage") == "fresh"  # nothing there
+    folder.mkdir()
+    assert reuse_or_refuse(folder, settings, "a stage") == "fresh"  # an empty folder
+    save_settings(folder, settings)
+    (folder / "out.bin").write_bytes(b"x")
+    assert reuse_or_refuse(folder, settings, "a stage") == "reuse"
+
+    changed = {"steps": 10, "prune": {"method": "angular", "layers": None}, "eval": {"budgets": [5, 20]}}
+    with pytest.raises(ConfigError) as e:
+        reuse_or_refuse(folder, changed, "a stage")
+    assert "steps: 20 -> 10" in str(e.value) and "prune.method: 'shortgpt' -> 'angular'" in str(e.value)
+    assert "eval" not in str(e.value) and "overwrite=true" in str(e.value)
+    assert reuse_or_refuse(folder, changed, "a stage", overwrite=True) == "fresh"
+    assert reuse_or_refuse(folder, changed | {"prune": settings["prune"]}, "a stage", ignore=("steps",)) == "reuse"
+    with pytest.raises(ConfigError, match=r"eval.seed: \(absent\) -> 3"):  # a key only one side has
+        reuse_or_refuse(folder, settings | {"eval": {"budgets": [5, 20], "seed": 3}}, "a stage")
+
+    (folder / "config.yaml").unlink()  # files, but no record of what made them
+    with pytest.raises(ConfigError, match="records no settings"):
+        reuse_or_refuse(folder, settings, "a stage")
+    assert reuse_or_refuse(folder, settings, "a stage", overwrite=True) == "fresh"

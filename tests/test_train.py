@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,14 @@ import torch
 import yaml
 
 from lprecover.cli import main as cli
-from lprecover.recovery.outputs import last_checkpoint, load_recovered, remove_partial_checkpoints
+from lprecover.recovery.outputs import (
+    COMPLETE_FILE,
+    is_complete,
+    last_checkpoint,
+    load_recovered,
+    mark_complete,
+    remove_partial_checkpoints,
+)
 from lprecover.recovery.partial import border_layers
 from lprecover.tracking import read_offline_run
 
@@ -98,7 +106,7 @@ def test_other_run_in_output_dir_is_refused(teacher_path, tmp_path, capsys, capl
     out = tmp_path / "run"
     assert _train(["recipe=sft_short", *FAST, "report_to=none", f"output_dir={out}"], capsys)[0] == 0
     code, err = _train(["recipe=sft_short", *FAST, "train.learning_rate=1e-4", f"output_dir={out}"], capsys)
-    assert code == 2 and "different train" in err and "overwrite=true" in err
+    assert code == 2 and "train.learning_rate: 0.001 -> 0.0001" in err and "overwrite=true" in err
     # The same command again finds the finished model and does not train twice.
     before = (out / "model" / "model.safetensors").stat().st_mtime_ns
     code, err = _train(["recipe=sft_short", *FAST, "report_to=none", f"output_dir={out}"], capsys)
@@ -120,15 +128,48 @@ def test_partial_borders_every_gap():
 
 
 def test_interrupted_checkpoint_is_never_resumed(tmp_path):
-    for step, complete in ((10, True), (20, True), (30, False)):
+    for step in (10, 20, 30, 40):
         ckpt = tmp_path / f"checkpoint-{step}"
         ckpt.mkdir()
-        (ckpt / "model.safetensors").write_bytes(b"x")
-        if complete:
-            (ckpt / "trainer_state.json").write_text("{}")
+        (ckpt / "model.safetensors").write_bytes(b"x" * 64)
+        (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        if step < 40:  # checkpoint-40: every file there, but the save never finished (no marker)
+            mark_complete(ckpt, step)
+    # checkpoint-30 was marked, then its trainer state was cut short (the Trainer does not write it atomically).
+    (tmp_path / "checkpoint-30" / "trainer_state.json").write_text('{"global_st')
+    assert is_complete(tmp_path / "checkpoint-20") and not is_complete(tmp_path / "checkpoint-30")
     assert last_checkpoint(tmp_path).name == "checkpoint-20"
     remove_partial_checkpoints(tmp_path)
-    assert not (tmp_path / "checkpoint-30").exists() and (tmp_path / "checkpoint-20").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-10", "checkpoint-20"]
+
+
+def test_resume_skips_a_torn_checkpoint(teacher_path, tmp_path, capsys, caplog):
+    out = tmp_path / "run"
+    args = [
+        "recipe=sft_short",
+        *FAST,
+        "train.max_steps=4",
+        "train.save_steps=1",
+        "report_to=none",
+        f"output_dir={out}",
+    ]
+    assert _train(args, capsys)[0] == 0
+    kept = sorted(out.glob("checkpoint-*"))
+    assert [p.name for p in kept] == ["checkpoint-3", "checkpoint-4"], "save_total_limit=2 complete checkpoints kept"
+    assert all(is_complete(p) for p in kept)
+
+    # A crash: the final model never written, checkpoint-4's trainer state cut short after its marker, and a
+    # checkpoint-5 whose files are all there but whose save never finished (no marker).
+    shutil.rmtree(out / "model")
+    state = out / "checkpoint-4" / "trainer_state.json"
+    state.write_text(state.read_text()[:40])
+    shutil.copytree(out / "checkpoint-3", out / "checkpoint-5")
+    (out / "checkpoint-5" / COMPLETE_FILE).unlink()
+    code, err = _train(args, capsys)
+    assert code == 0, err[-2000:]
+    assert f"Resuming from {out / 'checkpoint-3'} at step 3 of 4" in caplog.text
+    assert not (out / "checkpoint-5").exists() and is_complete(out / "checkpoint-4")
+    assert json.loads((out / "model" / "recovery.json").read_text())["steps"] == 4
 
 
 def _env(**extra) -> dict:
@@ -148,6 +189,32 @@ def _launch(config: str, args: list[str], processes: int = 1, **env) -> subproce
         text=True,
         timeout=900,
     )
+
+
+_BARRIER = """
+import sys, time
+from lprecover.recovery.launch import distributed_state
+state = distributed_state(float(sys.argv[1]))
+if state.is_main_process:
+    time.sleep(float(sys.argv[2]))  # one-process work (pruning, an evaluation) while the other waits
+state.wait_for_everyone()
+print('through the barrier')
+"""
+
+
+@pytest.mark.parametrize("minutes, passes", [(0.05, False), (1.0, True)])
+def test_processes_wait_for_the_main_process_up_to_launch_timeout_minutes(minutes, passes, tmp_path):
+    script = tmp_path / "barrier.py"
+    script.write_text(_BARRIER)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    result = subprocess.run(
+        [*cmd, str(minutes), "6"], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300
+    )
+    output = result.stdout + result.stderr
+    if passes:  # 6 s of main-process work within a 1-minute timeout
+        assert result.returncode == 0 and output.count("through the barrier") == 2, output[-3000:]
+    else:  # a 3 s timeout: the waiting process gives up
+        assert result.returncode != 0 and "Timed out waiting 3000ms" in output, output[-3000:]
 
 
 def test_accelerate_launch_writes_a_whole_run_logged_to_wandb(teacher_path, tmp_path):
@@ -200,6 +267,8 @@ def test_cpu_ddp_runs_two_processes(teacher_path, tmp_path):
     result = _launch("cpu_ddp.yaml", ["recipe=sft_longcot", *FAST, f"output_dir={out}"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "checkpoint-3" / "rng_state_1.pth").exists(), "a second process ran"
+    marked = json.loads((out / "checkpoint-3" / COMPLETE_FILE).read_text())["files"]
+    assert is_complete(out / "checkpoint-3") and "rng_state_1.pth" in marked, "marked once both processes saved"
 
 
 @pytest.mark.slow
@@ -222,13 +291,13 @@ def test_killed_run_resumes_from_its_last_checkpoint(teacher_path, tmp_path):
         cmd, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     deadline = time.time() + 600
-    while not (out / "checkpoint-20" / "trainer_state.json").exists():
+    while not is_complete(out / "checkpoint-20"):
         assert first.poll() is None and time.time() < deadline, "the first launch ended before its second checkpoint"
         time.sleep(0.1)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     assert not (out / "model").exists()
-    killed_at = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*") if (p / "trainer_state.json").exists())
+    killed_at = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*") if is_complete(p))
 
     second = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from transformers import LogitsProcessor, PreTrainedModel, PreTrainedTokenizerBase
 
+from lprecover.config import ConfigError
 from lprecover.log import progress
 
 MASK64 = (1 << 64) - 1
@@ -81,7 +82,7 @@ def prompt_ids(
 ) -> list[int]:
     """Token ids of the chat prompt for ``problem``, ending just inside the thinking phase."""
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(
+        raise ConfigError(
             f"The tokenizer of {tokenizer.name_or_path!r} has no chat template; evaluation prompts every model through "
             "its chat template so compared models see identical prompts. Use an instruct/reasoning checkpoint."
         )
@@ -170,10 +171,11 @@ def cut(ids: list[int], room: int, stops: set[int]) -> tuple[list[int], int | No
     return ids[:room], None
 
 
-def _check_close(tokenizer, fmt: ThinkFormat) -> list[int]:
+def check_close(tokenizer, fmt: ThinkFormat) -> list[int]:
+    """The end-of-thinking delimiter's token id (none without a delimiter); refuse one that is not a single token."""
     close_ids = _ids(tokenizer, fmt.close) if fmt.close else []
     if fmt.close and len(close_ids) != 1:
-        raise ValueError(
+        raise ConfigError(
             f"The end-of-thinking delimiter {fmt.close!r} is {len(close_ids)} tokens for this tokenizer; budget "
             "forcing needs it to be a single token. Pass the model family's delimiter (model.think_close=...)."
         )
@@ -193,7 +195,7 @@ def force_budget(
     """
     if budget < 1:
         raise ValueError(f"The thinking budget must be a positive number of tokens, got {budget}.")
-    close_ids = _check_close(tokenizer, fmt)
+    close_ids = check_close(tokenizer, fmt)
     stops = set(close_ids) | eos_ids
     opened = close_ids + _ids(tokenizer, fmt.answer_open)  # what follows every end of thinking
     cue_ids = _ids(tokenizer, fmt.answer_prefix)
@@ -324,7 +326,7 @@ def budget_forced_generate(
     Returns:
         One ``Generation`` per prompt, in order.
     """
-    _check_close(tokenizer, fmt)
+    check_close(tokenizer, fmt)
     run = _hf_runner(model, tokenizer, temperature, top_p)
     eos_ids = _eos_ids(model, tokenizer)
     keys = keys if keys is not None else default_keys(prompts, seed)

@@ -5,19 +5,20 @@
     lprecover eval model=smollm2_135m eval.tasks=[gsm8k] eval.paths={gsm8k:test.jsonl} eval.budgets=[128,256] output_dir=OUT
     lprecover eval import=[lm_eval_out/MODEL/samples_aime24_nofigures_2025-01-01T00-00-00.jsonl,...] output_dir=OUT
 
-Relaunching with the same output_dir resumes: finished generations in samples.jsonl are kept, never redone.
+Relaunching with the same output_dir resumes: finished generations in samples.jsonl are kept, never redone, and a
+finished evaluation is not touched. Other settings in the same output_dir are refused; overwrite=true starts over.
 ``import=`` reads lm-eval --log_samples files instead of generating (import_task=, import_budget= where the files
 do not say), rescores them with lprecover's scorer, and writes the same outputs as a native run.
 """
 
+import hashlib
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from lprecover.config import CONFIG_FILE, ConfigError, atomic_write_text, load_config, to_dict, valid_keys
+from lprecover.config import ConfigError, load_config, reuse_or_refuse, save_settings, to_dict, valid_keys
 from lprecover.evaluation.records import read_samples
-from lprecover.evaluation.run import EvalConfig, run_eval
+from lprecover.evaluation.run import EvalConfig, run_eval, saved_results
 from lprecover.evaluation.tasks import check_task
 from lprecover.log import get_logger
 from lprecover.modeling import (
@@ -25,6 +26,7 @@ from lprecover.modeling import (
     default_device,
     load_model_and_tokenizer,
     load_tokenizer,
+    read_model_config,
     resolve_model_path,
 )
 from lprecover.tracking import WandbSettings, finish_run, log_evaluation, resolve_report_to, start_run
@@ -51,6 +53,9 @@ class EvalCommand:
     import_task: str | None = field(default=None, metadata={"help": "Task of imported files that do not name one."})
     import_budget: int | None = field(
         default=None, metadata={"help": "Thinking budget of imported files that do not record one."}
+    )
+    overwrite: bool = field(
+        default=False, metadata={"help": "Start over in an output_dir that holds an evaluation with other settings."}
     )
 
     def __post_init__(self):
@@ -90,7 +95,7 @@ def import_evaluation(cfg: EvalCommand, out: Path, resolved: dict) -> dict:
     try:
         for f in cfg.imports:  # every file is read and checked before anything is written
             read_log_samples(Path(f), cfg.import_task, cfg.import_budget)
-        atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(resolved, sort_keys=False))
+        save_settings(out, resolved)
         records, agreement = import_records(cfg.imports, out, cfg.import_task, cfg.import_budget)
         curves = curves_from_records(records, cfg.eval.k, cfg.eval.bootstrap, cfg.eval.seed)
     except LogSamplesError as e:
@@ -101,6 +106,7 @@ def import_evaluation(cfg: EvalCommand, out: Path, resolved: dict) -> dict:
 
 def generate(cfg: EvalCommand, out: Path, resolved: dict) -> dict:
     """Load the model (or a vLLM engine) and run the evaluation into ``out``."""
+    read_model_config(cfg.model)  # a missing or unreadable checkpoint fails with its name, before any loading
     if cfg.eval.engine == "vllm":
         from lprecover.evaluation.engines import VLLMEngine
 
@@ -115,39 +121,46 @@ def generate(cfg: EvalCommand, out: Path, resolved: dict) -> dict:
         )
     else:
         model, tokenizer = load_model_and_tokenizer(cfg.model, default_device())
-    try:
-        result = run_eval(
-            model,
-            tokenizer,
-            cfg.eval,
-            out,
-            cfg.model,
-            title=cfg.model.name_or_path,
-            on_start=lambda: atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(resolved, sort_keys=False)),
-        )
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    return result
+    # Inputs are judged where they are read (ConfigError); any other error here is a bug and keeps its traceback.
+    return run_eval(
+        model,
+        tokenizer,
+        cfg.eval,
+        out,
+        cfg.model,
+        title=cfg.model.name_or_path,
+        on_start=lambda: save_settings(out, resolved),
+    )
+
+
+def model_fingerprint(name_or_path: str) -> str | None:
+    """A digest of a local checkpoint's ``config.json`` (which carries lprecover's pruning provenance); None for a hub
+    id, whose ``model.revision`` names it."""
+    config = Path(resolve_model_path(name_or_path)) / "config.json"
+    return hashlib.sha256(config.read_bytes()).hexdigest()[:16] if config.is_file() else None
 
 
 def evaluate(cfg: EvalCommand) -> dict:
     """Evaluate as ``cfg`` says (resuming what ``output_dir`` holds); returns ``{"curves", "summary"}``."""
     out = Path(cfg.output_dir)
-    saved = out / CONFIG_FILE
     resolved = to_dict(cfg)
 
     if cfg.imports:  # an import is of the model lm-eval ran, when its results file says which
         from lprecover.evaluation.importer import model_name
 
         resolved["model"]["name_or_path"] = model_name(cfg.imports) or resolved["model"]["name_or_path"]
+    else:  # another model saved at the same path (e.g. pruned again) must not pass for the one evaluated before
+        resolved["model_fingerprint"] = model_fingerprint(cfg.model.name_or_path)
 
-    def what_is_measured(d: dict) -> dict:  # logging settings may change between launches of one evaluation
-        return {k: v for k, v in d.items() if k not in ("report_to", "wandb")}
-
-    if saved.exists() and what_is_measured(yaml.safe_load(saved.read_text())) != what_is_measured(resolved):
-        raise ConfigError(
-            f"{out} holds an evaluation with different settings; resuming it would mix them. Use a new output_dir."
-        )
+    # Logging settings may change between launches of one evaluation; what is measured may not.
+    verdict = reuse_or_refuse(
+        out, resolved, "an evaluation", cfg.overwrite, ignore=("report_to", "wandb", "overwrite")
+    )
+    if verdict == "reuse" and (done := saved_results(out)):
+        logger.info("%s already holds this evaluation, finished; nothing to do.", out)
+        return done
+    if verdict == "fresh" and out.exists():  # overwrite=true: the old records must not mix into the new curves
+        shutil.rmtree(out)
     result = import_evaluation(cfg, out, resolved) if cfg.imports else generate(cfg, out, resolved)
     if resolve_report_to(cfg.report_to) == "wandb":
         name = cfg.wandb.name or "eval-" + Path(cfg.model.name_or_path.rstrip("/")).name

@@ -7,6 +7,7 @@ resamples problems jointly across the three runs, so it reflects the paired desi
 
 import numpy as np
 
+from lprecover.config import ConfigError
 from lprecover.evaluation.metrics import curve_area, pass_at_k, recovery_score
 from lprecover.evaluation.records import one_setting, read_samples
 
@@ -31,7 +32,7 @@ def _parallel_matrix(records, task) -> tuple[list[int], dict[str, np.ndarray]]:
     rows = [r for r in records if r["task"] == task and r["mode"] == "parallel"]
     budgets = sorted({r["budget"] for r in rows})
     if len(budgets) > 1:
-        raise ValueError(f"The {task} parallel records span budgets {budgets}: evaluate each into its own folder.")
+        raise ConfigError(f"The {task} parallel records span budgets {budgets}: evaluate each into its own folder.")
     one_setting(rows, f"{task} parallel")
     by_problem: dict[str, list[bool]] = {}
     for r in rows:

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from lprecover.config import atomic_write_text
-from lprecover.evaluation.budget_forcing import ThinkFormat, prompt_ids, sampling_key
+from lprecover.atomic import write_figure, write_file
+from lprecover.evaluation.budget_forcing import ThinkFormat, check_close, prompt_ids, sampling_key
 from lprecover.evaluation.engines import HFEngine
 from lprecover.evaluation.metrics import (
     answered_at_k,
@@ -125,6 +125,12 @@ class EvalConfig:
             raise ValueError(f"eval.engine must be one of {', '.join(ENGINES)}, got '{self.engine}'.")
         if not (self.sequential or self.parallel):
             raise ValueError("Nothing to do: eval.sequential and eval.parallel are both false.")
+        if min(self.batch_size, self.bootstrap, self.vllm_tensor_parallel_size) < 1:
+            raise ValueError("eval.batch_size, eval.bootstrap and eval.vllm_tensor_parallel_size must be at least 1.")
+        for task, path in self.paths.items():
+            check_task(task)
+            if not Path(path).is_file():
+                raise ValueError(f"eval.paths.{task}: no such file '{path}'.")
 
     def ks(self) -> list[int]:
         return self.k or [2**i for i in range(self.n_samples.bit_length()) if 2**i <= self.n_samples]
@@ -364,10 +370,8 @@ def plot_curves(curves: dict, path: Path, title: str = "") -> None:
         row[1].set(title=f"{task}: parallel", xlabel="samples k", ylabel="accuracy", ylim=(0, 1.02))
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    write_figure(path, fig, dpi=110)
     plt.close(fig)
-    tmp.replace(path)
 
 
 def _is_organism(model) -> bool:
@@ -395,7 +399,8 @@ def run_eval(model, tokenizer, cfg: EvalConfig, output_dir, model_cfg=None, titl
     par_names = cfg.parallel_tasks or seq_names
     names = list(dict.fromkeys((seq_names if cfg.sequential else []) + (par_names if cfg.parallel else [])))
     tasks = [load_task(t, cfg.num_problems, cfg.paths.get(t)) for t in names]
-    for task in tasks:  # validate every prompt before any generation starts
+    check_close(tokenizer, fmt)  # validate the delimiter and every prompt before any generation starts
+    for task in tasks:
         prompt_ids(tokenizer, task.problems[0].prompt, fmt, cfg.system_prompt)
     if on_start:
         on_start()
@@ -434,11 +439,25 @@ def run_eval(model, tokenizer, cfg: EvalConfig, output_dir, model_cfg=None, titl
 
 
 def write_results(out: Path, curves: dict, records: list[dict], title: str, extra: dict | None = None) -> dict:
-    """Write ``curves.json``, ``summary.json`` (per task, ``extra[task]`` merged in) and ``curves.png``."""
+    """Write ``curves.json``, ``curves.png`` and, last, ``summary.json`` (per task, ``extra[task]`` merged in).
+
+    ``summary.json`` goes last: its presence says the evaluation finished (``saved_results``).
+    """
     summary = summarize(curves, records)
     for task, values in (extra or {}).items():
         summary.setdefault(task, {}).update(values)
-    atomic_write_text(out / CURVES_FILE, json.dumps(curves, indent=1))
-    atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=1))
+    write_file(out / CURVES_FILE, json.dumps(curves, indent=1))
     plot_curves(curves, out / PLOT_FILE, title)
+    write_file(out / SUMMARY_FILE, json.dumps(summary, indent=1))
     return {"curves": curves, "summary": summary}
+
+
+def saved_results(out: str | Path) -> dict | None:
+    """The ``{"curves", "summary"}`` of a finished evaluation in ``out``, or None when it has not finished."""
+    out = Path(out)
+    if not (out / SUMMARY_FILE).exists():
+        return None
+    return {
+        "curves": json.loads((out / CURVES_FILE).read_text()),
+        "summary": json.loads((out / SUMMARY_FILE).read_text()),
+    }

@@ -6,12 +6,12 @@ parameter: ``organism`` (1-8 steps), ``organism_long`` (5-8), ``organism_shallow
 stand-in), or ``organism:LO-HI`` for any range.
 """
 
-import json
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
+from lprecover.config import ConfigError
 from lprecover.evaluation.scoring import LETTERS, TASK_KINDS, task_kind
+from lprecover.readers import read_jsonl
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 CHOICE_INSTRUCTION = "Think it through, then give your final answer as 'Answer: X' where X is the letter."
@@ -73,14 +73,17 @@ def check_task(name: str) -> None:
 
 def _rows(name: str, path: str | None) -> list[dict]:
     if path:
-        p = Path(path)
-        if not p.exists():
-            raise FileNotFoundError(f"The local file for task '{name}' does not exist: {p}")
-        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+        return read_jsonl(path, f"eval.paths.{name}", allow_empty=False)
     import datasets
 
     repo, config, split = HUB[name]
-    return list(datasets.load_dataset(repo, config, split=split))
+    try:
+        return list(datasets.load_dataset(repo, config, split=split))
+    except (ConnectionError, FileNotFoundError) as e:  # offline, or the dataset moved
+        raise ConfigError(
+            f"Cannot load the {name} hub dataset '{repo}' ({str(e).splitlines()[0]}); give a local copy with "
+            f"eval.paths={{{name}: FILE.jsonl}}."
+        ) from None
 
 
 def _gpqa(row: dict, index: int) -> Problem:
@@ -118,11 +121,14 @@ def load_task(name: str, num_problems: int | None = None, path: str | None = Non
         problems = [Problem(p.id, p.problem, p.answer) for p in make_problems(num_problems or 200, *chains, seed)]
         return Task(name, "exact", problems, default_budgets(chains[1]), answer_max_tokens=4)
     rows = _rows(name, path)[: num_problems or None]
-    if name == "gpqa_diamond":
-        problems = [_gpqa(r, i) for i, r in enumerate(rows)]
-    elif name == "mmlu":
-        problems = [_mmlu(r, i) for i, r in enumerate(rows)]
-    else:
-        problems = [_math(r, i, name) for i, r in enumerate(rows)]
+    parse = {"gpqa_diamond": _gpqa, "mmlu": _mmlu}.get(name, lambda row, i: _math(row, i, name))
+    problems = []
+    for i, row in enumerate(rows):
+        try:
+            problems.append(parse(row, i))
+        except (KeyError, IndexError, ValueError) as e:  # the row lacks a field, or holds one of the wrong kind
+            where = f"eval.paths.{name} '{path}'" if path else f"the {name} hub dataset"
+            what = f"has no field {e}" if isinstance(e, KeyError) else f"cannot be read ({e})"
+            raise ConfigError(f"Row {i} of {where} {what}.") from None
     kind = task_kind(name)
     return Task(name, kind, problems, REAL_BUDGETS, answer_max_tokens=ANSWER_TOKENS[kind])

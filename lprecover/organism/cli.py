@@ -4,7 +4,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 
-from lprecover.config import load_config, valid_keys
+from lprecover.config import ConfigError, load_config, valid_keys
 from lprecover.log import get_logger
 from lprecover.organism.build import CARD, OrganismConfig, ensure_teacher, teacher_dir
 
@@ -37,9 +37,11 @@ def _print_curve(card: dict) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in ("build", "info"):
+    if not argv or argv[0] in ("-h", "--help"):
         print(HELP.format(keys=", ".join(valid_keys(OrganismCommand))))
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+        return 0 if argv else 2
+    if argv[0] not in ("build", "info"):
+        raise ConfigError(f"Unknown action '{argv[0]}': use `lprecover organism build|info [organism.KEY=VALUE ...]`.")
     action, rest = argv[0], argv[1:]
     cfg = load_config(OrganismCommand, rest).organism
     if action == "info":

@@ -12,14 +12,15 @@ Sources (``prune.calibration=``):
 - ``auto``: ``traces`` for the organism, ``problems`` otherwise.
 """
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from lprecover.config import ConfigError
 from lprecover.log import get_logger
+from lprecover.readers import read_jsonl
 
 logger = get_logger(__name__)
 
@@ -49,8 +50,19 @@ def _gsm8k_rows(path: str | None) -> list[dict]:
         import datasets
 
         return list(datasets.load_dataset("openai/gsm8k", "main", split="train"))
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    rows = read_jsonl(path, "prune.calibration_path", allow_empty=False)
+    _need(rows, ("question", "answer"), path)
+    return rows
+
+
+def _need(rows: list[dict], fields: tuple[str, ...], path: str) -> None:
+    """Refuse the first calibration row that lacks one of ``fields``, naming it."""
+    for i, row in enumerate(rows):
+        missing = [f for f in fields if not isinstance(row.get(f), str)]
+        if missing:
+            raise ConfigError(
+                f"Row {i} of prune.calibration_path '{path}' has no text field {', '.join(map(repr, missing))}."
+            )
 
 
 def _problem_texts(tokenizer, is_organism: bool, path: str | None, n: int, seed: int) -> list[str]:
@@ -94,19 +106,25 @@ def _plain_texts(source: str, path: str | None, n: int, seed: int) -> list[str]:
         texts = [r["text"] for r in datasets.load_dataset(name, config or None, split="train") if r["text"].strip()]
     else:
         if not path:
-            raise ValueError("prune.calibration=text needs prune.calibration_path=FILE (.txt or .jsonl with 'text').")
+            raise ConfigError("prune.calibration=text needs prune.calibration_path=FILE (.txt or .jsonl with 'text').")
         p = Path(path)
         if p.suffix == ".jsonl":
-            texts = [json.loads(line)["text"] for line in p.read_text().splitlines() if line.strip()]
+            rows = read_jsonl(p, "prune.calibration_path", allow_empty=False)
+            _need(rows, ("text",), path)
+            texts = [r["text"] for r in rows if r["text"].strip()]
         else:
             texts = [line for line in p.read_text().splitlines() if line.strip()]
+        if not texts:
+            raise ConfigError(f"prune.calibration_path '{path}' holds no text.")
     random.Random(seed).shuffle(texts)
     return texts[:n]
 
 
 def check_source(source: str) -> None:
     if source not in SOURCES and not source.startswith("hf:"):
-        raise ValueError(f"Unknown calibration source '{source}'. Use one of {', '.join(SOURCES)} or hf:DATASET.")
+        raise ValueError(
+            f"Unknown prune.calibration source '{source}'. Use one of {', '.join(SOURCES)} or hf:DATASET."
+        )
 
 
 def build_calibration(
@@ -124,6 +142,12 @@ def build_calibration(
     check_source(source)
     if source == "auto":
         source = "traces" if is_organism else "problems"
+    if source in ("traces", "problems") and not getattr(tokenizer, "chat_template", None):
+        raise ConfigError(
+            f"prune.calibration={source} renders problems through the chat template, and the tokenizer of "
+            f"{tokenizer.name_or_path!r} has none (a base model?): pass prune.calibration=text with "
+            "prune.calibration_path=FILE, or prune an instruct checkpoint."
+        )
     if source == "traces":
         texts = _trace_texts(model, tokenizer, is_organism, path, num_samples, seq_len, seed)
     elif source == "problems":
@@ -131,7 +155,7 @@ def build_calibration(
     else:
         texts = _plain_texts(source, path, num_samples, seed)
     if not texts:
-        raise ValueError(f"The calibration source '{source}' produced no text.")
+        raise ConfigError(f"The calibration source '{source}' produced no text.")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     batches = []
     for start in range(0, len(texts), batch_size):

@@ -5,17 +5,16 @@ lprecover prune model.name_or_path=PATH prune.method=selection prune.layers=[3,4
 """
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import yaml
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoModelForCausalLM
 
-from lprecover.config import CONFIG_FILE, ConfigError, load_config, to_dict, valid_keys
+from lprecover.config import CONFIG_FILE, ConfigError, load_config, reuse_or_refuse, to_dict, valid_keys
 from lprecover.log import get_logger
-from lprecover.modeling import ModelConfig, load_model_and_tokenizer, resolve_model_path
+from lprecover.modeling import ModelConfig, load_model_and_tokenizer, read_model_config
 from lprecover.pruning.prune import PruneConfig, prune_model, save_pruned
-from lprecover.surgery import UnsupportedModelError, find_blocks, layer_count
+from lprecover.surgery import find_blocks, layer_count
 
 logger = get_logger(__name__)
 
@@ -38,30 +37,20 @@ class PruneCommand:
 
 def check_output_dir(cfg: PruneCommand) -> bool:
     """Return True when ``output_dir`` already holds this exact pruning (nothing to do); refuse a different one."""
-    out = Path(cfg.output_dir)
-    if not out.exists() or not any(out.iterdir()):
-        return False
-    saved = out / CONFIG_FILE
-    if saved.exists() and yaml.safe_load(saved.read_text()) == to_dict(cfg) | {"overwrite": False}:
-        return True
-    if not cfg.overwrite:
-        raise ConfigError(
-            f"output_dir '{out}' already holds something else (a different model or settings). Choose a new "
-            "output_dir, or pass overwrite=true to replace it."
-        )
-    return False
+    ignore = ("output_dir", "overwrite")  # the same pruning, moved or forced, is still the same pruning
+    return reuse_or_refuse(cfg.output_dir, to_dict(cfg), "a pruned model", cfg.overwrite, ignore=ignore) == "reuse"
 
 
 def check_model(cfg: PruneCommand) -> None:
     """Refuse models without a block list and impossible layer choices from the config alone, before loading weights."""
-    path = resolve_model_path(cfg.model.name_or_path)
-    config = AutoConfig.from_pretrained(
-        path, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code
-    )
+    config = read_model_config(cfg.model)
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=cfg.model.trust_remote_code)
-    find_blocks(skeleton)
-    cfg.prune.check_against(layer_count(config))
+    try:
+        find_blocks(skeleton)
+        cfg.prune.check_against(layer_count(config))
+    except ValueError as e:  # UnsupportedModelError included: the model or the prune spec, judged against each other
+        raise ConfigError(str(e)) from None
 
 
 def main(argv: list[str]) -> int:
@@ -72,10 +61,7 @@ def main(argv: list[str]) -> int:
     if check_output_dir(cfg):
         logger.info("%s already holds this pruning; nothing to do.", cfg.output_dir)
         return 0
-    try:
-        check_model(cfg)
-    except (UnsupportedModelError, ValueError) as e:
-        raise ConfigError(str(e)) from None
+    check_model(cfg)
     model, tokenizer = load_model_and_tokenizer(cfg.model)
     decision, provenance = prune_model(model, tokenizer, cfg.prune, source=cfg.model.name_or_path)
     resolved = yaml.safe_dump(to_dict(cfg) | {"overwrite": False}, sort_keys=False)

@@ -8,13 +8,15 @@ Recipes call ``prune_model`` when they prune before recovering; ``lprecover prun
 """
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
+from lprecover.atomic import folder_written_whole
+from lprecover.config import CONFIG_FILE, reuse_or_refuse, to_dict
 from lprecover.log import get_logger
+from lprecover.modeling import ModelConfig, load_model_and_tokenizer
 from lprecover.pruning.calibration import SOURCES, build_calibration, check_source
 from lprecover.pruning.criteria import CRITERIA, NEEDS_CALIBRATION, Decision, apply, decide
 from lprecover.surgery import validate_layers
@@ -66,6 +68,10 @@ class PruneConfig:
         if self.n_layers < 1:
             raise ValueError(f"prune.n_layers must be at least 1, got {self.n_layers}.")
         check_source(self.calibration)
+        if self.calibration == "text" and not self.calibration_path:
+            raise ValueError("prune.calibration=text needs prune.calibration_path=FILE (.txt or .jsonl with 'text').")
+        if self.calibration_path and not Path(self.calibration_path).is_file():
+            raise ValueError(f"prune.calibration_path '{self.calibration_path}' is not a file.")
         if self.num_samples < 1 or self.seq_len < 8 or self.batch_size < 1:
             raise ValueError("prune.num_samples and prune.batch_size must be >= 1 and prune.seq_len >= 8.")
 
@@ -144,9 +150,7 @@ def save_pruned(model, tokenizer, output_dir, decision: Decision, provenance: di
         extra_files: ``{name: text}`` written beside the model (e.g. the resolved ``config.yaml``).
     """
     out = Path(output_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    try:
+    with folder_written_whole(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         scores = {
@@ -161,14 +165,21 @@ def save_pruned(model, tokenizer, output_dir, decision: Decision, provenance: di
         plot_scores(decision, tmp / PLOT_FILE, f"{provenance['method']}: removed {decision.removed}")
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     logger.info("Saved the pruned model to %s", out)
     return out
+
+
+def prune_source(model_cfg: ModelConfig, prune: PruneConfig, pruned_dir: Path, overwrite: bool = False) -> str:
+    """The source model pruned as ``prune`` says, in ``pruned_dir``: made once, then reused while the settings match.
+
+    Raises:
+        ConfigError: ``pruned_dir`` holds a model pruned with other settings (unless ``overwrite``).
+    """
+    settings = {"model": to_dict(model_cfg), "prune": to_dict(prune)}
+    if reuse_or_refuse(pruned_dir, settings, "a pruned model", overwrite) == "fresh":
+        model, tokenizer = load_model_and_tokenizer(model_cfg)
+        decision, provenance = prune_model(model, tokenizer, prune, source=model_cfg.name_or_path)
+        saved = {CONFIG_FILE: yaml.safe_dump(settings, sort_keys=False)}
+        save_pruned(model, tokenizer, pruned_dir, decision, provenance, extra_files=saved)
+        logger.info("Pruned %s: removed layers %s (%s)", model_cfg.name_or_path, decision.removed, prune.method)
+    return str(pruned_dir)

@@ -9,33 +9,22 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-import yaml
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lprecover.config import CONFIG_FILE, ConfigError, to_dict
-from lprecover.modeling import ModelConfig, resolve_model_path
+from lprecover.config import ConfigError, reuse_or_refuse, to_dict
+from lprecover.modeling import ModelConfig, read_model_config, resolve_model_path
 from lprecover.recovery.lora import check_targets
 from lprecover.recovery.outputs import EVAL_DIR
 from lprecover.recovery.partial import border_layers, final_norm
 from lprecover.recovery.recipe import RecoveryConfig
-from lprecover.surgery import UnsupportedModelError, find_blocks, get_provenance, layer_count
+from lprecover.surgery import find_blocks, get_provenance, layer_count
 
 # Sections that may change between launches of one run: they do not change what is trained.
-RELAUNCH_FREE = ("resume", "report_to", "wandb", "evaluate", "eval", "overwrite")
+RELAUNCH_FREE = ("resume", "report_to", "wandb", "evaluate", "eval", "overwrite", "launch_timeout_minutes")
 
 
-def _config(path: str, model: ModelConfig):
-    try:
-        return AutoConfig.from_pretrained(path, revision=model.revision, trust_remote_code=model.trust_remote_code)
-    except OSError as e:
-        raise ConfigError(
-            f"Cannot read the model config of '{path}': {str(e).splitlines()[0]} Give a local checkpoint folder "
-            "(with config.json) or a hub id this machine can reach."
-        ) from None
-
-
-def _skeleton(path: str, model: ModelConfig):
-    config = _config(path, model)
+def _skeleton(path: str, model: ModelConfig, what: str):
+    config = read_model_config(model, path, what)
     with torch.device("meta"):
         return AutoModelForCausalLM.from_config(config, trust_remote_code=model.trust_remote_code)
 
@@ -59,24 +48,25 @@ def teacher_model_config(cfg: RecoveryConfig, student_config=None) -> ModelConfi
 
 def check_models(cfg: RecoveryConfig) -> None:
     """The source or student has a layer list, the prune spec fits it, LoRA targets exist, teacher vocab matches."""
+    if cfg.student:
+        if not Path(cfg.student).is_dir():
+            raise ConfigError(f"student '{cfg.student}' is not a folder; give a checkpoint written by a prune.")
+        student = _skeleton(cfg.student, cfg.model, "student")
+    else:
+        student = _skeleton(resolve_model_path(cfg.model.name_or_path), cfg.model, "model.name_or_path")
+    # Each call below judges the user's model against the recipe (layer list, prune spec, LoRA targets, partial
+    # borders) and says what is wrong in a ValueError; errors from building the skeleton above are not caught.
     try:
-        if cfg.student:
-            if not Path(cfg.student).is_dir():
-                raise ConfigError(f"student '{cfg.student}' is not a folder; give a checkpoint written by a prune.")
-            student = _skeleton(cfg.student, cfg.model)
-            find_blocks(student)
-        else:
-            source = _skeleton(resolve_model_path(cfg.model.name_or_path), cfg.model)
-            find_blocks(source)
-            cfg.prune.check_against(layer_count(source.config))
-            student = source
+        find_blocks(student)
+        if not cfg.student:
+            cfg.prune.check_against(layer_count(student.config))
         if cfg.trainable == "lora":
             check_targets(student, cfg.lora)
         if cfg.trainable == "partial":
             final_norm(student)
             if cfg.student:
                 border_layers(student.config, cfg.partial.width)
-    except (UnsupportedModelError, ValueError) as e:
+    except ValueError as e:  # UnsupportedModelError included
         raise ConfigError(str(e)) from None
     if cfg.distills:
         check_teacher(cfg, student.config)
@@ -85,8 +75,8 @@ def check_models(cfg: RecoveryConfig) -> None:
 def check_teacher(cfg: RecoveryConfig, student_config) -> None:
     """Teacher and student must share a tokenizer: distillation compares their distributions token by token."""
     teacher_cfg = teacher_model_config(cfg, student_config)
-    teacher_path = resolve_model_path(teacher_cfg.name_or_path)
-    teacher_config = _config(teacher_path, teacher_cfg)
+    teacher_path = resolve_model_path(teacher_cfg.name_or_path, "teacher")
+    teacher_config = read_model_config(teacher_cfg, teacher_path, "teacher")
     t_vocab = teacher_config.get_text_config().vocab_size
     s_vocab = student_config.get_text_config().vocab_size
     if t_vocab != s_vocab:
@@ -123,24 +113,12 @@ def check_strategy(cfg: RecoveryConfig) -> None:
 
 
 def check_output_dir(cfg: RecoveryConfig) -> bool:
-    """True when ``output_dir`` holds this same run (resume it); refuse one that holds a different run."""
+    """True when ``output_dir`` holds this same run (resume it); refuse one that holds a different run or evaluation.
+
+    With ``overwrite=true`` a different run is started over (False), and a different evaluation re-evaluated.
+    """
     out = Path(cfg.output_dir)
-    saved = out / CONFIG_FILE
-    if not saved.exists():
-        if out.exists() and any(p.name != "wandb" for p in out.iterdir()) and not cfg.overwrite:
-            raise ConfigError(f"output_dir '{out}' is not empty and holds no run; choose another output_dir.")
-        return False
-    old, new = yaml.safe_load(saved.read_text()), to_dict(cfg)
-    eval_saved = out / EVAL_DIR / CONFIG_FILE
-    if cfg.evaluate and eval_saved.exists() and yaml.safe_load(eval_saved.read_text()) != new["eval"]:
-        raise ConfigError(
-            f"{out / EVAL_DIR} holds an evaluation with different eval.* settings; resuming would mix them. Delete "
-            "that folder or keep the earlier settings."
-        )
-    differs = sorted(k for k in new if k not in RELAUNCH_FREE and old.get(k) != new.get(k))
-    if differs and not cfg.overwrite:
-        raise ConfigError(
-            f"output_dir '{out}' holds a run with different {', '.join(differs)}; resuming would mix them. Choose "
-            "a new output_dir, or pass overwrite=true to start over."
-        )
-    return not differs
+    same_run = reuse_or_refuse(out, to_dict(cfg), "a recovery run", cfg.overwrite, ignore=RELAUNCH_FREE) == "reuse"
+    if same_run and cfg.evaluate:
+        reuse_or_refuse(out / EVAL_DIR, to_dict(cfg.eval), "an evaluation", cfg.overwrite)
+    return same_run

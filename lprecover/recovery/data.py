@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import datasets
+from datasets.exceptions import DatasetGenerationError
 from filelock import FileLock
 
 from data_prep.build import DataConfig, build, load_built
@@ -15,6 +16,7 @@ from lprecover.config import ConfigError, to_dict
 from lprecover.log import get_logger
 from lprecover.modeling import ModelConfig
 from lprecover.organism.build import cache_root
+from lprecover.readers import read_jsonl
 from lprecover.recovery.recipe import TrainData
 
 logger = get_logger(__name__)
@@ -36,9 +38,14 @@ def _build_spec(data: TrainData, model: ModelConfig, output_dir: str) -> DataCon
     )
 
 
+# Bumped whenever the build itself changes what the same spec produces, so no cache entry made by older code is
+# reused: 2 = dedup treats digits and operators as content (version 1 dropped a quarter of the organism's rows).
+BUILD_VERSION = 2
+
+
 def _built_dir(data: TrainData, model: ModelConfig) -> Path:
     """The cache folder of a build spec: the same spec and tokenizer reuse one build across a study's recipes."""
-    spec = to_dict(_build_spec(data, model, "-"))
+    spec = to_dict(_build_spec(data, model, "-")) | {"build_version": BUILD_VERSION}
     key = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return cache_root() / "data" / f"{data.source}-{data.split}-{key}"
 
@@ -52,7 +59,12 @@ def load_training_data(data: TrainData, model: ModelConfig) -> datasets.Dataset:
     if data.dataset:
         path = Path(data.dataset)
         if path.is_file() and path.suffix == ".jsonl":
-            return datasets.load_dataset("json", data_files=str(path), split="train")
+            read_jsonl(path, "data.dataset", allow_empty=False)  # names the file and line of a broken row
+            try:
+                return datasets.load_dataset("json", data_files=str(path), split="train")
+            except DatasetGenerationError as e:  # rows that are JSON but do not make one table
+                cause = str(e.__cause__ or e).splitlines()[0]
+                raise ConfigError(f"data.dataset '{path}': its rows do not form one table ({cause}).") from None
         if (path / "data").is_dir() or (path / "data.jsonl").is_file():
             return load_built(path)
         raise ConfigError(
@@ -60,12 +72,9 @@ def load_training_data(data: TrainData, model: ModelConfig) -> datasets.Dataset:
             "messages schema."
         )
     out = _built_dir(data, model)
-    if not (out / "stats.json").exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(out) + ".lock"):
-            if not (out / "stats.json").exists():
-                logger.info("Building the %s/%s training set into %s", data.source, data.split, out)
-                build(_build_spec(data, model, str(out)))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out) + ".lock"):  # built once, however many processes or recipes ask; then reused by build()
+        build(_build_spec(data, model, str(out)))
     return load_built(out)
 
 

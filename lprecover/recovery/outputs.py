@@ -2,7 +2,8 @@
 
 OUT/config.yaml       the resolved config (a relaunch with another config is refused)
 OUT/pruned/           the pruned starting point (when the run pruned), with prune_scores.json
-OUT/checkpoint-N/     Trainer checkpoints on the train.save_steps schedule (resume=auto continues the last)
+OUT/checkpoint-N/     Trainer checkpoints on the train.save_steps schedule; resume=auto continues the last complete
+                      one (checkpoint_complete.json, written once every process has saved it)
 OUT/model/            final weights: full safetensors, or LoRA adapters over pruned/; recovery.json
 OUT/metrics.json      the training log history
 OUT/eval/             post-training evaluation (evaluate=true)
@@ -14,19 +15,20 @@ import re
 import shutil
 from pathlib import Path
 
-from lprecover.config import atomic_write_text
+from lprecover.atomic import publish_folder, sync_tree, write_file
 from lprecover.log import get_logger
 
 logger = get_logger(__name__)
 
 PRUNED_DIR, MODEL_DIR, EVAL_DIR = "pruned", "model", "eval"
 METRICS_FILE, RECOVERY_FILE, WANDB_FILE = "metrics.json", "recovery.json", "wandb_run.json"
-TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last, after weights and optimizer states
+TRAINER_STATE = "trainer_state.json"
+COMPLETE_FILE = "checkpoint_complete.json"  # ours: every file of the checkpoint, with its size
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 def write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, default=str))
+    write_file(path, json.dumps(obj, indent=2, default=str))
 
 
 def _checkpoints(out: Path) -> list[tuple[int, Path]]:
@@ -34,18 +36,68 @@ def _checkpoints(out: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def mark_complete(checkpoint: Path, step: int) -> None:
+    """Flush ``checkpoint`` to disk and record every file in it with its size, as ``checkpoint_complete.json``."""
+    sync_tree(checkpoint)
+    found = [p for p in sorted(checkpoint.rglob("*")) if p.is_file() and p.name != COMPLETE_FILE]
+    files = {str(p.relative_to(checkpoint)): p.stat().st_size for p in found}
+    write_json(checkpoint / COMPLETE_FILE, {"global_step": step, "files": files})
+
+
+def is_complete(checkpoint: Path) -> bool:
+    """Whether ``checkpoint`` was marked complete and every file the mark lists is still there, at its size."""
+    try:
+        files = json.loads((checkpoint / COMPLETE_FILE).read_text())["files"]
+        return bool(files) and all((checkpoint / name).stat().st_size == size for name, size in files.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
 def last_checkpoint(out: Path) -> Path | None:
-    """The newest checkpoint that was written completely (its trainer state exists), if any."""
-    complete = [p for _, p in _checkpoints(out) if (p / TRAINER_STATE).exists()]
+    """The newest checkpoint that is complete (``is_complete``), if any."""
+    complete = [p for _, p in _checkpoints(out) if is_complete(p)]
     return complete[-1] if complete else None
 
 
+def _remove_checkpoint(path: Path) -> None:
+    # Unmarked first: a crash halfway through the removal leaves nothing that looks complete.
+    (path / COMPLETE_FILE).unlink(missing_ok=True)
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def remove_partial_checkpoints(out: Path) -> None:
-    """Delete checkpoints that a crash interrupted mid-save, so nothing ever resumes from one."""
+    """Delete checkpoints that are not complete (a crash mid-save, a truncated file), so nothing resumes from one."""
     for _, p in _checkpoints(out):
-        if not (p / TRAINER_STATE).exists():
-            logger.warning("Removing %s: it was interrupted while being written.", p)
-            shutil.rmtree(p, ignore_errors=True)
+        if not is_complete(p):
+            logger.warning("Removing %s: it was interrupted while being written, or a file in it has changed.", p)
+            _remove_checkpoint(p)
+
+
+def mark_complete_checkpoints(trainer) -> None:
+    """Make ``trainer`` mark each checkpoint complete once every process has saved it (``resume=auto`` trusts only
+    marked ones), and delete old checkpoints beyond ``save_total_limit`` only after a newer one is marked.
+
+    The Trainer's own rotation is switched off: it runs before ``on_save``, so it could delete the last complete
+    checkpoint while the new one is still unmarked.
+    """
+    # Imported here: compare and export read this module's folder layout, and need not load transformers for it.
+    from accelerate import PartialState
+    from transformers import TrainerCallback
+
+    keep = trainer.args.save_total_limit
+
+    class MarkCompleteCheckpoints(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            PartialState().wait_for_everyone()  # every process has written its shards, optimizer and RNG states
+            if state.is_world_process_zero:
+                out = Path(args.output_dir)
+                mark_complete(out / f"checkpoint-{state.global_step}", state.global_step)
+                complete = [p for _, p in _checkpoints(out) if is_complete(p)]
+                for old in complete[:-keep] if keep else []:
+                    _remove_checkpoint(old)
+
+    trainer.add_callback(MarkCompleteCheckpoints())
+    trainer.args.save_total_limit = None
 
 
 def is_finished(out: Path) -> bool:
@@ -85,7 +137,7 @@ def save_final(trainer, out: Path, record: dict) -> Path:
 
     Every process calls this: under ZeRO-3 the weights are gathered from all of them.
     """
-    final, tmp = out / MODEL_DIR, out / f".{MODEL_DIR}.tmp"
+    final, tmp = out / MODEL_DIR, out / f".{MODEL_DIR}.tmp"  # one name every process agrees on
     accelerator = trainer.accelerator
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -94,9 +146,7 @@ def save_final(trainer, out: Path, record: dict) -> Path:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         write_json(tmp / RECOVERY_FILE, record)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        publish_folder(tmp, final)
         logger.info("Saved the recovered model to %s", final)
     accelerator.wait_for_everyone()
     return final

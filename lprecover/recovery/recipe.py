@@ -14,6 +14,7 @@ from data_prep.sources import SOURCES
 from lprecover.evaluation.run import EvalConfig
 from lprecover.modeling import ModelConfig
 from lprecover.pruning.prune import PruneConfig
+from lprecover.recovery.launch import DEFAULT_TIMEOUT_MINUTES, TIMEOUT_HELP
 from lprecover.recovery.sft import TrainConfig
 from lprecover.tracking import WandbSettings
 
@@ -130,7 +131,7 @@ class RecoveryConfig:
     What: ``method`` and ``trainable`` (set by ``recipe=NAME``), with ``lora``, ``partial`` and ``distill`` settings.
     On what: ``model`` (the unpruned source), pruned by ``prune`` unless ``student`` is given; ``teacher`` for
     distillation (default: the unpruned source); ``data``.
-    How: ``train`` (optimisation, checkpoints); ``report_to`` and ``wandb``; ``resume``.
+    How: ``train`` (optimisation, checkpoints); ``report_to`` and ``wandb``; ``resume``; ``launch_timeout_minutes``.
     After: ``evaluate`` with the ``eval`` settings.
     """
 
@@ -162,8 +163,11 @@ class RecoveryConfig:
         default="auto", metadata={"help": "auto (continue from the last checkpoint), never, or a checkpoint path."}
     )
     overwrite: bool = field(default=False, metadata={"help": "Replace an output_dir that holds a different run."})
+    launch_timeout_minutes: float = field(default=DEFAULT_TIMEOUT_MINUTES, metadata={"help": TIMEOUT_HELP})
 
     def __post_init__(self):
+        if self.launch_timeout_minutes <= 0:
+            raise ValueError(f"launch_timeout_minutes must be positive, got {self.launch_timeout_minutes}.")
         if self.method not in METHODS:
             raise ValueError(f"Unknown method '{self.method}'. Methods: {', '.join(METHODS)}.")
         if self.trainable not in TRAINABLE:

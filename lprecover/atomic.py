@@ -1,0 +1,124 @@
+"""Writing a file or a folder whole: whoever reads it, or relaunches after a crash, finds the old copy or the new one.
+
+Every output of lprecover is written here, so there is one set of guarantees:
+
+- a file is written to a temporary sibling in the same folder, flushed and fsynced, renamed over the target
+  (``os.replace`` is atomic within one filesystem), and the folder is fsynced so the rename survives a power cut;
+- a folder is built in a temporary sibling, every file in it is fsynced, and it is renamed into place. A previous
+  copy is renamed aside first and removed only once the new one is in place, never before: a crash between the two
+  renames leaves the previous copy whole, beside the target as ``.NAME.old-PID``.
+
+This module imports nothing from lprecover, so every layer (data_prep included) can use it.
+"""
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+# mkstemp/mkdtemp create private (0600/0700) entries; outputs get the permissions a plain open() would give them.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE, _DIR_MODE = 0o666 & ~_UMASK, 0o777 & ~_UMASK
+
+
+def _fsync_path(path: Path, directory: bool = False) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    except OSError:  # a folder that cannot be opened for reading (some platforms): nothing to sync
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on folders; the data itself was synced
+        pass
+    finally:
+        os.close(fd)
+
+
+def sync_tree(folder: str | Path) -> None:
+    """Flush every file under ``folder`` and the folders themselves to disk (deepest first)."""
+    for root, _, files in os.walk(folder, topdown=False):
+        for name in files:
+            path = Path(root) / name
+            if not path.is_symlink():
+                _fsync_path(path)
+        _fsync_path(Path(root), directory=True)
+
+
+def write_file(path: str | Path, data: str | bytes | Callable[[BinaryIO], object]) -> Path:
+    """Write ``path`` whole or not at all; on any error the previous file (if any) is untouched.
+
+    Args:
+        data: text (written as UTF-8), bytes, or a function that writes into the binary file it is given (e.g.
+            ``lambda f: fig.savefig(f, format="png")``).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_path(path.parent, directory=True)
+    return path
+
+
+def write_figure(path: str | Path, fig, **savefig_kwargs) -> Path:
+    """Save a matplotlib figure whole, in the format its suffix names."""
+    path = Path(path)
+    return write_file(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".") or "png", **savefig_kwargs))
+
+
+def new_folder_beside(path: str | Path) -> Path:
+    """An empty temporary folder next to ``path`` (same filesystem, so it can be renamed into place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    os.chmod(tmp, _DIR_MODE)
+    return tmp
+
+
+def publish_folder(tmp: str | Path, path: str | Path) -> Path:
+    """Move the finished folder ``tmp`` to ``path``, replacing a previous copy only once the new one is in place."""
+    tmp, path = Path(tmp), Path(path)
+    sync_tree(tmp)
+    aside = None
+    if path.exists() or path.is_symlink():
+        aside = path.with_name(f".{path.name}.old-{os.getpid()}")
+        if aside.exists():  # left by an earlier crash of this same process id; the target is the newer copy
+            shutil.rmtree(aside)
+        os.replace(path, aside)
+    os.replace(tmp, path)
+    _fsync_path(path.parent, directory=True)
+    if aside is not None:
+        shutil.rmtree(aside) if aside.is_dir() and not aside.is_symlink() else aside.unlink()
+    return path
+
+
+@contextmanager
+def folder_written_whole(path: str | Path) -> Iterator[Path]:
+    """Build a folder in a temporary sibling and publish it at ``path`` when the block ends without an error.
+
+    An error inside the block removes the temporary folder and leaves ``path`` (old copy or nothing) untouched::
+
+        with folder_written_whole(out) as tmp:
+            model.save_pretrained(tmp)
+    """
+    tmp = new_folder_beside(path)
+    try:
+        yield tmp
+        publish_folder(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
