@@ -72,3 +72,52 @@ def test_teacher_scales_with_thinking_and_collapses_when_pruned(teacher_path):
     assert acc[-1] - pruned["accuracy"][0] >= 0.3, (curve, pruned)
     with torch.no_grad():
         assert model.config.num_hidden_layers == n - 2
+
+
+def _fake_builds(monkeypatch, curves):
+    """Replace training by cards with the given accuracy curves, one per build, recording the seeds asked for."""
+    import json
+
+    from lprecover.organism import build
+
+    seeds = []
+
+    def fake(cfg, out_dir):
+        seeds.append(cfg.train.seed)
+        card = {"config": {"seed": cfg.train.seed}, "train_seconds": 0.0}
+        card["curve"] = {"budget": [5, 10, 20, 30, 40], "accuracy": curves[len(seeds) - 1]}
+        (out_dir / build.CARD).write_text(json.dumps(card))
+        (out_dir / "model.safetensors").write_text("weights")
+        return card
+
+    monkeypatch.setattr(build, "build_teacher", fake)
+    return seeds
+
+
+def test_a_teacher_below_the_bar_is_never_cached(monkeypatch, tmp_path):
+    """A stalled teacher (0.33 at full budget, as built once with one thread) was cached and used silently."""
+    import json
+
+    from lprecover.organism.build import CARD, OrganismConfig, ensure_teacher, teacher_dir
+
+    monkeypatch.setenv("LPRECOVER_CACHE", str(tmp_path))
+    stalled, good = [0.27, 0.30, 0.34, 0.32, 0.33], [0.30, 0.38, 0.61, 0.79, 1.00]
+    seeds = _fake_builds(monkeypatch, [stalled, good])
+    path = ensure_teacher(OrganismConfig())
+    assert seeds == [0, 1] and path == teacher_dir(OrganismConfig())
+    card = json.loads((path / CARD).read_text())
+    assert card["curve"]["accuracy"] == good and [a["seed"] for a in card["attempts"]] == [0, 1]
+    assert card["fingerprint"] == OrganismConfig().fingerprint()
+
+
+def test_a_build_that_never_reaches_the_bar_fails_naming_what_it_tried(monkeypatch, tmp_path):
+    from lprecover.organism.build import MAX_ATTEMPTS, OrganismConfig, ensure_teacher, teacher_dir
+
+    monkeypatch.setenv("LPRECOVER_CACHE", str(tmp_path))
+    # Accurate at full budget but flat (no scaling), then plateaued: neither is a teacher.
+    seeds = _fake_builds(monkeypatch, [[0.95, 0.95, 0.95, 0.95, 0.95]] + [[0.2, 0.3, 0.4, 0.5, 0.6]] * 2)
+    with pytest.raises(RuntimeError, match=r"No organism teacher reached the bar .* seed 0: \[0.95") as err:
+        ensure_teacher(OrganismConfig())
+    assert seeds == list(range(MAX_ATTEMPTS)) and "seed 2: [0.2" in str(err.value)
+    assert not teacher_dir(OrganismConfig()).exists()
+    assert not [p for p in (tmp_path / "organism").iterdir() if not p.name.endswith(".lock")]
