@@ -30,6 +30,7 @@ import numpy as np
 
 from lprecover.atomic import write_figure, write_file
 from lprecover.config import ConfigError, load_config, valid_keys
+from lprecover.evaluation.importer import file_task
 from lprecover.log import get_logger
 from lprecover.readers import read_jsonl
 
@@ -98,12 +99,15 @@ class AnalyzeCommand:
 
 def read_traces(path: Path, think_close: str) -> list[dict]:
     """``{task, text, thinking_tokens, correct}`` per generation, from our records or lm-eval's ``--log_samples``."""
-    out = []
-    lm_eval_task = re.sub(r"^samples_|_\d{4}-\d\d-\d\dT.*$|_\d{4}-\d\d-\d\d.*$", "", path.stem)
+    out, first_filter = [], None
+    lm_eval_task = file_task(path) or path.stem  # lm-eval's own rule: samples_<task>_<timestamp>.jsonl
     for i, r in enumerate(read_jsonl(path, "samples", allow_empty=False)):
         if "output" in r and "task" in r:
             text, task, correct, tokens = r["output"], r["task"], bool(r.get("correct")), r.get("thinking_tokens")
         elif isinstance(r.get("resps"), list) and r["resps"]:
+            first_filter = first_filter or r.get("filter")
+            if r.get("filter") != first_filter:
+                continue  # the main harness repeats each document once per filter, with the same responses
             resp = r["resps"][0]
             text = resp[0] if isinstance(resp, list) else resp
             score = next((r[k] for k in LM_EVAL_SCORES if k in r), None)

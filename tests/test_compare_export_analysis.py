@@ -182,10 +182,12 @@ def test_analyze_reads_lm_eval_log_samples(tmp_path):
             "exact_match": 0.0,
         },
     ]
-    path = tmp_path / "samples_gsm8k_2026-01-01T00-00-00.jsonl"
+    # The main harness writes each document once per filter: the second filter's lines repeat the same responses.
+    rows = [r | {"filter": f} for f in ("strict-match", "flexible-extract") for r in rows]
+    path = tmp_path / "samples_gsm8k_cot_2026-01-01T00-00-00.123456.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     result = analyze(AnalyzeCommand(samples=str(path)))
-    a = result["tasks"]["gsm8k"]
+    a = result["tasks"]["gsm8k_cot"]
     assert a["n"] == 2 and a["accuracy"] == 0.5 and a["reflection_per_trace"] == 0.5
     assert a["correct_mean_length"] < a["incorrect_mean_length"] and a["length_correct_correlation"] < 0
     assert (tmp_path / "analysis.png").exists()
