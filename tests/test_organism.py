@@ -1,6 +1,5 @@
 import datasets
 import pytest
-import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lprecover.cli import main
@@ -70,8 +69,6 @@ def test_teacher_scales_with_thinking_and_collapses_when_pruned(teacher_path):
     remove_layers(model, [n // 2 - 1, n // 2])
     pruned = sequential_curve(model, tok, n=240, budgets=[curve["budget"][-1]])
     assert acc[-1] - pruned["accuracy"][0] >= 0.3, (curve, pruned)
-    with torch.no_grad():
-        assert model.config.num_hidden_layers == n - 2
 
 
 def _fake_builds(monkeypatch, curves):

@@ -39,6 +39,17 @@ def test_maj_at_k_votes_on_canonical_answers():
     assert maj_at_k(["a", "a", "b", "c"], [True, True, False, False], 3) == pytest.approx(2 / 3)
 
 
+def test_maj_at_k_samples_subsets_when_there_are_too_many_and_estimates_the_exact_value():
+    # 12 samples, 9 say "a" (correct), 3 say "b"; k = 6. The only loss is a 3-3 tie, worth 1/2:
+    # P(tie) = C(9,3) C(3,3) / C(12,6) = 84 / 924, so maj@6 = 1 - 42/924.
+    answers, correct = ["a"] * 9 + ["b"] * 3, [True] * 9 + [False] * 3
+    exact = maj_at_k(answers, correct, 6, max_subsets=924)  # all 924 subsets
+    assert exact == pytest.approx(1 - 42 / 924)
+    sampled = maj_at_k(answers, correct, 6)  # 256 seeded subsets of the 924
+    assert sampled != exact and sampled == pytest.approx(exact, abs=0.03)
+    assert maj_at_k(answers, correct, 6, seed=0) == sampled  # seeded: the same subsets every time
+
+
 def test_a_failed_extraction_votes_and_never_wins():
     """[no answer, correct] used to score 1: failed extractions were dropped from the vote."""
     assert maj_at_k([None, "42"], [False, True], 2) == pytest.approx(0.5)  # a tie: half the leaders are correct

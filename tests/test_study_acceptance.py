@@ -51,18 +51,5 @@ def test_short_answer_sft_does_not_restore_scaling(study):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="Measured 0.44 [-0.19, 1.01] here: sft_short answers at chance (0.21, mod-5 answers) at every budget, above "
-    "the pruned model's below-chance 0.12, and the area score credits that flat curve. Its slope does not come back "
-    "(the test above); see the note on the study issue.",
-    strict=False,
-)
-def test_short_answer_sft_recovery_score_is_below_0_3(study):
-    summary = json.loads((study / "comparison" / "summary.json").read_text())
-    row = next(r for r in summary["runs"] if r["run"] == "sft_short")
-    assert row["tasks"]["organism_long"]["recovery_score"]["score"] < 0.3
-
-
-@pytest.mark.slow
 def test_report_numbers_are_the_curves_numbers(study):
     assert assert_report_is_the_curves(study) == 9 * 5, "nine runs, five budgets each"
