@@ -30,9 +30,23 @@ def normalized(text: str) -> str:
     return " ".join(tokens(text))
 
 
-def _math(toks: list[str]) -> tuple[str, ...]:
-    """The numbers and operators of a row, in order."""
-    return tuple(t for t in toks if t.isdecimal() or t in _OPERATORS)
+def _math(text: str) -> tuple[str, ...]:
+    """The numbers, operators and variables of a row, in order.
+
+    A variable is a run of letters written against a digit or an operator with no space between (``3x``, ``x+2``,
+    the organism's ``ay+3``): content, like the numbers. Letters set off by spaces are wording.
+    """
+    text = text.lower()
+    out = []
+    for m in _TOKEN.finditer(text):
+        t = m.group()
+        if t.isdecimal() or t in _OPERATORS:
+            out.append(t)
+        elif t[0].isalpha():
+            before, after = text[m.start() - 1 : m.start()], text[m.end() : m.end() + 1]
+            if any(c.isdecimal() or c in _OPERATORS for c in before + after):
+                out.append(t)
+    return tuple(out)
 
 
 def _ngrams(toks: list[str], n: int) -> set[str]:
@@ -57,18 +71,18 @@ def exact_duplicates(texts: list[str]) -> list[int]:
 def near_duplicates(
     texts: list[str], threshold: float = 0.85, num_perm: int = 64, bands: int = 16, seed: int = 0
 ) -> list[int]:
-    """Indices of rows that repeat an earlier kept row's numbers and operators with similar wording.
+    """Indices of rows that repeat an earlier kept row's numbers, operators and variables with similar wording.
 
-    Similar wording is a token-3-gram Jaccard similarity of at least ``threshold``. Rows whose numbers or operators
-    differ are different problems however much wording they share: two five-step organism chains that differ only
-    in the last operand have 14 shingles each and share 13 (Jaccard 13/15 = 0.87).
+    Similar wording is a token-3-gram Jaccard similarity of at least ``threshold``. Rows whose numbers, operators or
+    variables (``_math``) differ are different problems however much wording they share: two long organism chains
+    that differ only in one register or operand share most of their shingles.
     """
     rng = np.random.default_rng(seed)
     a = rng.integers(1, _PRIME, num_perm, dtype=np.uint64)
     b = rng.integers(0, _PRIME, num_perm, dtype=np.uint64)
     toks = [tokens(t) for t in texts]
     shingles = [_ngrams(t, 3) for t in toks]
-    maths = [_math(t) for t in toks]
+    maths = [_math(t) for t in texts]
     rows = num_perm // bands
     buckets: dict[tuple, list[int]] = defaultdict(list)
     dupes: list[int] = []

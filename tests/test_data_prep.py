@@ -9,7 +9,7 @@ from data_prep.formats import assistant_turn, check_round_trip
 from data_prep.quality import contamination, exact_duplicates, near_duplicates
 from lprecover.cli import main
 from lprecover.config import load_config
-from lprecover.organism.task import make_problems, solve
+from lprecover.organism.task import held_out, make_problems, solve
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +110,7 @@ def test_organism_data_respects_chain_lengths(tok_dir, tmp_path):
     for row in ds:
         assert solve(row["problem"]) == row["answer"]
         assert row["messages"][1]["content"].endswith(f"</think>{row['answer']}")
+        assert not held_out(row["problem"]), "training data never holds an evaluation chain"
 
 
 def test_strict_rows_name_the_problem_and_lenient_rows_are_counted(tok_dir, tmp_path, capsys):
@@ -185,9 +186,14 @@ def test_teacher_traces_are_verified_and_record_their_sampling(teacher_path, tmp
 
 
 def test_dedup_treats_operators_and_digits_as_content_and_ignores_case_and_whitespace():
-    chains = ["3a-2b*2", "3a+2b-2", "3a-2b*3", " 3A - 2b*2 ", "3a-2b*2c+1"]
+    # Another operator, operand or start value, or one more step, is another problem.
+    chains = ["3a-2b*2", "3a+2b-2", "3a-2b*3", " 3A - 2b*2 ", "3a-2b*2c+1", "4a-2b*2"]
     assert exact_duplicates(chains) == [3]
     assert near_duplicates([c for i, c in enumerate(chains) if i != 3]) == []
+    # Rows that differ only in an operator are two problems; a row repeated as it is, is one.
+    for a, b in (("3a-2b*2", "3a+2b*2"), ("3+4=7", "3-4=-1"), ("What is 3+4?", "What is 3*4?")):
+        assert exact_duplicates([a, b]) == [] and near_duplicates([a, b]) == []
+        assert exact_duplicates([a, b, a]) == [2] and near_duplicates([a, b, a]) == [2]
 
     # Long enough that one operator changes only 3 of 41 shingles (Jaccard 38/44 = 0.86, over the 0.85 threshold):
     # the wording is shared, the problem is not.
@@ -226,6 +232,29 @@ def test_dedup_drops_exactly_the_repeated_organism_problems(tok_dir, tmp_path):
     problems = [p.problem for p in make_problems(2000, 1, 8, seed=0)]
     distinct = set(problems)
     repeats = len(problems) - len(distinct)
-    assert repeats > 100  # one-step chains draw from 5 * 3 * 4 = 60 problems, so many repeat
+    assert repeats > 100  # one-step chains draw from the ~52 of 5 * 3 * 4 = 60 problems not held out, so many repeat
     assert stats["dropped"]["exact_duplicate"] == repeats and stats["dropped"]["near_duplicate"] == 0
     assert len(ds) == len(distinct) and set(ds["problem"]) == distinct
+
+
+def test_build_keeps_rows_that_differ_in_an_operator_and_drops_repeats(tok_dir, tmp_path):
+    rows = [
+        {"question": "3+4=?", "answer": "7"},
+        {"question": "3-4=?", "answer": "-1"},
+        {"question": "3*4=?", "answer": "12"},
+        {"question": " 3 + 4 = ? ", "answer": "7"},  # the first row again, spaced out
+        {"question": "3-4=?", "answer": "-1"},  # the second row again, as it is
+    ]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    stats, ds = _build(tok_dir, tmp_path, "source=jsonl", f"path={path}", "split=short")
+    assert ds["problem"] == ["3+4=?", "3-4=?", "3*4=?"] and ds["answer"] == ["7", "-1", "12"]
+    assert stats["dropped"]["exact_duplicate"] == 2 and stats["dropped"]["near_duplicate"] == 0
+
+
+def test_near_dedup_reads_variables_as_content():
+    # Two long expressions that differ only in one variable: another problem, with another value.
+    a = "With a=3, b=5, c=7 and d=2, compute a*b+c-d*a+b*c-a+d*b+c*a-d+a*c-b+d*c-a*b+d."
+    b = a.replace("d*b+c", "d*a+c")
+    assert exact_duplicates([a, b]) == [] and near_duplicates([a, b]) == []
+    assert near_duplicates([a, b, a]) == [2]

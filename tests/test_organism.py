@@ -55,6 +55,7 @@ def test_data_command_writes_short_chain_recovery_data(tmp_path, organism_tokeni
 def test_budgets_cover_one_step_to_a_full_chain():
     assert default_budgets(8) == [5, 10, 20, 30, 40]
     assert default_budgets(2) == [5, 10]
+    assert default_budgets(8, 5) == [20, 25, 30, 35, 40]  # organism_long: one step more at each budget
 
 
 @pytest.mark.slow
@@ -115,6 +116,30 @@ def test_a_build_that_never_reaches_the_bar_fails_naming_what_it_tried(monkeypat
     seeds = _fake_builds(monkeypatch, [[0.95, 0.95, 0.95, 0.95, 0.95]] + [[0.2, 0.3, 0.4, 0.5, 0.6]] * 2)
     with pytest.raises(RuntimeError, match=r"No organism teacher reached the bar .* seed 0: \[0.95") as err:
         ensure_teacher(OrganismConfig())
-    assert seeds == list(range(MAX_ATTEMPTS)) and "seed 2: [0.2" in str(err.value)
+    assert seeds == list(range(MAX_ATTEMPTS)) and "seed 2: [0.20, 0.30" in str(err.value)
+    assert "over budgets [5, 10, 20, 30, 40]" in str(err.value)
     assert not teacher_dir(OrganismConfig()).exists()
     assert not [p for p in (tmp_path / "organism").iterdir() if not p.name.endswith(".lock")]
+
+
+def test_evaluation_problems_are_held_out_of_every_training_set():
+    """Every one-step evaluation problem used to be a training problem too (there are only 60 of them)."""
+    from lprecover.organism.build import OrganismConfig, training_data
+    from lprecover.organism.task import held_out
+
+    evals = {p.problem for lo, hi in ((1, 2), (5, 8), (1, 8)) for p in make_problems(200, lo, hi, 12345, "eval")}
+    assert all(held_out(p) for p in evals)
+    for seed in (0, 1, 12345):
+        train = {p.problem for p in make_problems(3000, 1, 8, seed)}
+        assert not train & evals and not any(held_out(p) for p in train)
+    assert {p.problem for p in make_problems(3000, 1, 1, 0)} & {p.problem for p in make_problems(3000, 1, 1, 5)}
+    # One problem in eight, by a fixed hash: about 7 of the 60 one-step problems are for evaluation only.
+    one_step = {p.problem for p in make_problems(5000, 1, 1, 3)} | {
+        p.problem for p in make_problems(500, 1, 1, 3, "eval")
+    }
+    assert len(one_step) == 60 and 3 <= sum(held_out(p) for p in one_step) <= 12
+    cfg = OrganismConfig()
+    cfg.train.max_steps = 5
+    assert not any(held_out(p) for p in training_data(cfg)["problem"])
+    with pytest.raises(ValueError, match="Unknown split 'test'"):
+        make_problems(1, 1, 1, 0, split="test")

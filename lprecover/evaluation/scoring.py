@@ -51,7 +51,8 @@ def task_kind(task: str) -> str:
         return "exact"
     if base not in TASK_KINDS:
         raise ValueError(
-            f"Unknown task '{task}'. Known tasks: {', '.join(TASK_KINDS)} (and organism_long, organism_shallow)."
+            f"Unknown task '{task}'. Known tasks: {', '.join(TASK_KINDS)} (and organism_long, organism_shallow, "
+            "organism:LO-HI)."
         )
     return TASK_KINDS[base]
 

@@ -3,7 +3,8 @@
 Hub datasets load with ``datasets``; a local jsonl with the same fields overrides any of them
 (``eval.paths={gsm8k: ../shared/data/gsm8k/test.jsonl}``). Organism tasks are generated, with the chain length as a
 parameter: ``organism`` (1-8 steps), ``organism_long`` (5-8), ``organism_shallow`` (1-2, the knowledge-task
-stand-in), or ``organism:LO-HI`` for any range.
+stand-in), or ``organism:LO-HI`` for any range, all drawn from the held-out eighth of problems that no training
+set holds (``organism.task.held_out``).
 """
 
 import random
@@ -118,8 +119,9 @@ def load_task(name: str, num_problems: int | None = None, path: str | None = Non
         from lprecover.organism.check import default_budgets
         from lprecover.organism.task import make_problems
 
-        problems = [Problem(p.id, p.problem, p.answer) for p in make_problems(num_problems or 200, *chains, seed)]
-        return Task(name, "exact", problems, default_budgets(chains[1]), answer_max_tokens=4)
+        drawn = make_problems(num_problems or 200, *chains, seed, split="eval")
+        problems = [Problem(p.id, p.problem, p.answer) for p in drawn]
+        return Task(name, "exact", problems, default_budgets(chains[1], chains[0]), answer_max_tokens=4)
     rows = _rows(name, path)[: num_problems or None]
     parse = {"gpqa_diamond": _gpqa, "mmlu": _mmlu}.get(name, lambda row, i: _math(row, i, name))
     problems = []

@@ -32,7 +32,9 @@ from lprecover.surgery import remove_layers
 logger = get_logger(__name__)
 
 CARD = "organism.json"
-TASK_VERSION = 4  # bump when the task or tokenizer changes, so stale teachers are not reused
+# Bump when the task, its data or the tokenizer changes, so stale teachers are not reused. 5: evaluation problems
+# (task.held_out) are no longer in the training data.
+TASK_VERSION = 5
 # The bar a teacher must reach before it is cached: accurate at full budget, and rising with the budget. A teacher
 # stuck on a plateau (seen with the same seed at another thread count) is never cached and used silently.
 ACCEPT_ACCURACY, ACCEPT_RISE = 0.9, 0.5
@@ -129,6 +131,7 @@ def make_model(cfg: OrganismConfig, tokenizer) -> Qwen3ForCausalLM:
 
 
 def training_data(cfg: OrganismConfig) -> datasets.Dataset:
+    """Long-CoT chains, none of them an evaluation problem (``task.held_out``)."""
     t = cfg.train
     n = t.max_steps * t.per_device_batch_size * t.grad_accum
     rows = [to_record(p, "longcot") for p in make_problems(n, cfg.min_chain, cfg.max_chain, cfg.data_seed)]
@@ -185,28 +188,37 @@ def _build_accepted(cfg: OrganismConfig, final: Path) -> dict:
                 card = build_teacher(trial, tmp)
                 if not accepted(card["curve"]):
                     raise TeacherBelowBar(card)  # leaves the block with an error: nothing is published
-                card["attempts"] = tried + [{"seed": trial.train.seed, "accuracy": card["curve"]["accuracy"]}]
+                card["attempts"] = tried + [_attempt(trial, card)]
                 card["fingerprint"] = cfg.fingerprint()  # cached under the settings asked for
                 (tmp / CARD).write_text(json.dumps(card, indent=2))
             return card
         except TeacherBelowBar as below:
-            accuracy = below.card["curve"]["accuracy"]
-            tried.append({"seed": trial.train.seed, "accuracy": accuracy})
+            tried.append(_attempt(trial, below.card))
             logger.warning(
-                "Organism teacher with training seed %d reached %s over budgets %s, below the bar (%.2f at full "
-                "budget, a rise of %.2f); not cached.",
+                "Organism teacher with training seed %d reached %s, below the bar (%s); not cached.",
                 trial.train.seed,
-                [round(a, 2) for a in accuracy],
-                below.card["curve"]["budget"],
-                ACCEPT_ACCURACY,
-                ACCEPT_RISE,
+                _attempt_text(tried[-1]),
+                BAR,
             )
     raise RuntimeError(
-        f"No organism teacher reached the bar (accuracy >= {ACCEPT_ACCURACY} at full budget, rising by >= "
-        f"{ACCEPT_RISE}) in {MAX_ATTEMPTS} builds with {torch.get_num_threads()} threads: "
-        + "; ".join(f"seed {t['seed']}: {[round(a, 2) for a in t['accuracy']]}" for t in tried)
+        f"No organism teacher reached the bar ({BAR}) in {MAX_ATTEMPTS} builds with {torch.get_num_threads()} "
+        "threads: "
+        + "; ".join(f"seed {t['seed']}: {_attempt_text(t)}" for t in tried)
         + ". Nothing was cached. Try organism.train.max_steps higher, or another organism.train.seed."
     )
+
+
+BAR = f"accuracy >= {ACCEPT_ACCURACY} at full budget, rising by >= {ACCEPT_RISE}"
+
+
+def _attempt(cfg: OrganismConfig, card: dict) -> dict:
+    c = card["curve"]
+    return {"seed": cfg.train.seed, "budget": c["budget"], "accuracy": c["accuracy"]}
+
+
+def _attempt_text(attempt: dict) -> str:
+    acc = ", ".join(f"{a:.2f}" for a in attempt["accuracy"])
+    return f"[{acc}] over budgets {attempt['budget']}"
 
 
 def ensure_teacher(cfg: OrganismConfig | None = None) -> Path:

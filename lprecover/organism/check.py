@@ -3,12 +3,15 @@
 from lprecover.evaluation.budget_forcing import ThinkFormat, budget_forced_generate, prompt_ids
 from lprecover.organism.task import TOKENS_PER_STEP, make_problems
 
-EVAL_SEED = 12345  # disjoint from the training seeds, so held-out problems are fresh draws
+EVAL_SEED = 12345  # evaluation problems come from the held-out eighth (``task.held_out``) no training set holds
 
 
-def default_budgets(max_chain: int = 8) -> list[int]:
-    """Thinking budgets from one step to a full chain of ``max_chain`` steps."""
-    steps = sorted({1, 2, max(1, max_chain // 2), max(1, (3 * max_chain) // 4), max_chain})
+def default_budgets(max_chain: int = 8, min_chain: int = 1) -> list[int]:
+    """Thinking budgets, in whole steps, from one step short of the shortest chain to the longest: where accuracy can
+    rise. Five at most: for chains 1-8, steps 1, 2, 4, 6 and 8; for 5-8, every step from 4 to 8 (a teacher that
+    needs its whole trace is right on a quarter more of the chains at each)."""
+    lo = max(1, min_chain - 1)
+    steps = sorted({lo, min(lo + 1, max_chain), (lo + max_chain) // 2, (lo + 3 * max_chain) // 4, max_chain})
     return [s * TOKENS_PER_STEP for s in steps]
 
 
@@ -21,7 +24,7 @@ def sequential_curve(
         ``{"budget": [...], "accuracy": [...], "by_chain": {k: [...]}}``, accuracies aligned with the budgets.
     """
     budgets = budgets or default_budgets(max_chain)
-    problems = make_problems(n, min_chain, max_chain, seed)
+    problems = make_problems(n, min_chain, max_chain, seed, split="eval")
     prompts = [prompt_ids(tokenizer, p.problem, ThinkFormat()) for p in problems]
     curve = {"budget": list(budgets), "accuracy": [], "by_chain": {k: [] for k in range(min_chain, max_chain + 1)}}
     for budget in budgets:

@@ -12,6 +12,7 @@ what makes accuracy rise with the thinking budget. Modulo 5, every operation wit
 answer uniform, so chance is 0.2.
 """
 
+import hashlib
 import random
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ LABELS = "abcdefghijklmnop"
 MAX_STEPS = len(LABELS)
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 TOKENS_PER_STEP = 5
+HELD_OUT_BUCKETS = 8  # one problem in eight (by hash) is for evaluation only
 
 
 @dataclass(frozen=True)
@@ -64,13 +66,32 @@ def solve(problem: str) -> str:
     return str(value)
 
 
-def make_problems(n: int, min_steps: int, max_steps: int, seed: int) -> list[Problem]:
-    """Draw ``n`` problems with step counts cycling through ``min_steps..max_steps`` (balanced by construction)."""
+def held_out(problem: str) -> bool:
+    """Whether a problem belongs to evaluation (never to training): a fixed eighth of all problems, by hash."""
+    return int(hashlib.sha256(problem.encode()).hexdigest()[:8], 16) % HELD_OUT_BUCKETS == 0
+
+
+def make_problems(n: int, min_steps: int, max_steps: int, seed: int, split: str = "train") -> list[Problem]:
+    """Draw ``n`` problems with step counts cycling through ``min_steps..max_steps`` (balanced by construction).
+
+    ``split="train"`` draws only problems outside the held-out eighth (``held_out``), ``split="eval"`` only inside
+    it, so no evaluation problem is ever trained on, whatever seeds and chain ranges the two sides use. (There are
+    only 60 one-step and 720 two-step problems: without the split every short evaluation problem was a training
+    problem too.)
+    """
     if min_steps > max_steps:
         raise ValueError(f"min_steps ({min_steps}) must not exceed max_steps ({max_steps}).")
+    if split not in ("train", "eval"):
+        raise ValueError(f"Unknown split {split!r}; use 'train' or 'eval'.")
     rng = random.Random(seed)
     span = max_steps - min_steps + 1
-    return [make_problem(rng, min_steps + i % span, i) for i in range(n)]
+    out = []
+    for i in range(n):
+        p = make_problem(rng, min_steps + i % span, i)
+        while held_out(p.problem) != (split == "eval"):
+            p = make_problem(rng, p.steps, i)
+        out.append(p)
+    return out
 
 
 def assistant_content(p: Problem, split: str) -> str:

@@ -40,7 +40,8 @@ def _build_spec(data: TrainData, model: ModelConfig, output_dir: str) -> DataCon
 
 # Bumped whenever the build itself changes what the same spec produces, so no cache entry made by older code is
 # reused: 2 = dedup treats digits and operators as content (version 1 dropped a quarter of the organism's rows).
-BUILD_VERSION = 2
+# 3 = organism rows never hold an evaluation problem (task.held_out); variables count as content in near-dedup.
+BUILD_VERSION = 3
 
 
 def _built_dir(data: TrainData, model: ModelConfig) -> Path:
