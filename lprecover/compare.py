@@ -25,7 +25,15 @@ from lprecover.config import CONFIG_FILE, ConfigError, load_config, save_config,
 from lprecover.evaluation.recovery import recovery_scores
 from lprecover.log import get_logger
 from lprecover.readers import read_json
-from lprecover.recovery.outputs import EVAL_DIR, METRICS_FILE, MODEL_DIR, RECOVERY_FILE
+from lprecover.recovery.outputs import (
+    EVAL_DIR,
+    METRICS_FILE,
+    MODEL_DIR,
+    RECOVERY_FILE,
+    progress_eval_dir,
+    progress_model_dir,
+    progress_steps_saved,
+)
 from lprecover.tracking import WandbSettings, finish_run, resolve_report_to, start_run
 
 logger = get_logger(__name__)
@@ -73,6 +81,8 @@ class Run:
     training_tokens: int | None = None
     analysis: dict | None = None
     recovery: dict = field(default_factory=dict)
+    # Evaluations along training (``evaluate_at``): {"step", "tokens", "eval_dir", "summary", "recovery"} each.
+    progress: list[dict] = field(default_factory=list)
 
 
 def _read_json(path: Path):
@@ -112,6 +122,18 @@ def _recovered(path: Path) -> Run:
     prov = _provenance(path / MODEL_DIR) or _provenance(student) or {}
     history = _read_json(path / METRICS_FILE) or []
     tokens = [h["num_tokens"] for h in history if "num_tokens" in h]
+    final_tokens = int(max(tokens)) if tokens else None
+    progress = []
+    for step in progress_steps_saved(path):
+        eval_dir = path / progress_eval_dir(step)
+        summary = _read_json(eval_dir / "summary.json")
+        if summary is None or not (eval_dir / "curves.json").exists():
+            continue  # saved but not evaluated (evaluate=false, or cut short): nothing to plot
+        at = json.loads((path / progress_model_dir(step) / RECOVERY_FILE).read_text()).get("num_tokens")
+        if not at:  # a trainer that does not count its tokens (on-policy distillation): the training log's count
+            logged = [h["num_tokens"] for h in history if "num_tokens" in h and h.get("step", 0) <= step]
+            at = int(max(logged)) if logged else None
+        progress.append({"step": step, "tokens": at, "eval_dir": str(eval_dir), "summary": summary})
     return _eval_run(
         path / EVAL_DIR,
         name=record.get("recipe") or record["run_name"],
@@ -121,7 +143,8 @@ def _recovered(path: Path) -> Run:
         kept_layers=prov.get("kept_layers"),
         removed_layers=prov.get("removed_layers", []),
         recipe=record.get("recipe"),
-        training_tokens=int(max(tokens)) if tokens else None,
+        training_tokens=final_tokens,
+        progress=progress,
     )
 
 
@@ -208,15 +231,30 @@ def pair_and_score(runs: list[Run], n_boot: int) -> None:
             continue
         # A score is None where none can be computed (pruning lost no area, or a curve has one budget): NaN in
         # JSON is invalid, and a NaN compared with the verdict thresholds would read as "partly returned".
-        run.recovery = finite(recovery_scores(teachers[0].eval_dir, bases[0].eval_dir, run.eval_dir, n_boot=n_boot))
-        for task, scores in run.recovery.items():
-            slopes = [finite(r.summary.get(task, {}).get("scaling_slope")) for r in (teachers[0], bases[0], run)]
-            if None not in slopes and abs(slopes[0] - slopes[1]) > 1e-9:
-                scores["slope"] = (slopes[2] - slopes[1]) / (slopes[0] - slopes[1])
+        run.recovery = _scores(teachers[0], bases[0], run.eval_dir, run.summary, n_boot)
+        for point in run.progress:
+            point["recovery"] = _scores(teachers[0], bases[0], point["eval_dir"], point["summary"], n_boot)
+
+
+def _scores(teacher: Run, base: Run, eval_dir: str, summary: dict, n_boot: int) -> dict:
+    """Recovery scores of one evaluation against the teacher and pruned base; ``slope`` is the share of the scaling
+    slope won back (with ``slope_ci`` from the same bootstrap as the area's interval)."""
+    # A score is None where none can be computed (pruning lost no area, or a curve has one budget): NaN in JSON is
+    # invalid, and a NaN compared with the verdict thresholds would read as "partly returned".
+    scores = finite(recovery_scores(teacher.eval_dir, base.eval_dir, eval_dir, n_boot=n_boot))
+    for task, entry in scores.items():
+        slope = (entry.get("sequential") or {}).pop("slope", None)
+        if slope is not None:
+            entry["slope"], entry["slope_ci"] = slope["score"], [slope["ci_low"], slope["ci_high"]]
+            continue
+        slopes = [finite(r.get(task, {}).get("scaling_slope")) for r in (teacher.summary, base.summary, summary)]
+        if None not in slopes and abs(slopes[0] - slopes[1]) > 1e-9:
+            entry["slope"] = (slopes[2] - slopes[1]) / (slopes[0] - slopes[1])
+    return scores
 
 
 def _tasks(runs: list[Run]) -> tuple[list[str], str | None]:
-    """The reasoning tasks, and the control task (shallow chains, or MMLU) if one was evaluated."""
+    """The reasoning tasks, and the knowledge control (the organism's shallow chains, or MMLU) if one was evaluated."""
     names = sorted({t for r in runs for t in r.curves.get("sequential", {}) | r.curves.get("parallel", {})})
     control = next((t for t in names if t.endswith("_shallow") or t == "mmlu"), None)
     return [t for t in names if t != control], control
@@ -243,9 +281,35 @@ def _row(run: Run, task: str, control: str | None) -> dict:
         "recovery_score": rec,
         "parallel_recovery_score": run.recovery.get(task, {}).get("parallel"),
         "slope_recovered": run.recovery.get(task, {}).get("slope"),
+        "slope_recovered_ci": run.recovery.get(task, {}).get("slope_ci"),
+        "progress": _progress(run, task),
         "control_accuracy": ctrl["accuracy"][-1] if ctrl else None,
         "analysis": (run.analysis or {}).get("tasks", {}).get(task),
     }
+
+
+def _progress(run: Run, task: str) -> list[dict]:
+    """Recovery along training: one point per ``evaluate_at`` evaluation, then the final model."""
+    if run.kind != "recovered":
+        return []
+    points = [(p["step"], p["tokens"], p.get("recovery", {})) for p in run.progress]
+    points.append((None, run.training_tokens, run.recovery))
+    out = []
+    for step, tokens, rec in points:
+        entry = rec.get(task, {})
+        seq = entry.get("sequential") or {}
+        out.append(
+            {
+                "step": step,
+                "training_tokens": tokens,
+                "recovery_score": seq.get("score"),
+                "ci_low": seq.get("ci_low"),
+                "ci_high": seq.get("ci_high"),
+                "slope_recovered": entry.get("slope"),
+                "slope_recovered_ci": entry.get("slope_ci"),
+            }
+        )
+    return out
 
 
 def verdict(run: Run, task: str) -> str | None:
@@ -282,8 +346,17 @@ def verdict(run: Run, task: str) -> str | None:
     return f"{run.name}: recovered {area:.0f}%{interval} of the {task} sequential area lost to pruning{slope_text}; {state}."
 
 
+KNOWLEDGE_DROP_PER_LAYER = 0.05  # the knowledge control may lose this much per removed layer and still "hold"
+LONG_DROP, FLAT_SLOPE = 0.5, 0.25  # long chains "collapse": accuracy falls this much and the slope below this share
+
+
 def knowledge_sentence(teacher: Run, pruned: Run, task: str, control: str) -> str | None:
-    """Does shallow (knowledge-like) accuracy hold while long-chain accuracy collapses, as the paper found?"""
+    """Does the knowledge control hold while long-chain reasoning collapses, as the paper found?
+
+    Holds: control accuracy at the largest budget within ``KNOWLEDGE_DROP_PER_LAYER`` of the teacher's per removed
+    layer (0.05 for one layer, 0.10 for two). Collapses: accuracy at the largest budget falls by ``LONG_DROP`` and
+    the scaling slope falls below ``FLAT_SLOPE`` of the teacher's.
+    """
 
     def at_max(run, t):
         c = run.curves.get("sequential", {}).get(t)
@@ -293,11 +366,16 @@ def knowledge_sentence(teacher: Run, pruned: Run, task: str, control: str) -> st
     if None in vals:
         return None
     c_t, c_p, l_t, l_p = vals
-    holds, collapses = c_t - c_p <= 0.1, l_t - l_p >= 0.3
+    allowed = KNOWLEDGE_DROP_PER_LAYER * max(1, len(pruned.removed_layers))
+    s_t, s_p = (finite(r.summary.get(task, {}).get("scaling_slope")) for r in (teacher, pruned))
+    flat = s_t is not None and s_p is not None and s_t > 0 and s_p < FLAT_SLOPE * s_t
+    holds, collapses = c_t - c_p <= allowed + 1e-9, l_t - l_p >= LONG_DROP and flat
     claim = "as the paper found" if holds and collapses else "unlike the paper's finding"
+    slope = f", slope {s_t:.3f} -> {s_p:.3f}" if s_t is not None and s_p is not None else ""
     return (
-        f"{pruned.name}: {control} accuracy {c_t:.2f} -> {c_p:.2f} ({'holds' if holds else 'drops'}), {task} "
-        f"{l_t:.2f} -> {l_p:.2f} ({'collapses' if collapses else 'does not collapse'}); {claim}."
+        f"{pruned.name}: {control} accuracy {c_t:.2f} -> {c_p:.2f} "
+        f"({'holds, within' if holds else 'drops by more than'} {allowed:.2f}), {task} {l_t:.2f} -> {l_p:.2f}{slope} ({'collapses' if collapses else 'does not collapse'}); "
+        f"{claim}."
     )
 
 
@@ -342,19 +420,99 @@ def report_markdown(runs: list[Run], summary: dict, title: str) -> str:
         lines.append("")
     if summary["verdicts"]:
         lines += ["## Did test-time scaling return?", ""] + [f"- {v}" for v in summary["verdicts"]] + [""]
+    lines += _ranking_lines(summary) + _progress_lines(summary)
     if summary["knowledge_vs_reasoning"]:
         lines += ["## Knowledge stand-in vs long reasoning", ""]
         lines += [f"- {v}" for v in summary["knowledge_vs_reasoning"]] + [""]
     return "\n".join(lines)
 
 
-def plot_comparison(runs: list[Run], tasks: list[str], path: Path, title: str) -> None:
+def _interval_text(score, ci) -> str:
+    if score is None:
+        return "-"
+    return f"{score:.2f} [{_fmt(ci[0], 2)}, {_fmt(ci[1], 2)}]" if ci and None not in ci else f"{score:.2f}"
+
+
+def ranking(summary: dict, task: str) -> list[dict]:
+    """Recovered runs on ``task``, best recovery score first; ``separated``: its interval lies above the next's."""
+    rows = [r["tasks"][task] for r in summary["runs"] if r["kind"] == "recovered" and task in r["tasks"]]
+    rows = sorted(
+        (t for t in rows if t["recovery_score"] and finite(t["recovery_score"]["score"]) is not None),
+        key=lambda t: -t["recovery_score"]["score"],
+    )
+    out = []
+    for i, t in enumerate(rows):
+        rec, nxt = t["recovery_score"], rows[i + 1]["recovery_score"] if i + 1 < len(rows) else None
+        above = nxt is not None and None not in (rec["ci_low"], nxt["ci_high"]) and rec["ci_low"] > nxt["ci_high"]
+        out.append(
+            {
+                "run": t["run"],
+                "recovery_score": rec,
+                "slope_recovered": t["slope_recovered"],
+                "slope_recovered_ci": t["slope_recovered_ci"],
+                "training_tokens": t["training_tokens"],
+                "separated_from_next": above,
+            }
+        )
+    return out
+
+
+def _ranking_lines(summary: dict) -> list[str]:
+    lines = []
+    for task in summary["tasks"]:
+        ranked = summary.get("ranking", {}).get(task) or []
+        if not ranked:
+            continue
+        lines += [f"## Recipes ranked by {task} recovery score", ""]
+        lines += [
+            "| rank | run | recovery score [95% CI] | slope recovered [95% CI] | training tokens | "
+            "interval above the next |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for i, r in enumerate(ranked, 1):
+            rec = r["recovery_score"]
+            cells = [str(i), r["run"], _interval_text(rec["score"], [rec["ci_low"], rec["ci_high"]])]
+            cells += [_interval_text(r["slope_recovered"], r["slope_recovered_ci"]), _fmt(r["training_tokens"])]
+            cells += ["yes" if r["separated_from_next"] else "-"]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def _progress_lines(summary: dict) -> list[str]:
+    lines = []
+    for task in summary["tasks"]:
+        rows = [r for r in summary["runs"] if len(r["tasks"].get(task, {}).get("progress") or []) > 1]
+        if not rows:
+            continue
+        lines += [
+            f"## {task}: recovery against training tokens",
+            "",
+            "Recovery score [95% CI] and share of the teacher's slope recovered, at each evaluated point of "
+            "training (the last is the final model).",
+            "",
+        ]
+        width = max(len(r["tasks"][task]["progress"]) for r in rows)
+        lines += ["| run | " + " | ".join(f"point {i + 1}" for i in range(width)) + " |", "|" + " --- |" * (width + 1)]
+        for r in rows:
+            cells = [r["run"]]
+            for p in r["tasks"][task]["progress"]:
+                area = _interval_text(p["recovery_score"], [p["ci_low"], p["ci_high"]])
+                cells.append(f"{_fmt(p['training_tokens'])} tokens: {area}; slope {_fmt(p['slope_recovered'], 2)}")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def plot_comparison(runs: list[Run], tasks: list[str], path: Path, title: str, summary: dict | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 3.6 * len(tasks)), squeeze=False)
+    reasoning = [t for t in (summary or {}).get("tasks", []) if _has_progress(summary, t)]
+    rows = len(tasks) + len(reasoning)
+    fig, axes = plt.subplots(rows, 2, figsize=(11, 3.6 * rows), squeeze=False)
     colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4)
     style = {}
     for run in runs:
@@ -369,6 +527,9 @@ def plot_comparison(runs: list[Run], tasks: list[str], path: Path, title: str) -
             (("sequential", "budget", "accuracy", "thinking budget (tokens)"), ("parallel", "k", "pass_at_k", "k"))
         ):
             ax = axes[row][col]
+            if not any(run.curves.get(mode, {}).get(task) for run in runs):
+                ax.set_axis_off()  # e.g. no parallel curve of the knowledge control
+                continue
             for run in runs:
                 c = run.curves.get(mode, {}).get(task)
                 if not c:
@@ -382,11 +543,49 @@ def plot_comparison(runs: list[Run], tasks: list[str], path: Path, title: str) -
             ax.set_ylim(-0.02, 1.02)
             ax.set_title(f"{task}: {mode}")
             ax.grid(alpha=0.3)
+    for i, task in enumerate(reasoning):
+        _plot_progress(axes[len(tasks) + i], summary, task, style)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title or "Recovery comparison")
     fig.tight_layout()
     write_figure(path, fig, dpi=120)
     plt.close(fig)
+
+
+def _has_progress(summary: dict, task: str) -> bool:
+    return any(len(r["tasks"].get(task, {}).get("progress") or []) > 1 for r in summary["runs"])
+
+
+def _plot_progress(axes, summary: dict, task: str, style: dict) -> None:
+    """Recovery score and slope recovered against training tokens, one line per recovered run, with intervals."""
+    for col, (key, ci, label) in enumerate(
+        (
+            ("recovery_score", ("ci_low", "ci_high"), "recovery score (area)"),
+            ("slope_recovered", None, "share of the teacher's slope recovered"),
+        )
+    ):
+        ax = axes[col]
+        for r in summary["runs"]:
+            points = [p for p in r["tasks"].get(task, {}).get("progress") or [] if p["training_tokens"] is not None]
+            points = [p for p in points if p[key] is not None]
+            if len(points) < 2:
+                continue
+            xs, ys = [p["training_tokens"] for p in points], [p[key] for p in points]
+            if ci:
+                lo = [p[key] - p[ci[0]] if p[ci[0]] is not None else 0 for p in points]
+                hi = [p[ci[1]] - p[key] if p[ci[1]] is not None else 0 for p in points]
+            else:
+                lo = [p[key] - p["slope_recovered_ci"][0] if p.get("slope_recovered_ci") else 0 for p in points]
+                hi = [p["slope_recovered_ci"][1] - p[key] if p.get("slope_recovered_ci") else 0 for p in points]
+            color = style.get(r["run"], {}).get("color")
+            ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", ms=3, capsize=2, label=r["run"], color=color)
+        ax.axhline(1.0, color="black", lw=0.8, ls=":")
+        ax.axhline(0.0, color="0.55", lw=0.8, ls="--")
+        ax.set_xlabel("training tokens")
+        ax.set_ylabel(label)
+        ax.set_title(f"{task}: recovery against training tokens")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
 
 
 def compare(runs: list[Run], output_dir: Path, title: str = "", n_boot: int = 1000) -> dict:
@@ -421,10 +620,11 @@ def compare(runs: list[Run], output_dir: Path, title: str = "", n_boot: int = 10
         summary["knowledge_vs_reasoning"] = [
             s for p in runs if p.kind == "pruned" for t in tasks if (s := knowledge_sentence(teacher, p, t, control))
         ]
+    summary["ranking"] = {t: ranking(summary, t) for t in tasks}
     summary = finite(summary)  # valid JSON: a value that could not be computed is null, never NaN
     output_dir.mkdir(parents=True, exist_ok=True)
     plot_tasks = tasks + ([control] if control else [])
-    plot_comparison(runs, plot_tasks, output_dir / "comparison.png", title)
+    plot_comparison(runs, plot_tasks, output_dir / "comparison.png", title, summary)
     write_file(output_dir / "summary.json", json.dumps(summary, indent=2))
     write_file(output_dir / "report.md", report_markdown(runs, summary, title))
     return summary

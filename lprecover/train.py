@@ -11,6 +11,7 @@ output_dir continues from the last complete checkpoint (resume=auto).
 
 import os
 import sys
+from dataclasses import replace
 
 if __package__ in (None, ""):  # run as a script (accelerate launch): keep lprecover/ itself off the import path
     _here = os.path.dirname(os.path.abspath(__file__))
@@ -38,9 +39,12 @@ from lprecover.recovery.outputs import (
     is_finished,
     last_checkpoint,
     mark_complete_checkpoints,
+    progress_eval_dir,
+    progress_model_dir,
     recovery_record,
     remove_partial_checkpoints,
     save_final,
+    save_progress_models,
     start_fresh,
     write_json,
 )
@@ -66,7 +70,9 @@ def recover(cfg: RecoveryConfig) -> int:
     check_models(cfg)
     same_run = check_output_dir(cfg)
     out = Path(cfg.output_dir)
-    if same_run and is_finished(out) and evaluation_done(cfg, out / EVAL_DIR):
+    along = replace(cfg, eval=replace(cfg.eval, parallel=False))
+    evals = [(cfg, out / EVAL_DIR)] + [(along, out / progress_eval_dir(s)) for s in cfg.progress_steps()]
+    if same_run and is_finished(out) and all(evaluation_done(c, e) for c, e in evals):
         logger.info("%s already holds this run, finished; skipping training (and evaluation).", out)
         return 0
     state = distributed_state(cfg.launch_timeout_minutes)
@@ -92,6 +98,7 @@ def recover(cfg: RecoveryConfig) -> int:
     if not is_finished(out):
         trainer = build_trainer(cfg, student_dir, dataset, out, report_to)
         mark_complete_checkpoints(trainer)
+        save_progress_models(trainer, out, cfg.progress_steps(), lambda st: recovery_record(cfg, student_dir, st, out))
         if state.is_main_process:
             remove_partial_checkpoints(out)
         state.wait_for_everyone()
@@ -112,6 +119,10 @@ def recover(cfg: RecoveryConfig) -> int:
         result = evaluate_run(cfg, out, out / EVAL_DIR)
         if report_to == "wandb":
             log_evaluation(result["curves"], result["summary"], read_samples(out / EVAL_DIR))
+        # Recovery against training tokens (evaluate_at): the sequential curves (what the recovery score reads).
+        along = replace(cfg, eval=replace(cfg.eval, parallel=False))
+        for step in cfg.progress_steps():
+            evaluate_run(along, out, out / progress_eval_dir(step), progress_model_dir(step))
     finish_run()
     return 0
 

@@ -27,6 +27,32 @@ def test_study_stages_are_recognised_by_provenance(mini_study):
     assert lora.kept_layers == runs["eval-pruned-2"].kept_layers and lora.training_tokens > 0
 
 
+def test_recovery_is_scored_along_training(mini_study):
+    """evaluate_at=[0.25, 0.5] of 20 steps: models saved at steps 5 and 10 (full weights and LoRA adapters), each
+    evaluated and scored; the report and summary put recovery against training tokens."""
+    out, _ = mini_study
+    summary = json.loads((out / "comparison" / "summary.json").read_text())
+    for name in ("sft_short", "lora_longcot"):
+        run = out / f"recover-{name}"
+        records = [json.loads((run / f"model-step-{s}" / "recovery.json").read_text()) for s in (5, 10)]
+        assert [r["steps"] for r in records] == [5, 10]
+        early, _ = load_recovered(run, name="model-step-5")
+        final, _ = load_recovered(run)
+        changed = [n for n, p in early.state_dict().items() if not torch.equal(p, final.state_dict()[n])]
+        assert changed, f"{name}: the model at step 5 is the final model"
+        points = next(r for r in summary["runs"] if r["run"] == name)["tasks"]["organism_long"]["progress"]
+        assert [p["step"] for p in points] == [5, 10, None]
+        tokens = [p["training_tokens"] for p in points]
+        assert 0 < tokens[0] < tokens[1] < tokens[2], tokens
+        assert all(p["recovery_score"] is not None for p in points)
+        assert (run / "eval-step-5" / "curves.json").exists() and not json.loads(
+            (run / "eval-step-5" / "curves.json").read_text()
+        )["parallel"], "points along training evaluate the sequential curve only"
+    report = (out / "comparison" / "report.md").read_text()
+    assert "## organism_long: recovery against training tokens" in report
+    assert "## Recipes ranked by organism_long recovery score" in report
+
+
 def test_report_numbers_equal_summary_and_curves(mini_study):
     out, _ = mini_study
     summary = json.loads((out / "comparison" / "summary.json").read_text())
@@ -38,7 +64,9 @@ def test_report_numbers_equal_summary_and_curves(mini_study):
         score = rows[name]["tasks"]["organism_long"]["recovery_score"]
         assert score is not None and score["ci_low"] <= score["score"] <= score["ci_high"]
         assert any(v.startswith(f"{name}: recovered") for v in summary["verdicts"])
+    assert summary["control_task"] == "organism_shallow"
     assert any("organism_shallow accuracy" in s for s in summary["knowledge_vs_reasoning"])
+    assert all(r["tasks"]["organism_long"]["control_accuracy"] is not None for r in summary["runs"])
 
 
 def test_evaluations_log_curves_against_budget_to_wandb(mini_study):
@@ -166,6 +194,14 @@ def test_trace_measures_on_known_text():
     text = "Wait, let me check this. Alternatively we could verify it. Hmm, wait."
     assert marker_counts(text) == {"reflection": 3, "backtracking": 1, "verification": 2}
     assert marker_counts("await the waiter") == {"reflection": 0, "backtracking": 0, "verification": 0}
+
+
+def test_an_organism_trace_is_cut_into_its_steps():
+    from lprecover.analysis import segments
+
+    assert segments("a-2=1b*2=2c-2=0") == ["a-2=1", "b*2=2", "c-2=0"]
+    assert self_bleu("a-2=1a-2=1a-2=1") == pytest.approx(1.0)  # one step, repeated
+    assert self_bleu("a-2=1b*2=2c-2=0") < 1.0
 
 
 def test_analyze_reads_lm_eval_log_samples(tmp_path):

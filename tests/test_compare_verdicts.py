@@ -129,3 +129,16 @@ def test_absolute_model_path_is_used_as_saved(tmp_path, monkeypatch):
     _eval_folder(tmp_path / "eval", str(tmp_path / "pruned-1"), "eval")
     monkeypatch.chdir(tmp_path / "eval")
     assert discover(tmp_path / "eval").kind == "pruned"
+
+
+def test_the_knowledge_control_is_the_shallow_task_or_mmlu():
+    from lprecover.compare import _tasks
+
+    def run(*tasks):
+        curves = {"sequential": {t: {} for t in tasks}}
+        return Run(name="r", kind="teacher", path="r", eval_dir=None, curves=curves, summary={})
+
+    assert _tasks([run("organism_long", "organism_shallow")]) == (["organism_long"], "organism_shallow")
+    assert _tasks([run("gsm8k", "mmlu"), run("aime24")]) == (["aime24", "gsm8k"], "mmlu")
+    # A chain range named by its steps is reasoning like the long chains, never the control.
+    assert _tasks([run("organism_long", "organism:1-2")]) == (["organism:1-2", "organism_long"], None)

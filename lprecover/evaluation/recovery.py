@@ -8,7 +8,7 @@ resamples problems jointly across the three runs, so it reflects the paired desi
 import numpy as np
 
 from lprecover.config import ConfigError
-from lprecover.evaluation.metrics import curve_area, pass_at_k, recovery_score
+from lprecover.evaluation.metrics import curve_area, pass_at_k, recovery_score, scaling_slope
 from lprecover.evaluation.records import one_setting, read_samples
 
 
@@ -44,17 +44,28 @@ def _parallel_matrix(records, task) -> tuple[list[int], dict[str, np.ndarray]]:
     return ks, {p: np.array([pass_at_k(len(v), sum(v), k) for k in ks]) for p, v in by_problem.items()}
 
 
-def _score(xs, teacher, pruned, recovered, problems, idx):
-    areas = [curve_area(xs, np.nanmean([m[problems[i]] for i in idx], axis=0)) for m in (teacher, pruned, recovered)]
-    return recovery_score(*areas)
+def _score(xs, teacher, pruned, recovered, problems, idx, measure=curve_area):
+    values = [measure(xs, np.nanmean([m[problems[i]] for i in idx], axis=0)) for m in (teacher, pruned, recovered)]
+    return recovery_score(*values)
+
+
+def _interval(xs, matrices, problems, draws, measure) -> dict:
+    point = _score(xs, *matrices, problems, range(len(problems)), measure)
+    boots = [b for idx in draws if np.isfinite(b := _score(xs, *matrices, problems, idx, measure))]
+    lo, hi = np.quantile(boots, [0.025, 0.975]) if boots else (np.nan, np.nan)
+    return {"score": point, "ci_low": float(lo), "ci_high": float(hi), "problems": len(problems)}
 
 
 def recovery_scores(teacher_dir, pruned_dir, recovered_dir, n_boot: int = 1000, seed: int = 0) -> dict:
     """Sequential and parallel recovery scores per task, each with a 95% bootstrap interval over problems.
 
+    The sequential entry also carries ``slope``: the fraction of the scaling slope (accuracy per doubling of the
+    budget, ``metrics.scaling_slope``) lost to pruning that recovery won back, with an interval from the same
+    resamples.
+
     Returns:
-        ``{task: {"sequential": {"score", "ci_low", "ci_high"}, "parallel": {...}}}`` for the tasks all three
-        runs evaluated on the same problems and budgets.
+        ``{task: {"sequential": {"score", "ci_low", "ci_high", "problems", "slope": {...}}, "parallel": {...}}}``
+        for the tasks all three runs evaluated on the same problems and budgets.
     """
     runs = [read_samples(d) for d in (teacher_dir, pruned_dir, recovered_dir)]
     tasks = set.intersection(*({r["task"] for r in recs} for recs in runs))
@@ -71,11 +82,8 @@ def recovery_scores(teacher_dir, pruned_dir, recovered_dir, n_boot: int = 1000, 
             if not problems:
                 continue
             matrices = [b[1] for b in built]
-            point = _score(xs, *matrices, problems, range(len(problems)))
-            boots = [
-                _score(xs, *matrices, problems, rng.integers(0, len(problems), len(problems))) for _ in range(n_boot)
-            ]
-            boots = [b for b in boots if np.isfinite(b)]
-            lo, hi = np.quantile(boots, [0.025, 0.975]) if boots else (np.nan, np.nan)
-            out[task][name] = {"score": point, "ci_low": float(lo), "ci_high": float(hi), "problems": len(problems)}
+            draws = [rng.integers(0, len(problems), len(problems)) for _ in range(n_boot)]
+            out[task][name] = _interval(xs, matrices, problems, draws, curve_area)
+            if name == "sequential" and len(xs) > 1:
+                out[task][name]["slope"] = _interval(xs, matrices, problems, draws, scaling_slope)
     return out

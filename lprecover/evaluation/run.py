@@ -396,7 +396,9 @@ def run_eval(model, tokenizer, cfg: EvalConfig, output_dir, model_cfg=None, titl
     engine = model if getattr(model, "is_engine", False) else HFEngine(model, tokenizer)
     fmt = think_format(tokenizer, model_cfg, cfg.waits(), organism=_is_organism(engine))
     seq_names = cfg.tasks or default_tasks(engine)
-    par_names = cfg.parallel_tasks or seq_names
+    # The organism's knowledge control needs no samples: the parallel curve is of its long chains unless tasks are
+    # named.
+    par_names = cfg.parallel_tasks or (seq_names[:1] if not cfg.tasks and _is_organism(engine) else seq_names)
     names = list(dict.fromkeys((seq_names if cfg.sequential else []) + (par_names if cfg.parallel else [])))
     tasks = [load_task(t, cfg.num_problems, cfg.paths.get(t)) for t in names]
     check_close(tokenizer, fmt)  # validate the delimiter and every prompt before any generation starts

@@ -7,7 +7,7 @@ from lprecover.config import reuse_or_refuse, save_settings, to_dict
 from lprecover.evaluation.run import run_eval, saved_results
 from lprecover.modeling import default_device
 from lprecover.recovery.checks import student_model_config
-from lprecover.recovery.outputs import load_recovered
+from lprecover.recovery.outputs import MODEL_DIR, load_recovered
 from lprecover.recovery.recipe import RecoveryConfig
 
 
@@ -19,8 +19,9 @@ def evaluation_done(cfg: RecoveryConfig, eval_dir: Path) -> bool:
     return verdict == "reuse" and saved_results(eval_dir) is not None
 
 
-def evaluate_run(cfg: RecoveryConfig, out: Path, eval_dir: Path) -> dict:
-    """Evaluate ``out``'s recovered model into ``eval_dir`` (resuming what is there); returns curves and summary.
+def evaluate_run(cfg: RecoveryConfig, out: Path, eval_dir: Path, model_name: str = MODEL_DIR) -> dict:
+    """Evaluate ``out``'s recovered model (or ``out/model_name``) into ``eval_dir`` (resuming what is there);
+    returns curves and summary.
 
     A finished evaluation with the same ``eval`` settings is returned as saved; other settings are refused, or with
     ``overwrite=true`` evaluated afresh.
@@ -31,7 +32,7 @@ def evaluate_run(cfg: RecoveryConfig, out: Path, eval_dir: Path) -> dict:
         return done
     if verdict == "fresh" and eval_dir.exists():  # overwrite=true: old records must not mix into the new curves
         shutil.rmtree(eval_dir)
-    model, tokenizer = load_recovered(out, default_device())
+    model, tokenizer = load_recovered(out, default_device(), model_name)
     result = run_eval(
         model,
         tokenizer,

@@ -5,6 +5,8 @@ OUT/pruned/           the pruned starting point (when the run pruned), with prun
 OUT/checkpoint-N/     Trainer checkpoints on the train.save_steps schedule; resume=auto continues the last complete
                       one (checkpoint_complete.json, written once every process has saved it)
 OUT/model/            final weights: full safetensors, or LoRA adapters over pruned/; recovery.json
+OUT/model-step-N/     the model at step N of training, for each step ``evaluate_at`` names (same layout as model/)
+OUT/eval-step-N/      its evaluation
 OUT/metrics.json      the training log history
 OUT/eval/             post-training evaluation (evaluate=true)
 """
@@ -132,12 +134,49 @@ def recovery_record(cfg, student_dir: str, state, out: Path) -> dict:
     }
 
 
-def save_final(trainer, out: Path, record: dict) -> Path:
-    """Save the trained weights (and tokenizer) to ``out/model``, whole or not at all.
+def progress_model_dir(step: int) -> str:
+    return f"{MODEL_DIR}-step-{step}"
+
+
+def progress_eval_dir(step: int) -> str:
+    return f"{EVAL_DIR}-step-{step}"
+
+
+def progress_steps_saved(out: Path) -> list[int]:
+    """The steps of the complete ``model-step-N`` folders in a run folder."""
+    found = [p.name.rsplit("-", 1)[-1] for p in Path(out).glob(f"{MODEL_DIR}-step-*")]
+    return sorted(
+        int(n) for n in found if n.isdigit() and (Path(out) / progress_model_dir(int(n)) / RECOVERY_FILE).exists()
+    )
+
+
+def save_progress_models(trainer, out: Path, steps: list[int], record) -> None:
+    """Make ``trainer`` save its model to ``out/model-step-N`` (as ``save_final`` does) at each of ``steps``.
+
+    ``record(state)`` gives the ``recovery.json`` of that model. A step whose folder is already complete (a resumed
+    run) is not saved again; a crash while saving leaves only the temporary folder, which the next save replaces.
+    """
+    from transformers import TrainerCallback
+
+    wanted = set(steps)
+
+    class SaveProgress(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            step = state.global_step
+            if step in wanted and not (out / progress_model_dir(step) / RECOVERY_FILE).exists():
+                rec = record(state)
+                rec["num_tokens"] = getattr(trainer, "_total_train_tokens", None)
+                save_final(trainer, out, rec, progress_model_dir(step))
+
+    trainer.add_callback(SaveProgress())
+
+
+def save_final(trainer, out: Path, record: dict, name: str = MODEL_DIR) -> Path:
+    """Save the trained weights (and tokenizer) to ``out/NAME`` (default ``model``), whole or not at all.
 
     Every process calls this: under ZeRO-3 the weights are gathered from all of them.
     """
-    final, tmp = out / MODEL_DIR, out / f".{MODEL_DIR}.tmp"  # one name every process agrees on
+    final, tmp = out / name, out / f".{name}.tmp"  # one name every process agrees on
     accelerator = trainer.accelerator
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -152,11 +191,12 @@ def save_final(trainer, out: Path, record: dict) -> Path:
     return final
 
 
-def load_recovered(out: Path, device: str | None = None):
-    """Load a run's final model as a plain transformers model (LoRA adapters merged in), with its tokenizer."""
+def load_recovered(out: Path, device: str | None = None, name: str = MODEL_DIR):
+    """Load a run's final model (or ``name``, e.g. ``model-step-N``) as a plain transformers model (LoRA adapters
+    merged in), with its tokenizer."""
     from lprecover.modeling import ModelConfig, load_model, load_tokenizer
 
-    model_dir = Path(out) / MODEL_DIR
+    model_dir = Path(out) / name
     record = json.loads((model_dir / RECOVERY_FILE).read_text())
     tokenizer = load_tokenizer(ModelConfig(name_or_path=str(model_dir)))
     if (model_dir / "adapter_config.json").exists():

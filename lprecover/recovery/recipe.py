@@ -152,6 +152,13 @@ class RecoveryConfig:
     partial: PartialSettings = field(default_factory=PartialSettings)
     distill: DistillSettings = field(default_factory=DistillSettings)
     evaluate: bool = field(default=False, metadata={"help": "Evaluate the recovered model when training ends."})
+    evaluate_at: list[float] = field(
+        default_factory=list,
+        metadata={
+            "help": "Fractions of train.max_steps (e.g. [0.25,0.5]) at which the model is also saved "
+            "(model-step-N/) and, with evaluate=true, evaluated (eval-step-N/): recovery against training tokens."
+        },
+    )
     eval: EvalConfig = field(default_factory=EvalConfig)
     report_to: str = field(
         default="auto",
@@ -176,8 +183,16 @@ class RecoveryConfig:
             raise ValueError(f"report_to must be auto, wandb or none, got '{self.report_to}'.")
         if self.resume not in ("auto", "never") and not Path(self.resume).is_dir():
             raise ValueError(f"resume must be auto, never, or an existing checkpoint folder; '{self.resume}' is none.")
+        bad = [f for f in self.evaluate_at if not 0 < f < 1]
+        if bad:
+            raise ValueError(f"evaluate_at takes fractions of train.max_steps strictly between 0 and 1; got {bad}.")
         if not self.output_dir:
             self.output_dir = str(Path(os.environ.get("LPRECOVER_RUNS", "runs")) / self.run_name())
+
+    def progress_steps(self) -> list[int]:
+        """The optimizer steps ``evaluate_at`` names (each at least 1 and before the last step)."""
+        steps = {min(self.train.max_steps - 1, max(1, round(f * self.train.max_steps))) for f in self.evaluate_at}
+        return sorted(s for s in steps if s >= 1)
 
     @property
     def distills(self) -> bool:
