@@ -8,10 +8,10 @@
 
 1. the teacher (built or reused); 2. ``prune.method`` removes each of ``prune_layers`` layers, scores kept;
 3. every recipe recovers the model pruned by ``recover_from`` layers, all with the same steps, batch and packed
-row length (so the same training-token budget), on ``data`` (the organism's chains of at most 4 steps:
-shorter than the 5-8 step chains it is evaluated on); 4. the teacher, every pruned model and every recovery is
-evaluated with ``eval``; 5. ``lprecover compare`` writes ``comparison/report.md``, ``comparison.png`` and
-``summary.json``.
+row length (so the same training-token budget), on ``data`` (for the organism: long-CoT traces of 1-8 step
+chains, none of them an evaluation problem), each also evaluated at the ``evaluate_at`` fractions of the
+budget; 4. the teacher, every pruned model and every recovery is evaluated with ``eval``; 5. ``lprecover compare``
+writes ``comparison/report.md``, ``comparison.png`` and ``summary.json``.
 
 A rerun reuses every finished stage and rewrites nothing. A rerun with other settings (``steps``, ``prune.*``,
 ``eval.*``, ...) is refused, naming the keys that differ; with ``overwrite=true`` every stage whose own settings
@@ -52,12 +52,6 @@ DEFAULT_RECIPES = ["sft_short", "sft_longcot", "lora_longcot", "distill", "parti
 RELAUNCH_FREE = ("report_to", "wandb", "output_dir", "overwrite", "launch_timeout_minutes")
 
 
-def _study_data() -> TrainData:
-    data = TrainData()
-    data.organism.max_chain = 4  # recovery sees shorter chains than the 5-8 step chains of evaluation
-    return data
-
-
 @dataclass
 class StudyConfig:
     """The study: which model and pruning, which recipes on what budget, how to evaluate, where to write.
@@ -71,11 +65,15 @@ class StudyConfig:
     prune_layers: list[int] = field(default_factory=lambda: [1, 2], metadata={"help": "Layer counts to remove."})
     recover_from: int = field(default=2, metadata={"help": "The pruned model (layers removed) the recipes recover."})
     recipes: list[str] = field(default_factory=lambda: list(DEFAULT_RECIPES), metadata={"help": "Recipes to run."})
-    data: TrainData = field(default_factory=_study_data)
+    data: TrainData = field(default_factory=TrainData)
     steps: int = field(default=250, metadata={"help": "Optimizer steps per recipe."})
     batch_size: int = field(default=8, metadata={"help": "Rows per step."})
     max_length: int = field(default=256, metadata={"help": "Packed row length (tokens)."})
     overrides: list[str] = field(default_factory=list, metadata={"help": "key=value applied to every recipe."})
+    evaluate_at: list[float] = field(
+        default_factory=lambda: [0.25, 0.5],
+        metadata={"help": "Fractions of the budget at which each recipe is also evaluated (recovery vs tokens)."},
+    )
     eval: EvalConfig = field(default_factory=EvalConfig)
     report_to: str = field(default="auto", metadata={"help": "wandb, none, or auto."})
     wandb: WandbSettings = field(default_factory=WandbSettings)
@@ -146,6 +144,7 @@ def recover_stage(cfg: StudyConfig, recipe: str, student: Path, out: Path) -> No
     # Recorded, not applied (the student is given): another pruning at the same path makes this another run.
     run.prune = prune_spec(cfg, cfg.recover_from)
     run.evaluate, run.report_to, run.output_dir = True, cfg.report_to, str(out)
+    run.evaluate_at = list(cfg.evaluate_at)
     run.overwrite, run.launch_timeout_minutes = cfg.overwrite, cfg.launch_timeout_minutes
     run.wandb = replace(cfg.wandb, name=f"{cfg.group()}-{recipe}", group=cfg.group())
     recover(run)

@@ -1,6 +1,15 @@
-"""Acceptance of the whole mission on the organism: the default ``lprecover study``, run for real (slow)."""
+"""Acceptance of the whole mission on the organism: the default ``lprecover study``, run for real (slow).
+
+Each test is one outcome the default study delivers on this organism, at the thresholds of issue #13: a teacher
+curve that rises over four budgets, pruning one layer keeping the knowledge control while long chains collapse,
+recipes that separate (short answers bring back nothing, long traces everything), recovery along training, and
+a rerun that writes the same summary. The mod-5 organism cannot give the rest (a guessing floor of 0.2 makes
+short-answer SFT's interval wide, and two removed layers cost the shallow task 0.2): those wait for its second
+version and are not asserted here.
+"""
 
 import json
+import shutil
 
 import pytest
 from report_checks import assert_report_is_the_curves
@@ -19,37 +28,89 @@ def _curve(out, folder, task="organism_long"):
     return json.loads((out / folder / "curves.json").read_text())["sequential"][task]
 
 
+def _summary(out):
+    return json.loads((out / "comparison" / "summary.json").read_text())
+
+
+def _row(summary, run, task="organism_long"):
+    return next(r for r in summary["runs"] if r["run"] == run)["tasks"][task]
+
+
 @pytest.mark.slow
-def test_teacher_scales_with_thinking_budget(study):
+def test_teacher_scales_over_four_budgets(study):
+    """The teacher rises by at least 0.6, with at least four budgets on the rising part."""
     acc = _curve(study, "eval-teacher")["accuracy"]
-    assert acc[-1] - acc[0] >= 0.5, acc
+    assert acc[-1] - acc[0] >= 0.6, acc
+    rises = sum(b - a >= 0.05 for a, b in zip(acc, acc[1:]))
+    assert rises >= 3, f"rising part spans {rises + 1} budgets: {acc}"
 
 
 @pytest.mark.slow
-def test_pruning_two_layers_breaks_long_chains(study):
-    assert _curve(study, "eval-teacher")["accuracy"][-1] - _curve(study, "eval-pruned-2")["accuracy"][-1] >= 0.3
-
-
-@pytest.mark.slow
-def test_report_sets_the_knowledge_stand_in_beside_long_reasoning(study):
-    summary = json.loads((study / "comparison" / "summary.json").read_text())
-    report = (study / "comparison" / "report.md").read_text()
+def test_one_layer_keeps_the_knowledge_control_while_long_chains_collapse(study):
+    """The paper's pattern for one removed layer: shallow chains within 0.05 of the teacher; long chains down by 0.5
+    at full budget and the scaling slope below a quarter of the teacher's. The report says so for each pruned model."""
+    summary = _summary(study)
+    shallow = [_curve(study, f, "organism_shallow")["accuracy"][-1] for f in ("eval-teacher", "eval-pruned-1")]
+    long = [_curve(study, f)["accuracy"][-1] for f in ("eval-teacher", "eval-pruned-1")]
+    assert shallow[0] - shallow[1] <= 0.05 and long[0] - long[1] >= 0.5, (shallow, long)
+    assert _row(summary, "pruned-1 (shortgpt)")["scaling_slope"] < 0.25 * _row(summary, "teacher")["scaling_slope"]
     sentences = summary["knowledge_vs_reasoning"]
     assert {s.split(":")[0] for s in sentences} == {"pruned-1 (shortgpt)", "pruned-2 (shortgpt)"}
+    assert next(s for s in sentences if s.startswith("pruned-1")).endswith("as the paper found.")
+    report = (study / "comparison" / "report.md").read_text()
     assert all(s in report for s in sentences)
-    assert all(("as the paper found" in s) != ("unlike the paper's finding" in s) for s in sentences)
-    for row in summary["runs"]:
-        assert row["tasks"]["organism_long"]["control_accuracy"] is not None
 
 
 @pytest.mark.slow
-def test_short_answer_sft_does_not_restore_scaling(study):
-    summary = json.loads((study / "comparison" / "summary.json").read_text())
-    row = next(r for r in summary["runs"] if r["run"] == "sft_short")["tasks"]["organism_long"]
-    assert row["slope_recovered"] < 0.25, "sft_short's curve rises with the budget again"
+def test_recipes_separate_and_short_answers_do_not_restore_scaling(study):
+    """Short-answer SFT brings back at most 10% of the slope, a long-trace recipe at least 70%; the report ranks the
+    recipes with intervals, and the ranking is settled somewhere (one interval lies above the next)."""
+    summary = _summary(study)
+    short = _row(summary, "sft_short")
+    assert short["slope_recovered"] <= 0.10, short["slope_recovered"]
     assert any(v.startswith("sft_short:") and "did not return" in v for v in summary["verdicts"])
+    ranked = summary["ranking"]["organism_long"]
+    assert len(ranked) == 6 and ranked[-1]["run"] != ranked[0]["run"]
+    scores = [r["recovery_score"]["score"] for r in ranked]
+    assert scores == sorted(scores, reverse=True)
+    assert any(r["separated_from_next"] for r in ranked), "no recipe's interval lies above the next one's"
+    assert ranked[0]["slope_recovered"] >= 0.7 and ranked[-1]["run"] == "sft_short"
+    assert "Recipes ranked by organism_long recovery score" in (study / "comparison" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_recovery_against_training_tokens(study):
+    """Each recipe evaluated at a quarter, half and all of its budget; tokens rise along the points."""
+    summary = _summary(study)
+    for row in summary["runs"]:
+        if row["kind"] != "recovered":
+            continue
+        points = row["tasks"]["organism_long"]["progress"]
+        assert len(points) == 3, (row["run"], points)
+        tokens = [p["training_tokens"] for p in points]
+        assert all(t is not None for t in tokens) and tokens == sorted(tokens) and tokens[0] < tokens[-1], tokens
+        assert all(p["recovery_score"] is not None for p in points)
+    assert "recovery against training tokens" in (study / "comparison" / "report.md").read_text()
 
 
 @pytest.mark.slow
 def test_report_numbers_are_the_curves_numbers(study):
     assert assert_report_is_the_curves(study) == 9 * 5, "nine runs, five budgets each"
+
+
+@pytest.mark.slow
+def test_a_second_study_from_clean_data_gives_the_same_summary(study, tmp_path, monkeypatch):
+    """The same study again (fresh output folder and cache, the same teacher) writes the same
+    summary.json, byte for byte once folder paths are set aside."""
+    from lprecover.organism.build import cache_root
+
+    clean = tmp_path / "cache"
+    clean.mkdir()
+    (clean / "organism").symlink_to(cache_root() / "organism")  # the same teacher; no cached recovery data
+    monkeypatch.setenv("LPRECOVER_CACHE", str(clean))
+    again = tmp_path / "study"
+    assert cli(["study", f"output_dir={again}"]) == 0
+    first = (study / "comparison" / "summary.json").read_text().replace(str(study), "STUDY")
+    second = (again / "comparison" / "summary.json").read_text().replace(str(again), "STUDY")
+    assert first == second
+    shutil.rmtree(again)
