@@ -22,6 +22,7 @@ import yaml
 from lprecover.analysis import ANALYSIS_FILE
 from lprecover.atomic import write_figure, write_file
 from lprecover.config import CONFIG_FILE, ConfigError, load_config, save_config, to_dict, valid_keys
+from lprecover.evaluation.metrics import finite
 from lprecover.evaluation.recovery import recovery_scores
 from lprecover.log import get_logger
 from lprecover.readers import read_json
@@ -87,17 +88,6 @@ class Run:
 
 def _read_json(path: Path):
     return read_json(path) if path.exists() else None
-
-
-def finite(value):
-    """``value`` with every NaN or infinity replaced by None, so that it is valid JSON (``null``)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    return value
 
 
 def _provenance(model_dir: Path) -> dict | None:

@@ -59,6 +59,19 @@ def test_wait_extension_keeps_the_model_thinking(organism_tokenizer):
     assert plain.thinking_tokens == 0 and waited.waits == 2 and waited.thinking.count("Wait") == 2
 
 
+def test_a_value_that_cannot_be_computed_is_written_as_null(tiny_dir, tmp_path):
+    """One budget has no scaling slope: summary.json said NaN, which is not JSON (strict parsers refuse it)."""
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
+    cfg = EvalConfig(tasks=["organism_shallow"], num_problems=3, budgets=[4], parallel=False, bootstrap=20)
+    result = run_eval(model, tok, cfg, tmp_path)
+    text = (tmp_path / "summary.json").read_text()
+    summary = json.loads(text, parse_constant=lambda c: pytest.fail(f"summary.json holds {c}"))
+    assert summary["organism_shallow"]["scaling_slope"] is None and "NaN" not in text
+    assert result["summary"]["organism_shallow"]["scaling_slope"] is None
+    json.loads((tmp_path / "curves.json").read_text(), parse_constant=lambda c: pytest.fail(f"curves.json holds {c}"))
+
+
 def test_eval_writes_curves_and_resumes_without_redoing(tiny_dir, tmp_path):
     tok = AutoTokenizer.from_pretrained(tiny_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_dir).eval()

@@ -101,6 +101,18 @@ def bootstrap_ci(
     return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
 
 
+def finite(value):
+    """``value`` with every NaN or infinity replaced by None, so that it is valid JSON (``null``): a number that
+    could not be computed (a slope from one budget, an interval from one problem) must not read as a number."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
 def scaling_slope(budgets: list[float], accuracy: list[float]) -> float:
     """Accuracy gained per doubling of the budget: the least-squares slope against log2(budget), budgets > 0."""
     pts = [(math.log2(b), a) for b, a in zip(budgets, accuracy) if b > 0]

@@ -20,6 +20,7 @@ from lprecover.evaluation.metrics import (
     bootstrap_ci,
     cov_at_k,
     curve_area,
+    finite,
     maj_at_k,
     maj_at_k_first,
     pass_at_k,
@@ -448,9 +449,10 @@ def write_results(out: Path, curves: dict, records: list[dict], title: str, extr
     summary = summarize(curves, records)
     for task, values in (extra or {}).items():
         summary.setdefault(task, {}).update(values)
-    write_file(out / CURVES_FILE, json.dumps(curves, indent=1))
-    plot_curves(curves, out / PLOT_FILE, title)
-    write_file(out / SUMMARY_FILE, json.dumps(summary, indent=1))
+    plot_curves(curves, out / PLOT_FILE, title)  # matplotlib leaves NaN out of a curve
+    curves, summary = finite(curves), finite(summary)  # valid JSON: what could not be computed is null, not NaN
+    write_file(out / CURVES_FILE, json.dumps(curves, indent=1, allow_nan=False))
+    write_file(out / SUMMARY_FILE, json.dumps(summary, indent=1, allow_nan=False))
     return {"curves": curves, "summary": summary}
 
 
