@@ -8,11 +8,16 @@ Every output of lprecover is written here, so there is one set of guarantees:
   copy is renamed aside first and removed only once the new one is in place, never before: a crash between the two
   renames leaves the previous copy whole, beside the target as ``.NAME.old-PID``.
 
+A process killed outright (SIGKILL, out of memory) cannot clean up: its temporary folder stays. Temporary folders
+carry their host and process id (``.NAME.tmp-HOST-PID-XXXX``), and the next folder built for the same ``NAME`` on that
+host removes those whose process is gone (never another host's, never a live process's).
+
 This module imports nothing from lprecover, so every layer (data_prep included) can use it.
 """
 
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -81,11 +86,37 @@ def write_figure(path: str | Path, fig, **savefig_kwargs) -> Path:
     return write_file(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".") or "png", **savefig_kwargs))
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep_dead_temporaries(path: str | Path) -> list[Path]:
+    """Remove the temporary folders for ``path`` left by killed processes of this host; returns what it removed."""
+    path = Path(path)
+    host = socket.gethostname().replace("-", "_")
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.tmp-{host}-*"):
+        pid = tmp.name[len(f".{path.name}.tmp-{host}-") :].split("-", 1)[0]
+        if tmp.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
 def new_folder_beside(path: str | Path) -> Path:
-    """An empty temporary folder next to ``path`` (same filesystem, so it can be renamed into place)."""
+    """An empty temporary folder next to ``path`` (same filesystem, so it can be renamed into place), after sweeping
+    away the ones killed processes left for it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    sweep_dead_temporaries(path)
+    host = socket.gethostname().replace("-", "_")
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-{host}-{os.getpid()}-"))
     os.chmod(tmp, _DIR_MODE)
     return tmp
 

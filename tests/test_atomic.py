@@ -151,3 +151,36 @@ def _fresh(folder, files):
     folder.mkdir()
     _write_tree(folder, files)
     return folder
+
+
+def test_a_killed_build_leaves_a_temporary_that_the_next_build_removes(tmp_path):
+    """SIGKILL runs no cleanup: the killed process's temporary folder stayed forever. The next build of the same
+    folder on this host removes it, and never one whose process is still running."""
+    import signal
+    import subprocess
+    import sys
+
+    from lprecover.atomic import folder_written_whole, new_folder_beside
+
+    target = tmp_path / "model"
+    script = (
+        "import sys, time\n"
+        "from lprecover.atomic import folder_written_whole\n"
+        f"with folder_written_whole({str(target)!r}) as tmp:\n"
+        "    (tmp / 'weights.bin').write_bytes(b'x' * 1000)\n"
+        "    print('writing', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "writing"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    left = [p for p in tmp_path.iterdir() if p.name.startswith(".model.tmp-")]
+    assert len(left) == 1 and (left[0] / "weights.bin").exists() and not target.exists()
+
+    live = new_folder_beside(target)  # a build still running in this (live) process
+    with folder_written_whole(target) as tmp:
+        (tmp / "weights.bin").write_bytes(b"y")
+    assert not left[0].exists(), "the killed build's temporary is still there"
+    assert live.exists() and (target / "weights.bin").read_bytes() == b"y"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model", live.name])
