@@ -146,21 +146,33 @@ def test_taylor_scores_a_block_that_does_nothing_zero(dtype):
     assert min(s for i, s in enumerate(decision.scores) if i != 3) > 0
 
 
-def test_taylor_sums_bf16_products_in_float64():
+def test_taylor_sums_bf16_gradients_over_batches_in_float32_and_products_in_float64():
+    """The gradient is summed over calibration batches: in bf16 (``.grad`` accumulating in the weights' dtype)
+    every batch after the first lost its low bits."""
     model = tiny_model("llama", dtype=torch.bfloat16)
     cal = _own_traces(model)
+    assert len(cal.batches) >= 2
     reference = copy.deepcopy(model)
+    blocks = find_blocks(reference)[1]
+    summed = [[None for _ in b.parameters()] for b in blocks]
+    in_bf16 = copy.deepcopy(model)
     for batch in cal.batches:
-        reference(**batch, use_cache=False).loss.backward()
-    expected = [
-        sum(
-            float((w.detach().double() * w.grad.double()).abs().sum())
-            for w in block.parameters()
-            if w.grad is not None
-        )
-        for block in find_blocks(reference)[1]
-    ]
-    assert decide(model, cal, "taylor", 1).scores == pytest.approx(expected, rel=1e-9)
+        reference.zero_grad(set_to_none=True)
+        reference(**batch, use_cache=False).loss.backward()  # one batch's gradient, exact in bf16 as computed
+        for i, block in enumerate(blocks):
+            for j, w in enumerate(block.parameters()):
+                g = w.grad.double()
+                summed[i][j] = g if summed[i][j] is None else summed[i][j] + g
+        in_bf16(**batch, use_cache=False).loss.backward()  # the old way: .grad sums the batches in bf16
+
+    def scores(weights_and_grads):
+        return [sum(float((w.detach().double() * g).abs().sum()) for w, g in wg) for wg in weights_and_grads]
+
+    expected = scores([zip(b.parameters(), summed[i]) for i, b in enumerate(blocks)])
+    old = scores([[(w, w.grad.double()) for w in b.parameters()] for b in find_blocks(in_bf16)[1]])
+    got = decide(model, cal, "taylor", 1).scores
+    assert got == pytest.approx(expected, rel=1e-5)
+    assert max(abs(o - e) / e for o, e in zip(old, expected)) > 10 * max(abs(g - e) / e for g, e in zip(got, expected))
 
 
 def test_tail_and_selection_remove_what_they_name():

@@ -216,14 +216,31 @@ def taylor(model, cal, n_layers, **_) -> Decision:
     for p in model.parameters():
         p.requires_grad_(True)
     model.zero_grad(set_to_none=True)
+    # The gradient summed over batches is accumulated in float32 whatever the model's dtype: bf16 accumulation
+    # loses the low bits of every batch after the first. Each batch's gradient is added as soon as it is complete
+    # and then freed, so the extra memory is one float32 copy of the blocks' weights.
+    summed: dict[torch.nn.Parameter, torch.Tensor] = {}
+
+    def accumulate(p: torch.nn.Parameter) -> None:
+        if p in summed:
+            summed[p] += p.grad.float()
+        else:
+            summed[p] = p.grad.float()
+        p.grad = None
+
+    unique = {id(w): w for b in blocks for w in b.parameters()}  # a weight shared by two blocks is hooked once
+    hooks = [w.register_post_accumulate_grad_hook(accumulate) for w in unique.values()]
     try:
         for batch in progress(cal.batches, desc="taylor"):
             _forward(model, batch, with_labels=True).loss.backward()
         scores = []
         for block in blocks:
-            grads = [(w, w.grad) for w in block.parameters() if w.grad is not None]
+            grads = [(w, summed[w]) for w in block.parameters() if w in summed]
             scores.append(sum(_sum64(lambda a, g: (a * g).abs(), w, g) for w, g in grads))
     finally:
+        for h in hooks:
+            h.remove()
+        summed.clear()
         model.zero_grad(set_to_none=True)
         for p, flag in grads_on.items():
             p.requires_grad_(flag)
