@@ -53,6 +53,11 @@ class ExportCommand:
             raise ValueError("push_to_hub=true needs hub_repo=OWNER/NAME.")
 
 
+def _two(value) -> str:
+    """A score to two decimals; '-' for one that could not be computed (null in the comparison)."""
+    return "-" if value is None else f"{value:.2f}"
+
+
 def check_inputs(cfg: ExportCommand) -> dict:
     """The run's recovery record; refuses a run without weights, a lost adapter base, or a non-empty output."""
     run, out = Path(cfg.run), Path(cfg.output_dir)
@@ -171,7 +176,7 @@ def model_card(record: dict, run_cfg: dict, config, eval_dir: Path, scores: dict
     if scores:
         for task, s in scores.items():
             lines.append(
-                f"Recovery score on `{task}`: {s['score']:.2f} [{s['ci_low']:.2f}, {s['ci_high']:.2f}] of the "
+                f"Recovery score on `{task}`: {_two(s['score'])} [{_two(s['ci_low'])}, {_two(s['ci_high'])}] of the "
                 "sequential-curve area that pruning lost (1 = the unpruned teacher's curve, 0 = the pruned model's)."
             )
         lines.append("")

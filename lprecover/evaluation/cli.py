@@ -78,7 +78,7 @@ def main(argv: list[str]) -> int:
     argv = ["imports=" + a.split("=", 1)[1] if a.startswith("import=") else a for a in argv]
     result = evaluate(load_config(EvalCommand, argv))
     for task, s in result["summary"].items():
-        print(task, " ".join(f"{k}={v:.3f}" for k, v in s.items()))
+        print(task, " ".join(f"{k}={'-' if v is None else format(v, '.3f')}" for k, v in s.items()))
     return 0
 
 
