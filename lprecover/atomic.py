@@ -96,10 +96,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _host() -> str:
+    return socket.gethostname().replace("-", "_")  # no '-': it separates host from pid in the folder name
+
+
 def sweep_dead_temporaries(path: str | Path) -> list[Path]:
     """Remove the temporary folders for ``path`` left by killed processes of this host; returns what it removed."""
     path = Path(path)
-    host = socket.gethostname().replace("-", "_")
+    host = _host()
     removed = []
     for tmp in path.parent.glob(f".{path.name}.tmp-{host}-*"):
         pid = tmp.name[len(f".{path.name}.tmp-{host}-") :].split("-", 1)[0]
@@ -115,8 +119,7 @@ def new_folder_beside(path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sweep_dead_temporaries(path)
-    host = socket.gethostname().replace("-", "_")
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-{host}-{os.getpid()}-"))
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-{_host()}-{os.getpid()}-"))
     os.chmod(tmp, _DIR_MODE)
     return tmp
 

@@ -548,12 +548,15 @@ def _has_progress(summary: dict, task: str) -> bool:
 
 def _plot_progress(axes, summary: dict, task: str, style: dict) -> None:
     """Recovery score and slope recovered against training tokens, one line per recovered run, with intervals."""
-    for col, (key, ci, label) in enumerate(
+    panels = (
+        ("recovery_score", lambda p: (p["ci_low"], p["ci_high"]), "recovery score (area)"),
         (
-            ("recovery_score", ("ci_low", "ci_high"), "recovery score (area)"),
-            ("slope_recovered", None, "share of the teacher's slope recovered"),
-        )
-    ):
+            "slope_recovered",
+            lambda p: p.get("slope_recovered_ci") or (None, None),
+            "share of the teacher's slope recovered",
+        ),
+    )
+    for col, (key, interval, label) in enumerate(panels):
         ax = axes[col]
         for r in summary["runs"]:
             points = [p for p in r["tasks"].get(task, {}).get("progress") or [] if p["training_tokens"] is not None]
@@ -561,12 +564,9 @@ def _plot_progress(axes, summary: dict, task: str, style: dict) -> None:
             if len(points) < 2:
                 continue
             xs, ys = [p["training_tokens"] for p in points], [p[key] for p in points]
-            if ci:
-                lo = [p[key] - p[ci[0]] if p[ci[0]] is not None else 0 for p in points]
-                hi = [p[ci[1]] - p[key] if p[ci[1]] is not None else 0 for p in points]
-            else:
-                lo = [p[key] - p["slope_recovered_ci"][0] if p.get("slope_recovered_ci") else 0 for p in points]
-                hi = [p["slope_recovered_ci"][1] - p[key] if p.get("slope_recovered_ci") else 0 for p in points]
+            bounds = [interval(p) for p in points]
+            lo = [y - b[0] if b[0] is not None else 0 for y, b in zip(ys, bounds)]
+            hi = [b[1] - y if b[1] is not None else 0 for y, b in zip(ys, bounds)]
             color = style.get(r["run"], {}).get("color")
             ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", ms=3, capsize=2, label=r["run"], color=color)
         ax.axhline(1.0, color="black", lw=0.8, ls=":")

@@ -70,6 +70,7 @@ def recover(cfg: RecoveryConfig) -> int:
     check_models(cfg)
     same_run = check_output_dir(cfg)
     out = Path(cfg.output_dir)
+    # Points along training (evaluate_at) evaluate the sequential curves, which the recovery score reads.
     along = replace(cfg, eval=replace(cfg.eval, parallel=False))
     evals = [(cfg, out / EVAL_DIR)] + [(along, out / progress_eval_dir(s)) for s in cfg.progress_steps()]
     if same_run and is_finished(out) and all(evaluation_done(c, e) for c, e in evals):
@@ -119,8 +120,6 @@ def recover(cfg: RecoveryConfig) -> int:
         result = evaluate_run(cfg, out, out / EVAL_DIR)
         if report_to == "wandb":
             log_evaluation(result["curves"], result["summary"], read_samples(out / EVAL_DIR))
-        # Recovery against training tokens (evaluate_at): the sequential curves (what the recovery score reads).
-        along = replace(cfg, eval=replace(cfg.eval, parallel=False))
         for step in cfg.progress_steps():
             evaluate_run(along, out, out / progress_eval_dir(step), progress_model_dir(step))
     finish_run()
