@@ -36,7 +36,7 @@ from lprecover.config import (
     to_dict,
     valid_keys,
 )
-from lprecover.evaluation.run import EvalConfig
+from lprecover.evaluation.run import GENERATION_ONLY, EvalConfig
 from lprecover.log import get_logger
 from lprecover.modeling import ModelConfig
 from lprecover.pruning.prune import PruneConfig
@@ -49,7 +49,14 @@ logger = get_logger(__name__)
 
 DEFAULT_RECIPES = ["sft_short", "sft_longcot", "lora_longcot", "distill", "partial", "distill_onpolicy"]
 # Settings that may change between launches of one study: they do not change any stage's output.
-RELAUNCH_FREE = ("report_to", "wandb", "output_dir", "overwrite", "launch_timeout_minutes")
+RELAUNCH_FREE = (
+    "report_to",
+    "wandb",
+    "output_dir",
+    "overwrite",
+    "launch_timeout_minutes",
+    *(f"eval.{k}" for k in GENERATION_ONLY),
+)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from lprecover.evaluation.budget_forcing import (
     ThinkFormat,
     budget_forced_generate,
     cut,
+    generate_at_budgets,
     prompt_ids,
     sample_tokens,
     sampling_key,
@@ -211,3 +212,74 @@ def test_sampled_thinking_at_a_budget_is_the_prefix_of_a_larger_budget(closing_m
     large = budget_forced_generate(closing_model, tok, prompts, 24, ThinkFormat(), **kwargs)
     for s, g in zip(small, large):
         assert g.thinking.startswith(s.thinking) if s.truncated else g.thinking == s.thinking
+
+
+def _same(one, each):
+    return [[vars(g) for g in gens] for gens in one] == [[vars(g) for g in gens] for gens in each]
+
+
+def test_one_pass_takes_each_budget_from_the_largest_budgets_thinking(tok):
+    """Hand-computed: segments of n0, n1, n2 tokens, "Wait" (2 tokens) after each, two waits allowed.
+
+    At n0 + 1 the wait does not fit (n0 + 2 >= budget), so a generation at that budget ends its thinking where the
+    model did, unforced, though the largest budget's thinking has a wait there. At n0 + 2 + 5 the wait fits and the
+    budget runs out 5 tokens into the second segment. At 1000 both waits are used and the model closes itself.
+    """
+    segments = [words(tok, 40, f"Part {i} of the argument.") for i in range(3)]
+    engine = ScriptedEngine(tok, {QUESTION: Script(segments, " 18")})
+    prompt = prompt_ids(tok, QUESTION, THINK)
+    n = [len(tok.encode(s, add_special_tokens=False)) for s in segments]
+    budgets = [n[0] + 1, n[0] + 2 + 5, 1000]
+    one = engine.generate_budgets([prompt], budgets, THINK, answer_max_tokens=8, num_waits=2)
+    each = [engine.generate([prompt], b, THINK, answer_max_tokens=8, num_waits=2) for b in budgets]
+    assert _same(one, each)
+    own, cut_off, full = (gens[0] for gens in one)
+    assert (own.thinking, own.waits, own.truncated, own.thinking_tokens) == (segments[0], 0, False, n[0])
+    assert own.raw.endswith("</think> 18") and "Final Answer" not in own.raw  # its own close: no cue
+    assert (cut_off.waits, cut_off.truncated, cut_off.thinking_tokens) == (1, True, n[0] + 7)
+    assert cut_off.raw.endswith("</think>\n\nFinal Answer: 18")
+    assert full.waits == 2 and not full.truncated and full.thinking == "Wait".join(segments)
+
+
+@pytest.mark.parametrize("temperature, num_waits", [(0.0, 0), (1.0, 0), (0.0, 2), (1.0, 2)])
+def test_one_pass_writes_what_each_budget_writes_alone(closing_model, organism_tokenizer, temperature, num_waits):
+    """Thinking generated once to the largest budget, each smaller budget taking its prefix, gives exactly the
+    generations of each budget run on its own: greedy and keyed sampling, with and without wait strings."""
+    tok = organism_tokenizer
+    problems = ["1a+2", "3a*4b-1", "2a-3b+3c*2", "4a", "1a-1b-1c-1d", "3b*3", "2a+2b", "4a*4b*4c"] * 2
+    prompts = [prompt_ids(tok, p, ThinkFormat()) for p in problems]
+    budgets = [2, 3, 5, 8, 13, 24]
+    kwargs = dict(answer_max_tokens=3, num_waits=num_waits, temperature=temperature, top_p=0.9, seed=3, batch_size=5)
+    one = generate_at_budgets(closing_model, tok, prompts, budgets, ThinkFormat(), **kwargs)
+    each = [budget_forced_generate(closing_model, tok, prompts, b, ThinkFormat(), **kwargs) for b in budgets]
+    assert _same(one, each)
+    top = one[-1]
+    assert any(g.truncated for g in one[0]) and not all(g.truncated for g in top)
+    # Some generation at a smaller budget ended on the model's own close with fewer tokens than the budget.
+    assert any(not g.truncated and g.thinking_tokens < b for b, gens in zip(budgets[:-1], one[:-1]) for g in gens)
+    if num_waits:  # the edge: a wait the largest budget had room for, but a smaller budget did not
+        assert any(not g.truncated and g.waits < t.waits for gens in one[:-1] for g, t in zip(gens, top))
+
+
+def test_one_pass_generates_the_thinking_once(organism_tokenizer):
+    """A model that thinks to every budget, at doubling budgets 4..32: per budget, thinking takes 4 + 8 + 16 + 32 =
+    60 forward passes and each budget's answer phase 2 more (68); in one pass, thinking takes 32 (40)."""
+    tok = organism_tokenizer
+    model = tiny_model("qwen3")
+    never = [tok.convert_tokens_to_ids("</think>"), tok.eos_token_id]
+
+    def think_on(module, args, logits):
+        logits[..., never] = -1e4
+        return logits
+
+    model.lm_head.register_forward_hook(think_on)
+    prompts = [prompt_ids(tok, p, ThinkFormat()) for p in ["1a+2", "3a*4b-1", "2a-3b+3c*2", "4a*4b*4c"]]
+    budgets = [4, 8, 16, 32]
+    passes = []
+    model.lm_head.register_forward_hook(lambda m, a, out: passes.append(1))
+    one = generate_at_budgets(model, tok, prompts, budgets, ThinkFormat(), answer_max_tokens=2)
+    in_one = len(passes)
+    passes.clear()
+    each = [budget_forced_generate(model, tok, prompts, b, ThinkFormat(), answer_max_tokens=2) for b in budgets]
+    assert _same(one, each) and all(g.truncated for gens in one for g in gens)
+    assert (in_one, len(passes)) == (40, 68)

@@ -24,8 +24,14 @@ pytestmark = [
 ]
 
 
-def _eval(python, model_dir, engine, out, gsm8k_dir):
-    args = [f"model.name_or_path={model_dir}", "model.dtype=float32", "eval.tasks=[gsm8k]", "eval.num_problems=6"]
+def _eval(python, model_dir, engine, out, gsm8k_dir, *extra):
+    args = [
+        *extra,
+        f"model.name_or_path={model_dir}",
+        "model.dtype=float32",
+        "eval.tasks=[gsm8k]",
+        "eval.num_problems=6",
+    ]
     args += [f"eval.paths.gsm8k={gsm8k_dir / 'test.jsonl'}", "eval.budgets=[24,48]", "eval.n_samples=2"]
     args += ["eval.temperature=0", "eval.num_waits=1", "eval.answer_max_tokens=24", f"eval.engine={engine}"]
     args += [f"output_dir={out}"]
@@ -50,10 +56,53 @@ def test_vllm_and_transformers_engines_write_the_same_records(smollm2_path, gsm8
     decision, provenance = prune_model(model, tokenizer, PruneConfig(method="selection", layers=[14, 15]))
     save_pruned(model, tokenizer, tmp_path / "pruned", decision, provenance)
 
-    hf = _eval(sys.executable, tmp_path / "pruned", "hf", tmp_path / "hf", gsm8k_dir)
+    # Transformers generates each budget on its own, vLLM in one thinking pass: the records still agree.
+    hf = _eval(sys.executable, tmp_path / "pruned", "hf", tmp_path / "hf", gsm8k_dir, "eval.one_pass=false")
     vllm = _eval(VLLM_PYTHON, tmp_path / "pruned", "vllm", tmp_path / "vllm", gsm8k_dir)
     assert hf.keys() == vllm.keys() and len(hf) == 6 * 2 + 6 * 2
     for key in hf:
         for field in ("prompt_hash", "thinking_tokens", "truncated", "waits", "answer_tokens", "output", "extracted"):
             assert hf[key][field] == vllm[key][field], (key, field)
     assert any(r["truncated"] for r in hf.values()) and not all(r["truncated"] for r in hf.values())
+
+
+ONE_PASS_SCRIPT = """
+import json, sys
+from transformers import AutoTokenizer
+from lprecover.evaluation.budget_forcing import ThinkFormat, prompt_ids
+from lprecover.evaluation.engines import VLLMEngine
+
+if __name__ == "__main__":
+    path, out = sys.argv[1], sys.argv[2]
+    tok = AutoTokenizer.from_pretrained(path)
+    engine = VLLMEngine(path, tok, dtype="float32", enforce_eager=True, max_model_len=1024)
+    fmt = ThinkFormat("", None, "", "\\n\\nFinal Answer:")
+    questions = [f"Tom has {i + 2} apples and buys {3 * i + 1} more. How many now? Explain." for i in range(3)]
+    questions += [f"What is {i} + {i + 3}? Reply with the number only." for i in range(3)]
+    prompts = [prompt_ids(tok, q, fmt) for q in questions] * 2
+    budgets = [8, 24, 64]
+    for name, kw in {"greedy": dict(temperature=0.0), "sampled": dict(temperature=0.8, top_p=0.95)}.items():
+        kw = dict(kw, answer_max_tokens=12, num_waits=1)
+        one = engine.generate_budgets(prompts, budgets, fmt, **kw)
+        each = [engine.generate(prompts, b, fmt, **kw) for b in budgets]
+        json.dump({"one": [[vars(g) for g in gens] for gens in one],
+                   "each": [[vars(g) for g in gens] for gens in each]}, open(f"{out}-{name}.json", "w"))
+"""
+
+
+def test_vllm_one_pass_writes_what_each_budget_writes_alone(smollm2_path, tmp_path):
+    """vLLM seeds each request from its sample's key, and its seeded sampling depends on the seed and the tokens
+    the request has written: one thinking pass must give each budget's generations, greedy and sampled."""
+    script = tmp_path / "one_pass.py"
+    script.write_text(ONE_PASS_SCRIPT)
+    done = subprocess.run(
+        [str(VLLM_PYTHON), str(script), str(smollm2_path), str(tmp_path / "out")], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("greedy", "sampled"):
+        got = json.loads((tmp_path / f"out-{name}.json").read_text())
+        assert got["one"] == got["each"], name
+        gens = [g for budget in got["one"] for g in budget]
+        assert any(g["truncated"] for g in gens) and not all(g["truncated"] for g in gens), name
+    sampled = json.loads((tmp_path / "out-sampled.json").read_text())["one"][-1]
+    assert any(a["raw"] != b["raw"] for a, b in zip(sampled[:6], sampled[6:]))  # repeats draw their own samples

@@ -182,81 +182,134 @@ def check_close(tokenizer, fmt: ThinkFormat) -> list[int]:
     return close_ids
 
 
-def force_budget(
-    run, tokenizer, eos_ids: set[int], prompts, budget, fmt, answer_max_tokens, num_waits, keys
-) -> list[Generation]:
-    """The budget-forcing loop, shared by every engine.
+@dataclass
+class _Thinking:
+    """One prompt's thinking at the largest budget, with what decides its thinking at every smaller one.
+
+    ``waits_at``: ``(position, stop id, wait length)`` for each early stop that a wait string replaced (the wait
+    occupies ``ids[position:position + wait length]``); ``stopped_at``: the length at which thinking ended and the
+    token that ended it (None: the budget did).
+    """
+
+    ids: list[int]
+    waits_at: list[tuple[int, int, int]]
+    stopped_at: tuple[int, int | None]
+
+    def at(self, budget: int) -> tuple[list[int], int, int | None]:
+        """(thinking ids, waits, stop id or None) of a generation whose budget is ``budget``.
+
+        Exact, wait strings included: up to its first divergence the generation at ``budget`` wrote the same tokens
+        (greedy decoding, or sampling keyed by sequence and position), and it diverges only at an early stop where a
+        wait string no longer fits its budget (it stops there) or at its own budget (it is cut off).
+        """
+        for waits, (pos, stop, length) in enumerate(self.waits_at):
+            if pos >= budget:
+                return self.ids[:budget], waits, None
+            if pos + length >= budget:  # no room left for the wait string: this generation stops here
+                return self.ids[:pos], waits, stop
+        pos, stop = self.stopped_at
+        if stop is not None and pos < budget:
+            return self.ids[:pos], len(self.waits_at), stop
+        return self.ids[:budget], len(self.waits_at), None
+
+
+def force_budgets(
+    run, tokenizer, eos_ids: set[int], prompts, budgets, fmt, answer_max_tokens, num_waits, keys
+) -> list[list[Generation]]:
+    """The budget-forcing loop, shared by every engine, for several budgets in one thinking pass.
+
+    Thinking is generated once, to the largest budget. A smaller budget B takes its prefix: the model's own stop
+    when that came before B, else the first B tokens, closed for it with the answer cue; only its answer phase is
+    generated on its own. A wait string that fits the largest budget but not B ends B's thinking at that early
+    stop, as a generation at budget B would have (``_Thinking.at``). Answer phases with identical inputs (e.g. every
+    budget past the point where the model closed its thinking) are generated once. The records equal per-budget
+    generation's for greedy decoding and for keyed sampling, where a token depends on the prefix, the key and the
+    position alone.
 
     Args:
         run: ``run(seqs, rooms, stops, keys) -> [(kept ids, stop id or None)]``: continue each sequence by at most
             its room, stopping at any of ``stops``; ``None`` means the room ran out. ``keys`` name each sequence's
             random stream.
+        budgets: thinking budgets (positive token counts).
         keys: one sampling key per prompt.
+
+    Returns:
+        One list of ``Generation`` per budget, in the order of ``budgets``, each aligned with ``prompts``.
     """
-    if budget < 1:
-        raise ValueError(f"The thinking budget must be a positive number of tokens, got {budget}.")
+    if not budgets or min(budgets) < 1:
+        raise ValueError(f"Thinking budgets must be positive numbers of tokens, got {list(budgets)}.")
+    top = max(budgets)
     close_ids = check_close(tokenizer, fmt)
     stops = set(close_ids) | eos_ids
     opened = close_ids + _ids(tokenizer, fmt.answer_open)  # what follows every end of thinking
     cue_ids = _ids(tokenizer, fmt.answer_prefix)
     wait_ids = [_ids(tokenizer, w) for w in fmt.wait] or [[]]
     n = len(prompts)
-    thinking: list[list[int]] = [[] for _ in range(n)]
-    waits = [0] * n
-    stopped_by: list[int | None] = [None] * n  # the token that ended thinking; None: the budget did
+    thoughts = [_Thinking([], [], (0, None)) for _ in range(n)]
     active = list(range(n))
     while active:
         outs = run(
-            [prompts[i] + thinking[i] for i in active],
-            [budget - len(thinking[i]) for i in active],
+            [prompts[i] + thoughts[i].ids for i in active],
+            [top - len(thoughts[i].ids) for i in active],
             stops,
             [keys[i] for i in active],
         )
         still = []
         for i, (kept, stop) in zip(active, outs):
-            thinking[i] += kept
-            wait = wait_ids[waits[i] % len(wait_ids)]
-            if stop is not None and waits[i] < num_waits and wait and len(thinking[i]) + len(wait) < budget:
-                thinking[i] += wait  # keep thinking: the stop is dropped and forgotten
-                waits[i] += 1
+            t = thoughts[i]
+            t.ids += kept
+            wait = wait_ids[len(t.waits_at) % len(wait_ids)]
+            if stop is not None and len(t.waits_at) < num_waits and wait and len(t.ids) + len(wait) < top:
+                t.waits_at.append((len(t.ids), stop, len(wait)))  # keep thinking: the stop is dropped and forgotten
+                t.ids += wait
                 still.append(i)
             else:
-                stopped_by[i] = stop
+                t.stopped_at = (len(t.ids), stop)
         active = still
 
     # A model that closed its thinking answers as it would; one cut off by the budget (or that ended its turn while
     # thinking) gets the close and the answer cue. A model without delimiters that ended its turn has answered.
-    done = [not close_ids and stopped_by[i] is not None for i in range(n)]
-    forced = [stopped_by[i] is None or stopped_by[i] not in close_ids for i in range(n)]
-    suffixes = [[] if done[i] else opened + cue_ids if forced[i] else opened for i in range(n)]
-    todo = [i for i in range(n) if not done[i]]
-    answers: dict[int, tuple[list[int], int | None]] = {}
-    if todo:
-        outs = run(
-            [prompts[i] + thinking[i] + suffixes[i] for i in todo],
-            [answer_max_tokens] * len(todo),
-            eos_ids,
-            [keys[i] for i in todo],
-        )
-        answers |= dict(zip(todo, outs))
+    plans = []  # per budget, per prompt: (thinking ids, waits, stop, suffix or None when there is no answer phase)
+    answers: dict[tuple, tuple[list[int], int | None]] = {}  # each distinct answer-phase input, generated once
+    for budget in budgets:
+        row, todo = [], {}
+        for i in range(n):
+            thinking, waits, stop = thoughts[i].at(budget)
+            if not close_ids and stop is not None:
+                row.append((thinking, waits, stop, None))
+                continue
+            suffix = opened + cue_ids if stop is None or stop not in close_ids else opened
+            row.append((thinking, waits, stop, suffix))
+            key = (i, tuple(thinking), tuple(suffix))
+            if key not in answers:
+                todo[key] = prompts[i] + thinking + suffix
+        # One budget's answers together: their inputs are of similar length, so they pad (and re-read) little.
+        if todo:
+            outs = run(list(todo.values()), [answer_max_tokens] * len(todo), eos_ids, [keys[k[0]] for k in todo])
+            answers |= dict(zip(todo, outs))
+        plans.append(row)
     results = []
-    for i in range(n):
-        answer, answer_stop = answers.get(i, ([], None))
-        cue = suffixes[i][len(opened) :]
-        scored = cue + answer if close_ids else thinking[i] + cue + answer
-        results.append(
-            Generation(
-                thinking=tokenizer.decode(thinking[i], skip_special_tokens=False),
-                answer=tokenizer.decode(answer, skip_special_tokens=True),
-                response=tokenizer.decode(scored, skip_special_tokens=True),
-                thinking_tokens=len(thinking[i]),
-                truncated=stopped_by[i] is None,
-                waits=waits[i],
-                answer_tokens=len(answer),
-                answer_truncated=i in answers and answer_stop is None,
-                raw=tokenizer.decode(thinking[i] + suffixes[i] + answer, skip_special_tokens=False),
+    for row in plans:
+        gens = []
+        for i, (thinking, waits, stop, suffix) in enumerate(row):
+            answered = suffix is not None
+            answer, answer_stop = answers[(i, tuple(thinking), tuple(suffix))] if answered else ([], None)
+            cue = suffix[len(opened) :] if answered else []
+            scored = cue + answer if close_ids else thinking + cue + answer
+            gens.append(
+                Generation(
+                    thinking=tokenizer.decode(thinking, skip_special_tokens=False),
+                    answer=tokenizer.decode(answer, skip_special_tokens=True),
+                    response=tokenizer.decode(scored, skip_special_tokens=True),
+                    thinking_tokens=len(thinking),
+                    truncated=stop is None,
+                    waits=waits,
+                    answer_tokens=len(answer),
+                    answer_truncated=answered and answer_stop is None,
+                    raw=tokenizer.decode(thinking + (suffix or []) + answer, skip_special_tokens=False),
+                )
             )
-        )
+        results.append(gens)
     return results
 
 
@@ -271,11 +324,11 @@ def default_keys(prompts: list[list[int]], seed: int) -> list[int]:
     return keys
 
 
-def _hf_runner(model, tokenizer, temperature: float, top_p: float):
+def _hf_runner(model, tokenizer, temperature: float, top_p: float, batch_size: int):
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     @torch.inference_mode()
-    def run(seqs, rooms, stops, keys):
+    def run_batch(seqs, rooms, stops, keys):
         ids, mask = _left_pad(seqs, pad_id, model.device)
         processors = []
         if temperature > 0:
@@ -294,6 +347,17 @@ def _hf_runner(model, tokenizer, temperature: float, top_p: float):
         # The batch runs to the longest room; each sequence keeps only what fits its own.
         return [cut(row[ids.shape[1] :].tolist(), room, stops) for row, room in zip(out, rooms)]
 
+    def run(seqs, rooms, stops, keys):
+        # Batches of similar lengths pad less; results do not depend on the batch (see the module docstring).
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        out = [None] * len(seqs)
+        for start in range(0, len(order), batch_size):
+            part = order[start : start + batch_size]
+            done = run_batch([seqs[i] for i in part], [rooms[i] for i in part], stops, [keys[i] for i in part])
+            for i, result in zip(part, done):
+                out[i] = result
+        return out
+
     return run
 
 
@@ -303,6 +367,21 @@ def budget_forced_generate(
     prompts: list[list[int]],
     budget: int,
     fmt: ThinkFormat = ThinkFormat(),
+    **kwargs,
+) -> list[Generation]:
+    """Generate with the thinking phase capped at ``budget`` tokens, then the answer (transformers engine).
+
+    ``generate_at_budgets`` with one budget; the keyword arguments are its own.
+    """
+    return generate_at_budgets(model, tokenizer, prompts, [budget], fmt, **kwargs)[0]
+
+
+def generate_at_budgets(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[list[int]],
+    budgets: list[int],
+    fmt: ThinkFormat = ThinkFormat(),
     answer_max_tokens: int = 16,
     num_waits: int = 0,
     batch_size: int = 64,
@@ -311,29 +390,34 @@ def budget_forced_generate(
     seed: int = 0,
     keys: list[int] | None = None,
     show_progress: bool = False,
-) -> list[Generation]:
-    """Generate with the thinking phase capped at ``budget`` tokens, then the answer (transformers engine).
+) -> list[list[Generation]]:
+    """Budget-forced generations at every budget of ``budgets`` from one thinking pass (``force_budgets``).
 
     Args:
         prompts: prompt token ids, each ending inside the thinking phase (see ``prompt_ids``).
-        budget: the most thinking tokens each sequence may write. A sequence still thinking at the cap is closed
-            for it (``fmt.close`` then ``fmt.answer_prefix``) and marked truncated.
+        budgets: the most thinking tokens a sequence may write, one generation per budget. A sequence still
+            thinking at a budget is closed for it there (``fmt.close`` then ``fmt.answer_prefix``) and marked
+            truncated.
         answer_max_tokens: the cap on the answer phase.
         num_waits: how many times an early close is replaced by a ``fmt.wait`` string so the model keeps thinking.
+        batch_size: sequences generated together.
         temperature: 0 means greedy.
         keys: one sampling key per prompt (``sampling_key``); default: from the prompt, its repeat index and ``seed``.
 
     Returns:
-        One ``Generation`` per prompt, in order.
+        Per budget (in the order given), one ``Generation`` per prompt, in order.
     """
     check_close(tokenizer, fmt)
-    run = _hf_runner(model, tokenizer, temperature, top_p)
+    run = _hf_runner(model, tokenizer, temperature, top_p, batch_size)
     eos_ids = _eos_ids(model, tokenizer)
     keys = keys if keys is not None else default_keys(prompts, seed)
-    results: list[Generation] = []
-    for start in progress(range(0, len(prompts), batch_size), desc=f"budget {budget}", disable=not show_progress):
+    results: list[list[Generation]] = [[] for _ in budgets]
+    desc = f"budgets {', '.join(map(str, budgets))}"
+    for start in progress(range(0, len(prompts), batch_size), desc=desc, disable=not show_progress):
         end = start + batch_size
-        results += force_budget(
-            run, tokenizer, eos_ids, prompts[start:end], budget, fmt, answer_max_tokens, num_waits, keys[start:end]
+        part = force_budgets(
+            run, tokenizer, eos_ids, prompts[start:end], budgets, fmt, answer_max_tokens, num_waits, keys[start:end]
         )
+        for result, gens in zip(results, part):
+            result += gens
     return results

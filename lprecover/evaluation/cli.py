@@ -12,13 +12,15 @@ do not say), rescores them with lprecover's scorer, and writes the same outputs 
 """
 
 import hashlib
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lprecover.config import ConfigError, load_config, reuse_or_refuse, save_settings, to_dict, valid_keys
+from lprecover.evaluation.processes import Processes, launched_processes
 from lprecover.evaluation.records import read_samples
-from lprecover.evaluation.run import EvalConfig, run_eval, saved_results
+from lprecover.evaluation.run import GENERATION_ONLY, EvalConfig, run_eval, saved_results
 from lprecover.evaluation.tasks import check_task
 from lprecover.log import get_logger
 from lprecover.modeling import (
@@ -104,10 +106,12 @@ def import_evaluation(cfg: EvalCommand, out: Path, resolved: dict) -> dict:
     return write_results(out, curves, records, title, agreement)
 
 
-def generate(cfg: EvalCommand, out: Path, resolved: dict) -> dict:
-    """Load the model (or a vLLM engine) and run the evaluation into ``out``."""
+def generate(cfg: EvalCommand, out: Path, resolved: dict, procs: Processes) -> dict:
+    """Load the model (or a vLLM engine) and run the evaluation into ``out``, this process's share of it."""
     read_model_config(cfg.model)  # a missing or unreadable checkpoint fails with its name, before any loading
     if cfg.eval.engine == "vllm":
+        if procs.count > 1 and cfg.eval.vllm_tensor_parallel_size == 1:
+            own_gpu(procs)
         from lprecover.evaluation.engines import VLLMEngine
 
         tokenizer = load_tokenizer(cfg.model)
@@ -120,7 +124,7 @@ def generate(cfg: EvalCommand, out: Path, resolved: dict) -> dict:
             **cfg.eval.vllm_kwargs,
         )
     else:
-        model, tokenizer = load_model_and_tokenizer(cfg.model, default_device())
+        model, tokenizer = load_model_and_tokenizer(cfg.model, procs.device(default_device()))
     # Inputs are judged where they are read (ConfigError); any other error here is a bug and keeps its traceback.
     return run_eval(
         model,
@@ -130,7 +134,29 @@ def generate(cfg: EvalCommand, out: Path, resolved: dict) -> dict:
         cfg.model,
         title=cfg.model.name_or_path,
         on_start=lambda: save_settings(out, resolved),
+        processes=procs,
     )
+
+
+def own_gpu(procs: Processes) -> None:
+    """Give this process's vLLM engine the launcher's GPU for it (its local rank) and no other.
+
+    vLLM starts its engine in a child process that takes the first visible GPU: without this, every process of a
+    launch would put its engine on the same one.
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        return
+    local = int(os.environ.get("LOCAL_RANK", procs.index))
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
+    if local >= len(ids):
+        raise ConfigError(
+            f"Process {procs.index} (local rank {local}) has no GPU of its own among {len(ids)} visible; launch at "
+            "most one process per GPU, or one per node with eval.vllm_tensor_parallel_size."
+        )
+    os.environ["CUDA_VISIBLE_DEVICES"] = ids[local]
 
 
 def model_fingerprint(name_or_path: str) -> str | None:
@@ -152,17 +178,20 @@ def evaluate(cfg: EvalCommand) -> dict:
     else:  # another model saved at the same path (e.g. pruned again) must not pass for the one evaluated before
         resolved["model_fingerprint"] = model_fingerprint(cfg.model.name_or_path)
 
-    # Logging settings may change between launches of one evaluation; what is measured may not.
-    verdict = reuse_or_refuse(
-        out, resolved, "an evaluation", cfg.overwrite, ignore=("report_to", "wandb", "overwrite")
-    )
+    # Logging settings may change between launches of one evaluation, and so may how its thinking is generated
+    # (one pass or per budget: the same records); what is measured may not.
+    ignore = ("report_to", "wandb", "overwrite", *(f"eval.{k}" for k in GENERATION_ONLY))
+    verdict = reuse_or_refuse(out, resolved, "an evaluation", cfg.overwrite, ignore=ignore)
     if verdict == "reuse" and (done := saved_results(out)):
         logger.info("%s already holds this evaluation, finished; nothing to do.", out)
         return done
-    if verdict == "fresh" and out.exists():  # overwrite=true: the old records must not mix into the new curves
+    # Under a launcher with several processes each generates a share (``processes``); an import is one process's.
+    procs = Processes() if cfg.imports else launched_processes()
+    if verdict == "fresh" and out.exists() and procs.main:  # overwrite=true: old records must not mix into new curves
         shutil.rmtree(out)
-    result = import_evaluation(cfg, out, resolved) if cfg.imports else generate(cfg, out, resolved)
-    if resolve_report_to(cfg.report_to) == "wandb":
+    procs.wait()
+    result = import_evaluation(cfg, out, resolved) if cfg.imports else generate(cfg, out, resolved, procs)
+    if resolve_report_to(cfg.report_to) == "wandb" and procs.main:
         name = cfg.wandb.name or "eval-" + Path(cfg.model.name_or_path.rstrip("/")).name
         config = to_dict(cfg)
         start_run(out, name, cfg.wandb.group, ["eval", *cfg.wandb.tags], config, cfg.wandb.project, cfg.wandb.entity)

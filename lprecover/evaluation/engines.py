@@ -11,7 +11,8 @@ from lprecover.evaluation.budget_forcing import (
     budget_forced_generate,
     cut,
     default_keys,
-    force_budget,
+    force_budgets,
+    generate_at_budgets,
 )
 
 
@@ -26,6 +27,10 @@ class HFEngine:
 
     def generate(self, prompts, budget, fmt: ThinkFormat, **kwargs) -> list[Generation]:
         return budget_forced_generate(self.model, self.tokenizer, prompts, budget, fmt, **kwargs)
+
+    def generate_budgets(self, prompts, budgets, fmt: ThinkFormat, **kwargs) -> list[list[Generation]]:
+        """Generations at every budget from one thinking pass (``force_budgets``)."""
+        return generate_at_budgets(self.model, self.tokenizer, prompts, budgets, fmt, **kwargs)
 
 
 class VLLMEngine:
@@ -60,10 +65,13 @@ class VLLMEngine:
         )
         self.eos_ids = {self.tokenizer.eos_token_id} | set(_generation_eos(path))
 
-    def generate(
+    def generate(self, prompts, budget, fmt: ThinkFormat, **kwargs) -> list[Generation]:
+        return self.generate_budgets(prompts, [budget], fmt, **kwargs)[0]
+
+    def generate_budgets(
         self,
         prompts,
-        budget,
+        budgets,
         fmt: ThinkFormat,
         answer_max_tokens: int = 16,
         num_waits: int = 0,
@@ -72,7 +80,13 @@ class VLLMEngine:
         seed: int = 0,
         keys: list[int] | None = None,
         **_,
-    ) -> list[Generation]:
+    ) -> list[list[Generation]]:
+        """Generations at every budget from one thinking pass (``force_budgets``).
+
+        A request's seed comes from its sequence's key, and vLLM's seeded sampling depends on the seed and the
+        number of tokens the request has written: the thinking request and each answer request start where a
+        per-budget generation's would, so one pass writes what per-budget generation writes.
+        """
         from vllm import SamplingParams, TokensPrompt
 
         def run(seqs, rooms, stops, run_keys):
@@ -93,8 +107,8 @@ class VLLMEngine:
             return [cut(list(o.outputs[0].token_ids), room, stops) for o, room in zip(outs, rooms)]
 
         keys = keys if keys is not None else default_keys(prompts, seed)
-        return force_budget(
-            run, self.tokenizer, self.eos_ids, prompts, budget, fmt, answer_max_tokens, num_waits, keys
+        return force_budgets(
+            run, self.tokenizer, self.eos_ids, prompts, budgets, fmt, answer_max_tokens, num_waits, keys
         )
 
 

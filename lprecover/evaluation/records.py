@@ -2,6 +2,12 @@
 
 A relaunch reads the finished keys back and generates only what is missing; a line cut short by a kill is dropped
 on open, so the file never holds a corrupt record and a finished record is never rewritten.
+
+Under a launcher with several processes (``accelerate launch``, ``torchrun``), process ``i`` appends to a shard of
+its own, ``samples.shard-i.jsonl``; every process reads every shard on open (so a relaunch, with any process count,
+generates only what no shard holds), and the main process merges them into ``samples.jsonl`` when all have
+finished (``SampleStore.merge``): written whole, in the evaluation's own order, so the file is the same whatever the
+number of processes.
 """
 
 import hashlib
@@ -9,7 +15,10 @@ import json
 import os
 from pathlib import Path
 
+from lprecover.atomic import write_file
+
 SAMPLES_FILE = "samples.jsonl"
+SHARD_GLOB = "samples.shard-*.jsonl"
 
 
 def prompt_hash(ids: list[int]) -> str:
@@ -20,26 +29,35 @@ def record_key(r: dict) -> tuple:
     return (r["task"], r["mode"], r["problem_id"], r["budget"], r["sample"])
 
 
+def _complete_lines(path: Path, truncate: bool) -> list[dict]:
+    """The records of ``path``'s complete lines; a partial last line (a kill mid-write) is skipped, and cut from the
+    file when ``truncate`` (only the file's own writer may: another process may be writing that line now)."""
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if truncate and end < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(end)
+    return [json.loads(line) for line in data[:end].splitlines() if line.strip()]
+
+
 class SampleStore:
-    """Append-only store of generation records, keyed by (task, mode, problem, budget, sample)."""
+    """Append-only store of generation records, keyed by (task, mode, problem, budget, sample).
 
-    def __init__(self, output_dir: str | Path):
-        self.path = Path(output_dir) / SAMPLES_FILE
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    Args:
+        shard: this process's index when the evaluation runs in several processes (it then appends to its own
+            shard file); None for one process, which appends to ``samples.jsonl``.
+    """
+
+    def __init__(self, output_dir: str | Path, shard: int | None = None):
+        self.out = Path(output_dir)
+        self.main = self.out / SAMPLES_FILE
+        self.path = self.main if shard is None else self.out / f"samples.shard-{shard}.jsonl"
+        self.out.mkdir(parents=True, exist_ok=True)
         self.records: dict[tuple, dict] = {}
-        if self.path.exists():
-            self._load()
-
-    def _load(self) -> None:
-        data = self.path.read_bytes()
-        end = data.rfind(b"\n") + 1
-        if end < len(data):  # a kill mid-write left a partial last line: drop it
-            with open(self.path, "r+b") as f:
-                f.truncate(end)
-        for line in data[:end].splitlines():
-            if line.strip():
-                r = json.loads(line)
-                self.records[record_key(r)] = r
+        for path in [self.main, *sorted(self.out.glob(SHARD_GLOB))]:
+            if path.exists():
+                for r in _complete_lines(path, truncate=path == self.path):
+                    self.records.setdefault(record_key(r), r)
 
     def __contains__(self, key: tuple) -> bool:
         return key in self.records
@@ -60,6 +78,22 @@ class SampleStore:
 
     def select(self, task: str, mode: str) -> list[dict]:
         return [r for r in self.records.values() if r["task"] == task and r["mode"] == mode]
+
+    def merge(self, order: list[tuple]) -> list[dict]:
+        """Write every record (this store's and every shard's, read afresh) to ``samples.jsonl`` whole, keys in
+        ``order`` first and any others after them as found; then remove the shards. Only the main process calls it,
+        once every process has finished. Returns the records in file order."""
+        shards = sorted(self.out.glob(SHARD_GLOB))
+        for path in shards:
+            for r in _complete_lines(path, truncate=False):
+                self.records.setdefault(record_key(r), r)
+        rank = {key: i for i, key in enumerate(order)}
+        records = sorted(self.records.values(), key=lambda r: rank.get(record_key(r), len(rank)))
+        write_file(self.main, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        for path in shards:
+            path.unlink()
+        self.path = self.main
+        return records
 
 
 def read_samples(output_dir: str | Path) -> list[dict]:

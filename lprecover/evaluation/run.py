@@ -26,7 +26,8 @@ from lprecover.evaluation.metrics import (
     pass_at_k,
     scaling_slope,
 )
-from lprecover.evaluation.records import SampleStore, one_setting, prompt_hash
+from lprecover.evaluation.processes import Processes
+from lprecover.evaluation.records import SampleStore, one_setting, prompt_hash, record_key
 from lprecover.evaluation.scoring import answers_match, canonical, extract_answer
 from lprecover.evaluation.tasks import Task, check_task, load_task
 from lprecover.log import get_logger, progress
@@ -82,6 +83,13 @@ class EvalConfig:
         default=None, metadata={"help": "Optional system message, the same for every model."}
     )
     batch_size: int = field(default=64, metadata={"help": "Sequences generated together."})
+    one_pass: bool = field(
+        default=True,
+        metadata={
+            "help": "Generate the sequential curve's thinking once, to the largest budget, and take each smaller "
+            "budget's as its prefix (the same records as generating each budget on its own, in fewer tokens)."
+        },
+    )
     engine: str = field(default="hf", metadata={"help": "hf (transformers, CPU/GPU) or vllm (the vllm extra)."})
     vllm_tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM: GPUs one model is sharded over."})
     vllm_kwargs: dict[str, Any] = field(
@@ -140,6 +148,10 @@ class EvalConfig:
         return [self.wait_text] if isinstance(self.wait_text, str) else list(self.wait_text or [])
 
 
+# Settings of how records are generated that do not change them: a relaunch may change these and still resume.
+GENERATION_ONLY = ("one_pass",)
+
+
 def _check_increasing(name: str, values, what: str) -> None:
     """Refuse a list that is empty, holds a non-positive or non-integer value, or is not strictly increasing."""
     if not values or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in values):
@@ -175,15 +187,12 @@ def think_format(tokenizer, model_cfg=None, wait: list[str] | None = None, organ
     return ThinkFormat(open_, close, answer_open, prefix, tuple(wait or ("Wait",)))
 
 
-def _generate_records(engine, tokenizer, fmt, task: Task, mode: str, budget: int, jobs, cfg: EvalConfig, temperature):
-    """Run budget forcing for ``jobs`` = [(problem, sample index)] and return their records."""
+def _generate_records(engine, tokenizer, fmt, task: Task, mode: str, budgets, jobs, cfg: EvalConfig, temperature):
+    """Run budget forcing for ``jobs`` = [(problem, sample index)] at every budget and return their records."""
     prompts = [prompt_ids(tokenizer, p.prompt, fmt, cfg.system_prompt) for p, _ in jobs]
     answer_cap = cfg.answer_max_tokens or task.answer_max_tokens
     num_waits = cfg.num_waits if mode == "sequential" else 0
-    gens = engine.generate(
-        prompts,
-        budget,
-        fmt,
+    kwargs = dict(
         answer_max_tokens=answer_cap,
         num_waits=num_waits,
         batch_size=cfg.batch_size,
@@ -193,32 +202,37 @@ def _generate_records(engine, tokenizer, fmt, task: Task, mode: str, budget: int
         # the same tokens at every budget and in every batch.
         keys=[sampling_key(cfg.seed, task.name, p.id, sample) for p, sample in jobs],
     )
+    if cfg.one_pass and hasattr(engine, "generate_budgets"):
+        per_budget = engine.generate_budgets(prompts, budgets, fmt, **kwargs)
+    else:
+        per_budget = [engine.generate(prompts, b, fmt, **kwargs) for b in budgets]
     settings = _sampling_settings(cfg, temperature, answer_cap, num_waits)
     records = []
-    for (problem, sample), prompt, gen in zip(jobs, prompts, gens):
-        extracted = extract_answer(gen.response, task.name)
-        records.append(
-            {
-                "task": task.name,
-                "mode": mode,
-                "problem_id": problem.id,
-                "budget": budget,
-                "sample": sample,
-                "prompt_hash": prompt_hash(prompt),
-                "thinking_tokens": gen.thinking_tokens,
-                "truncated": gen.truncated,
-                "waits": gen.waits,
-                "answer_tokens": gen.answer_tokens,
-                "answer_truncated": gen.answer_truncated,
-                "output": gen.raw,
-                "response": gen.response,
-                "extracted": extracted,
-                "canonical": canonical(extracted, task.name),
-                "gold": problem.gold,
-                "correct": answers_match(extracted, problem.gold, task.name),
-                "sampling": settings,
-            }
-        )
+    for budget, gens in zip(budgets, per_budget):
+        for (problem, sample), prompt, gen in zip(jobs, prompts, gens):
+            extracted = extract_answer(gen.response, task.name)
+            records.append(
+                {
+                    "task": task.name,
+                    "mode": mode,
+                    "problem_id": problem.id,
+                    "budget": budget,
+                    "sample": sample,
+                    "prompt_hash": prompt_hash(prompt),
+                    "thinking_tokens": gen.thinking_tokens,
+                    "truncated": gen.truncated,
+                    "waits": gen.waits,
+                    "answer_tokens": gen.answer_tokens,
+                    "answer_truncated": gen.answer_truncated,
+                    "output": gen.raw,
+                    "response": gen.response,
+                    "extracted": extracted,
+                    "canonical": canonical(extracted, task.name),
+                    "gold": problem.gold,
+                    "correct": answers_match(extracted, problem.gold, task.name),
+                    "sampling": settings,
+                }
+            )
     return records
 
 
@@ -234,15 +248,19 @@ def _sampling_settings(cfg: EvalConfig, temperature: float, answer_cap: int, num
     }
 
 
-def _run_jobs(store, engine, tokenizer, fmt, task, mode, budget, jobs, cfg, temperature):
-    pending = [(p, s) for p, s in jobs if (task.name, mode, p.id, budget, s) not in store]
+def _run_jobs(store, engine, tokenizer, fmt, task, mode, budgets, jobs, cfg, temperature):
+    """Generate the records of ``jobs`` at ``budgets`` that the store lacks, a few batches of jobs at a time.
+
+    A job missing any budget is generated at all of them in one thinking pass; only the missing records are kept.
+    """
+    pending = [(p, s) for p, s in jobs if any((task.name, mode, p.id, b, s) not in store for b in budgets)]
     chunk = cfg.batch_size * 4  # flush to disk every few batches, so a kill loses little
-    for start in progress(range(0, len(pending), chunk), desc=f"{task.name} {mode} B={budget}"):
-        store.append(
-            _generate_records(
-                engine, tokenizer, fmt, task, mode, budget, pending[start : start + chunk], cfg, temperature
-            )
+    desc = f"{task.name} {mode} B={','.join(map(str, budgets))}"
+    for start in progress(range(0, len(pending), chunk), desc=desc):
+        records = _generate_records(
+            engine, tokenizer, fmt, task, mode, budgets, pending[start : start + chunk], cfg, temperature
         )
+        store.append([r for r in records if record_key(r) not in store])
 
 
 def _mean(values) -> float:
@@ -385,15 +403,28 @@ def default_tasks(model) -> list[str]:
     return ["organism_long", "organism_shallow"] if _is_organism(model) else ["gsm8k"]
 
 
-def run_eval(model, tokenizer, cfg: EvalConfig, output_dir, model_cfg=None, title: str = "", on_start=None) -> dict:
+def run_eval(
+    model,
+    tokenizer,
+    cfg: EvalConfig,
+    output_dir,
+    model_cfg=None,
+    title: str = "",
+    on_start=None,
+    processes: Processes | None = None,
+) -> dict:
     """Evaluate ``model`` into ``output_dir`` (resuming what is there) and return ``{"curves", "summary"}``.
 
     Args:
         model: a transformers model, or an engine from ``lprecover.evaluation.engines`` (e.g. ``VLLMEngine``).
         on_start: called once every input has been validated, just before the first generation (e.g. to save the
             resolved config, so that a relaunch can tell it is resuming the same evaluation).
+        processes: this process's place when every process of a launch runs this evaluation
+            (``processes.launched_processes``): each generates its share, the main one merges and writes the
+            results, and all return them. Default: one process.
     """
     out = Path(output_dir)
+    procs = processes or Processes()
     engine = model if getattr(model, "is_engine", False) else HFEngine(model, tokenizer)
     fmt = think_format(tokenizer, model_cfg, cfg.waits(), organism=_is_organism(engine))
     seq_names = cfg.tasks or default_tasks(engine)
@@ -405,40 +436,45 @@ def run_eval(model, tokenizer, cfg: EvalConfig, output_dir, model_cfg=None, titl
     check_close(tokenizer, fmt)  # validate the delimiter and every prompt before any generation starts
     for task in tasks:
         prompt_ids(tokenizer, task.problems[0].prompt, fmt, cfg.system_prompt)
-    if on_start:
+    if on_start and procs.main:
         on_start()
-    store = SampleStore(out)
+    store = SampleStore(out, procs.shard)
     done_before = len(store)
-    curves = {"sequential": {}, "parallel": {}}
+    plans = []  # (task, mode, budgets, jobs, temperature), in the order records are written
     for task in tasks:
         budgets = cfg.budgets or task.default_budgets
         if cfg.sequential and task.name in seq_names:
-            for b in budgets:
-                _run_jobs(
-                    store,
-                    engine,
-                    tokenizer,
-                    fmt,
-                    task,
-                    "sequential",
-                    b,
-                    [(p, s) for p in task.problems for s in range(cfg.seq_samples)],
-                    cfg,
-                    cfg.seq_temperature,
-                )
-            curves["sequential"][task.name] = sequential_curve(
-                store.select(task.name, "sequential"), task.problems, budgets, cfg.bootstrap, cfg.seed, cfg.seq_samples
-            )
+            jobs = [(p, s) for p in task.problems for s in range(cfg.seq_samples)]
+            plans.append((task, "sequential", budgets, jobs, cfg.seq_temperature))
         if cfg.parallel and task.name in par_names:
-            b = cfg.parallel_budget or max(budgets)
             jobs = [(p, s) for p in task.problems for s in range(cfg.n_samples)]
-            _run_jobs(store, engine, tokenizer, fmt, task, "parallel", b, jobs, cfg, cfg.temperature)
-            recs = [r for r in store.select(task.name, "parallel") if r["budget"] == b]
-            curves["parallel"][task.name] = parallel_curve(
-                recs, task.problems, cfg.n_samples, cfg.ks(), cfg.bootstrap, cfg.seed
-            )
+            plans.append((task, "parallel", [cfg.parallel_budget or max(budgets)], jobs, cfg.temperature))
+    for task, mode, budgets, jobs, temperature in plans:
+        _run_jobs(store, engine, tokenizer, fmt, task, mode, budgets, procs.share(jobs), cfg, temperature)
     logger.info("Evaluation: %d records reused, %d generated", done_before, len(store) - done_before)
-    return write_results(out, curves, list(store.records.values()), title)
+    procs.wait()  # every share generated
+    if procs.main:
+        order = [(t.name, mode, p.id, b, s) for t, mode, budgets, jobs, _ in plans for p, s in jobs for b in budgets]
+        records = store.merge(order)
+        result = write_results(out, _curves(plans, records, cfg), records, title)
+    procs.wait()  # the results written
+    return result if procs.main else saved_results(out)
+
+
+def _curves(plans, records: list[dict], cfg: EvalConfig) -> dict:
+    curves = {"sequential": {}, "parallel": {}}
+    for task, mode, budgets, _, _ in plans:
+        mine = [r for r in records if r["task"] == task.name and r["mode"] == mode]
+        if mode == "sequential":
+            curves[mode][task.name] = sequential_curve(
+                mine, task.problems, budgets, cfg.bootstrap, cfg.seed, cfg.seq_samples
+            )
+        else:
+            mine = [r for r in mine if r["budget"] == budgets[0]]
+            curves[mode][task.name] = parallel_curve(
+                mine, task.problems, cfg.n_samples, cfg.ks(), cfg.bootstrap, cfg.seed
+            )
+    return curves
 
 
 def write_results(out: Path, curves: dict, records: list[dict], title: str, extra: dict | None = None) -> dict:

@@ -11,12 +11,12 @@ model does not write them. ``ScriptedEngine`` behaves like a model whose every c
   its turn.
 
 Rooms and stops are enforced by the same ``cut`` the real engines use, so the records it produces go through every
-line of ``force_budget`` and of the evaluation that scores them.
+line of ``force_budgets`` and of the evaluation that scores them.
 """
 
 from dataclasses import dataclass
 
-from lprecover.evaluation.budget_forcing import Generation, ThinkFormat, _ids, cut, default_keys, force_budget
+from lprecover.evaluation.budget_forcing import Generation, ThinkFormat, _ids, cut, default_keys, force_budgets
 
 
 @dataclass
@@ -70,17 +70,20 @@ class ScriptedEngine:
             pos += len(wait)
         return end  # no segment left: the model ends its thinking at once
 
-    def generate(
+    def generate(self, prompts, budget, fmt: ThinkFormat, **kwargs) -> list[Generation]:
+        return self.generate_budgets(prompts, [budget], fmt, **kwargs)[0]
+
+    def generate_budgets(
         self,
         prompts,
-        budget,
+        budgets,
         fmt: ThinkFormat,
         answer_max_tokens: int = 16,
         num_waits: int = 0,
         seed: int = 0,
         keys: list[int] | None = None,
         **_,
-    ) -> list[Generation]:
+    ) -> list[list[Generation]]:
         scripts = {tuple(p): self._script_for(p) for p in prompts}
 
         def run(seqs, rooms, stops, run_keys):
@@ -92,6 +95,6 @@ class ScriptedEngine:
             return out
 
         keys = keys if keys is not None else default_keys(prompts, seed)
-        return force_budget(
-            run, self.tokenizer, self.eos_ids, prompts, budget, fmt, answer_max_tokens, num_waits, keys
+        return force_budgets(
+            run, self.tokenizer, self.eos_ids, prompts, budgets, fmt, answer_max_tokens, num_waits, keys
         )

@@ -1,6 +1,6 @@
 """Measure the organism's test-time scaling: accuracy against the thinking budget, per chain length."""
 
-from lprecover.evaluation.budget_forcing import ThinkFormat, budget_forced_generate, prompt_ids
+from lprecover.evaluation.budget_forcing import ThinkFormat, generate_at_budgets, prompt_ids
 from lprecover.organism.task import TOKENS_PER_STEP, make_problems
 
 EVAL_SEED = 12345  # evaluation problems come from the held-out eighth (``task.held_out``) no training set holds
@@ -27,8 +27,7 @@ def sequential_curve(
     problems = make_problems(n, min_chain, max_chain, seed, split="eval")
     prompts = [prompt_ids(tokenizer, p.problem, ThinkFormat()) for p in problems]
     curve = {"budget": list(budgets), "accuracy": [], "by_chain": {k: [] for k in range(min_chain, max_chain + 1)}}
-    for budget in budgets:
-        gens = budget_forced_generate(model, tokenizer, prompts, budget, batch_size=256)
+    for gens in generate_at_budgets(model, tokenizer, prompts, budgets, batch_size=256):
         hits = [g.answer.strip() == p.answer for g, p in zip(gens, problems)]
         curve["accuracy"].append(sum(hits) / len(hits))
         for k in curve["by_chain"]:

@@ -12,6 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lprecover.config import ConfigError, reuse_or_refuse, to_dict
+from lprecover.evaluation.run import GENERATION_ONLY
 from lprecover.modeling import ModelConfig, read_model_config, resolve_model_path
 from lprecover.recovery.lora import check_targets
 from lprecover.recovery.outputs import EVAL_DIR
@@ -120,5 +121,5 @@ def check_output_dir(cfg: RecoveryConfig) -> bool:
     out = Path(cfg.output_dir)
     same_run = reuse_or_refuse(out, to_dict(cfg), "a recovery run", cfg.overwrite, ignore=RELAUNCH_FREE) == "reuse"
     if same_run and cfg.evaluate:
-        reuse_or_refuse(out / EVAL_DIR, to_dict(cfg.eval), "an evaluation", cfg.overwrite)
+        reuse_or_refuse(out / EVAL_DIR, to_dict(cfg.eval), "an evaluation", cfg.overwrite, ignore=GENERATION_ONLY)
     return same_run

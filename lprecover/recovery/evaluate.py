@@ -4,7 +4,7 @@ import shutil
 from pathlib import Path
 
 from lprecover.config import reuse_or_refuse, save_settings, to_dict
-from lprecover.evaluation.run import run_eval, saved_results
+from lprecover.evaluation.run import GENERATION_ONLY, run_eval, saved_results
 from lprecover.modeling import default_device
 from lprecover.recovery.checks import student_model_config
 from lprecover.recovery.outputs import MODEL_DIR, load_recovered
@@ -15,7 +15,7 @@ def evaluation_done(cfg: RecoveryConfig, eval_dir: Path) -> bool:
     """Whether ``eval_dir`` holds the finished evaluation ``cfg`` asks for (True when it asks for none)."""
     if not cfg.evaluate:
         return True
-    verdict = reuse_or_refuse(eval_dir, to_dict(cfg.eval), "an evaluation", cfg.overwrite)
+    verdict = reuse_or_refuse(eval_dir, to_dict(cfg.eval), "an evaluation", cfg.overwrite, ignore=GENERATION_ONLY)
     return verdict == "reuse" and saved_results(eval_dir) is not None
 
 
@@ -27,7 +27,7 @@ def evaluate_run(cfg: RecoveryConfig, out: Path, eval_dir: Path, model_name: str
     ``overwrite=true`` evaluated afresh.
     """
     settings = to_dict(cfg.eval)
-    verdict = reuse_or_refuse(eval_dir, settings, "an evaluation", cfg.overwrite)
+    verdict = reuse_or_refuse(eval_dir, settings, "an evaluation", cfg.overwrite, ignore=GENERATION_ONLY)
     if verdict == "reuse" and (done := saved_results(eval_dir)):
         return done
     if verdict == "fresh" and eval_dir.exists():  # overwrite=true: old records must not mix into the new curves

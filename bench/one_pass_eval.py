@@ -1,0 +1,91 @@
+"""Bench: the sequential curve from one thinking pass vs each budget generated on its own, end to end.
+
+Both run ``run_eval`` on SmolLM2-135M-Instruct (real weights) over GSM8K problems at five doubling budgets,
+greedy, side by side in this process, alternating which goes first. One pass generates the thinking once, to the
+largest budget, and takes each smaller budget's as its prefix; per-budget generation (``eval.one_pass=false``)
+generates every budget from scratch. The records must be identical; the bench checks that before it times anything.
+
+    python bench/one_pass_eval.py                    # 16 problems, budgets 32..512, answer caps 16 and 64, 1 round
+    python bench/one_pass_eval.py problems=32 rounds=2 answer_max_tokens=[64] gsm8k=../shared/data/gsm8k/test.jsonl
+    .venv-vllm/bin/python bench/one_pass_eval.py engine=vllm       # the same on vLLM (prefix caching)
+
+Goal (issue 15): at least 1.8x faster end to end. Thinking costs 32 + 64 + ... + 512 = 992 tokens per problem
+against 512 in one pass (1.94x). The answer phases are the same work in both (except that budgets whose thinking
+the model closed itself share one answer in one pass, which SmolLM2, thinking without delimiters, never does), so
+the end-to-end ratio falls as the answer cap grows: it is printed for each cap.
+"""
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from lprecover.evaluation.run import EvalConfig, run_eval
+from lprecover.smollm2 import ensure_smollm2
+
+DEFAULT_GSM8K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k" / "test.jsonl"
+
+
+def main(argv: list[str]) -> int:
+    opts = dict(a.split("=", 1) for a in argv)
+    gsm8k = Path(opts.get("gsm8k", DEFAULT_GSM8K))
+    if not gsm8k.is_file():
+        raise SystemExit(f"No GSM8K test file at {gsm8k}; pass gsm8k=PATH (a jsonl with question and answer).")
+    problems, rounds = int(opts.get("problems", 16)), int(opts.get("rounds", 1))
+    budgets = json.loads(opts.get("budgets", "[32, 64, 128, 256, 512]"))
+    caps = json.loads(opts.get("answer_max_tokens", "[16, 64]"))
+    engine = opts.get("engine", "hf")
+    path = ensure_smollm2()
+    tok = AutoTokenizer.from_pretrained(path)
+    if engine == "vllm":  # run with the vLLM environment's python (README: vLLM)
+        from lprecover.evaluation.engines import VLLMEngine
+
+        model = VLLMEngine(str(path), tok, dtype="float32", enforce_eager=True, max_model_len=2048)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path).eval()
+    lines = [
+        f"SmolLM2-135M-Instruct on {engine}, {problems} GSM8K problems, budgets {budgets}, greedy, {rounds} round(s)"
+    ]
+    for cap in caps:
+        base = dict(
+            tasks=["gsm8k"],
+            paths={"gsm8k": str(gsm8k)},
+            num_problems=problems,
+            budgets=budgets,
+            parallel=False,
+            answer_max_tokens=cap,
+            batch_size=int(opts.get("batch_size", 32)),
+            bootstrap=100,
+        )
+        times: dict[bool, list[float]] = {True: [], False: []}
+        records = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for r in range(rounds):
+                for one_pass in (True, False) if r % 2 == 0 else (False, True):
+                    out = Path(tmp) / f"{one_pass}-{r}"
+                    start = time.perf_counter()
+                    run_eval(model, tok, EvalConfig(**base, one_pass=one_pass), out)
+                    times[one_pass].append(time.perf_counter() - start)
+                    records[one_pass] = sorted((out / "samples.jsonl").read_text().splitlines())
+                    what = "one pass" if one_pass else "per budget"
+                    print(f"answer cap {cap}, round {r}: {what} {times[one_pass][-1]:.1f} s", flush=True)
+                if records[True] != records[False]:
+                    raise SystemExit("One pass and per-budget generation wrote different records: not comparable.")
+        rows = [json.loads(line) for line in records[True]]
+        thinking = sum(r["thinking_tokens"] for r in rows)
+        answers = sum(r["answer_tokens"] for r in rows)
+        one, each = statistics.median(times[True]), statistics.median(times[False])
+        lines.append(
+            f"  answer cap {cap}: records identical ({len(rows)}; {thinking} thinking and {answers} answer tokens "
+            f"over all budgets); one pass {one:.1f} s, per budget {each:.1f} s: {each / one:.2f}x (goal >= 1.8x)"
+        )
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,56 @@
+"""Evaluation across processes: which share of the generations this process makes, and waiting for the others.
+
+``accelerate launch --num_processes N -m lprecover.cli eval ...`` (or ``torchrun --nproc_per_node N ...``, on one
+node or several) starts N processes. Each generates every N-th (problem, sample) job of every task and mode into a
+shard of its own; when all have finished, the main process merges the shards into the single-process outputs
+(``records.SampleStore.merge``). Jobs are dealt by position, and a record does not depend on the batch it ran in,
+so the merged records equal a single-process run's.
+"""
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Processes:
+    """This process's place among the evaluation's processes (one process when ``state`` is None)."""
+
+    index: int = 0
+    count: int = 1
+    state: Any = None  # accelerate's PartialState when launched with several processes
+
+    @property
+    def main(self) -> bool:
+        return self.index == 0
+
+    @property
+    def shard(self) -> int | None:
+        """The shard this process appends to; None when it is alone (it appends to ``samples.jsonl``)."""
+        return self.index if self.count > 1 else None
+
+    def share(self, jobs: list) -> list:
+        """This process's jobs: every ``count``-th, from its index."""
+        return jobs[self.index :: self.count]
+
+    def wait(self) -> None:
+        """Wait until every process gets here."""
+        if self.state is not None:
+            self.state.wait_for_everyone()
+
+    def device(self, default: str) -> str:
+        """The device this process generates on: its own GPU under a launcher, else ``default``."""
+        return str(self.state.device) if self.state is not None else default
+
+
+def launched_processes(timeout_minutes: float | None = None) -> Processes:
+    """This process's place among those a launcher started (``WORLD_SIZE`` > 1); one process otherwise.
+
+    Accelerate is imported only under a launcher: the vLLM environment on CPU does not have it.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return Processes()
+    from lprecover.recovery.launch import DEFAULT_TIMEOUT_MINUTES, distributed_state
+
+    state = distributed_state(timeout_minutes or DEFAULT_TIMEOUT_MINUTES)
+    return Processes(state.process_index, state.num_processes, state)

@@ -1,0 +1,100 @@
+"""Evaluation across processes: ``accelerate launch --num_processes 2 -m lprecover.cli eval`` on two CPU processes
+(gloo) writes the files a single process writes, byte for byte, and a launch killed mid-run resumes on relaunch."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from tiny_models import tiny_model
+
+pytestmark = pytest.mark.slow
+
+ACCELERATE = str(Path(sys.executable).parent / "accelerate")
+ARGS = ["eval.tasks=[organism]", "eval.num_problems=48", "eval.budgets=[4,8,16]", "eval.n_samples=4"]
+ARGS += ["eval.batch_size=4", "eval.bootstrap=50", "report_to=none"]
+FILES = ("samples.jsonl", "curves.json", "summary.json")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, organism_tokenizer):
+    path = tmp_path_factory.mktemp("tiny") / "qwen3"
+    model = tiny_model("qwen3")
+    model.config.eos_token_id = organism_tokenizer.eos_token_id
+    model.config.pad_token_id = organism_tokenizer.pad_token_id
+    model.generation_config.eos_token_id = organism_tokenizer.eos_token_id
+    model.save_pretrained(path)
+    organism_tokenizer.save_pretrained(path)
+    return path
+
+
+def _env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "WANDB_"))}
+    return env | {"OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def _command(model_dir, out, processes: int) -> list[str]:
+    args = ["-m", "lprecover.cli", "eval", f"model.name_or_path={model_dir}", *ARGS, f"output_dir={out}"]
+    if processes == 1:
+        return [sys.executable, *args]
+    return [ACCELERATE, "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1", *args]
+
+
+def _run(model_dir, out, processes: int) -> str:
+    done = subprocess.run(_command(model_dir, out, processes), env=_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stderr
+
+
+@pytest.fixture(scope="module")
+def single(model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("single") / "eval"
+    _run(model_dir, out, 1)
+    return out
+
+
+def test_two_processes_write_what_one_process_writes(model_dir, single, tmp_path):
+    out = tmp_path / "two"
+    _run(model_dir, out, 2)
+    for name in FILES:
+        assert (out / name).read_bytes() == (single / name).read_bytes(), name
+    assert not list(out.glob("samples.shard-*"))  # merged, and the shards removed
+    records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(records) == 48 * 3 + 48 * 4
+    assert {r["mode"] for r in records} == {"sequential", "parallel"}
+
+
+def test_a_killed_launch_resumes_with_nothing_lost(model_dir, single, tmp_path):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(
+        _command(model_dir, out, 2),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def written() -> int:
+        return sum(p.read_text().count("\n") for p in out.glob("samples.shard-*.jsonl"))
+
+    deadline = time.time() + 300
+    while time.time() < deadline and written() < 40:
+        time.sleep(0.2)
+    launcher = psutil.Process(proc.pid)
+    workers = launcher.children(recursive=True)  # they run in process groups of their own
+    for p in [*workers, launcher]:
+        p.send_signal(signal.SIGKILL)
+    proc.wait()
+    psutil.wait_procs(workers, timeout=30)
+    partial = written()
+    assert 40 <= partial < 48 * 7, "the kill should land mid-run"
+    assert len(list(out.glob("samples.shard-*.jsonl"))) == 2 and not (out / "summary.json").exists()
+
+    log = _run(model_dir, out, 2)
+    assert log.count(f"Evaluation: {partial} records reused") == 2  # each process reads both shards back
+    for name in FILES:
+        assert (out / name).read_bytes() == (single / name).read_bytes(), name
