@@ -7,7 +7,7 @@ generates every budget from scratch. The records must be identical; the bench ch
 
     python bench/one_pass_eval.py                    # 16 problems, budgets 32..512, answer caps 16 and 64, 1 round
     python bench/one_pass_eval.py problems=32 rounds=2 answer_max_tokens=[64] gsm8k=../shared/data/gsm8k/test.jsonl
-    .venv-vllm/bin/python bench/one_pass_eval.py engine=vllm       # the same on vLLM (prefix caching)
+    .venv-vllm/bin/python bench/one_pass_eval.py engine=vllm model=$HOME/.cache/lprecover/smollm2-135m-instruct
 
 Goal (issue 15): at least 1.8x faster end to end. Thinking costs 32 + 64 + ... + 512 = 992 tokens per problem
 against 512 in one pass (1.94x). The answer phases are the same work in both (except that budgets whose thinking
@@ -25,7 +25,13 @@ from pathlib import Path
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lprecover.evaluation.run import EvalConfig, run_eval
-from lprecover.smollm2 import ensure_smollm2
+
+
+def ensure_smollm2():
+    from lprecover.smollm2 import ensure_smollm2 as ensure
+
+    return ensure()
+
 
 DEFAULT_GSM8K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k" / "test.jsonl"
 
@@ -39,7 +45,8 @@ def main(argv: list[str]) -> int:
     budgets = json.loads(opts.get("budgets", "[32, 64, 128, 256, 512]"))
     caps = json.loads(opts.get("answer_max_tokens", "[16, 64]"))
     engine = opts.get("engine", "hf")
-    path = ensure_smollm2()
+    # The vLLM environment lacks the packages that build the SmolLM2 copy: pass model=PATH there (the cached copy).
+    path = opts.get("model") or ensure_smollm2()
     tok = AutoTokenizer.from_pretrained(path)
     if engine == "vllm":  # run with the vLLM environment's python (README: vLLM)
         from lprecover.evaluation.engines import VLLMEngine

@@ -146,6 +146,14 @@ CASES = [
     ("train", [*TRAIN, "train.learning_rate=-1"], "train.learning_rate must be positive"),
     ("train", [*TRAIN, "resume=/nonexistent"], "resume must be auto, never, or an existing checkpoint"),
     ("train", [*TRAIN, "method=ppo"], "Unknown method 'ppo'"),
+    ("train", [*TRAIN, "distill.use_vllm=true"], "distill.use_vllm is for on-policy distillation"),
+    ("train", [*TRAIN, "distill.vllm.mode=server"], "distill.vllm is set but distill.use_vllm is false"),
+    (
+        "train",
+        [*TRAIN, "recipe=distill_onpolicy", "distill.use_vllm=true", "distill.vllm.gpu_util=0.3"],
+        "Unknown distill.vllm keys ['gpu_util']; TRL's vLLM options are: ",
+    ),
+    ("train", [*TRAIN, "recipe=distill_onpolicy", "distill.use_vllm=true"], "vLLM is not installed: pip install"),
     # data
     ("data", [*DATA, "source=gsm8k", "path={d}/mal.jsonl"], "Line 2 of path '{d}/mal.jsonl' is not JSON"),
     ("data", [*DATA, "source=gsm8k", "path={d}/empty.jsonl"], "path '{d}/empty.jsonl' holds no rows"),
@@ -217,7 +225,7 @@ def _boom(*args, **kwargs):
 @pytest.mark.parametrize(
     "command, target, args",
     [
-        ("eval", "lprecover.evaluation.engines.budget_forced_generate", [*EVAL, *ORGANISM_EVAL]),
+        ("eval", "lprecover.evaluation.engines.generate_at_budgets", [*EVAL, *ORGANISM_EVAL]),
         ("prune", "lprecover.pruning.cli.prune_model", [*PRUNE, "prune.method=tail", "prune.n_layers=1"]),
         ("data", "data_prep.build.near_duplicates", [*DATA, "source=organism", "organism.n=20"]),
         ("train", "lprecover.train.build_trainer", [*TRAIN, "data.dataset={t}/train.jsonl"]),
@@ -245,7 +253,7 @@ def test_internal_error_exits_1_with_its_traceback(inputs, tmp_path):
         "from lprecover.cli import main\n"
         "def boom(*a, **k):\n"
         "    raise ValueError('an internal error deep inside')\n"
-        "engines.budget_forced_generate = boom\n"
+        "engines.generate_at_budgets = boom\n"
         f"sys.exit(main({argv!r}))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)

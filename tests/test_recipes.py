@@ -123,3 +123,18 @@ def test_recipe_trains_the_right_weights(name, teacher_path, tmp_path):
         t_model = getattr(trainer, "teacher", None) or trainer.teacher_model
         assert not t_model.training
         assert all(torch.equal(p, teacher_before[n]) for n, p in t_model.named_parameters()), "teacher moved"
+
+
+def test_onpolicy_vllm_options_reach_trl():
+    """distill.use_vllm and distill.vllm.KEY become TRL's use_vllm and vllm_KEY; without them, no vLLM field moves."""
+    from lprecover.recovery.onpolicy import onpolicy_args
+
+    argv = ["recipe=distill_onpolicy", "distill.use_vllm=true", "distill.vllm.mode=server"]
+    argv += ["distill.vllm.server_base_url=http://gen-node:8000", "distill.vllm.server_timeout=600"]
+    cfg = load_config(RecoveryConfig, argv, recipe_key="recipe")
+    args = onpolicy_args(cfg.train, cfg.distill, "/tmp/unused", "none")
+    assert (args.use_vllm, args.vllm_mode, args.vllm_server_base_url) == (True, "server", "http://gen-node:8000")
+    assert args.vllm_server_timeout == 600
+    plain = load_config(RecoveryConfig, ["recipe=distill_onpolicy"], recipe_key="recipe")
+    default = onpolicy_args(plain.train, plain.distill, "/tmp/unused", "none")
+    assert not default.use_vllm and default.vllm_mode == type(args).__dataclass_fields__["vllm_mode"].default

@@ -2,7 +2,9 @@
 
 The student samples up to ``distill.max_new_tokens`` tokens for each prompt at ``distill.temperature``; the loss is
 TRL's generalized JSD between teacher and student on those tokens (``distill.divergence`` picks beta). Offline
-data only supplies the prompts.
+data only supplies the prompts. With ``distill.use_vllm=true`` the student generates with vLLM through TRL (its
+``vllm_*`` options as ``distill.vllm.KEY``: ``mode=colocate`` shares the training GPUs, ``mode=server`` talks to a
+``trl vllm-serve`` started beside the run); the transformers path stays the default.
 """
 
 from trl import DistillationConfig, DistillationTrainer
@@ -18,6 +20,7 @@ def onpolicy_args(train: TrainConfig, settings: DistillSettings, output_dir: str
         beta=settings.jsd_beta,
         temperature=settings.temperature,
         max_completion_length=settings.max_new_tokens,
+        **settings.vllm_args(),
     )
 
 

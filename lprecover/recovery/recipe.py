@@ -5,9 +5,11 @@ the layers around the pruned gap). The model and data come from config groups (`
 spec from ``prune.*``, or ``student=PATH`` for a checkpoint that is already pruned.
 """
 
+import importlib.util
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from data_prep.build import OrganismData
 from data_prep.sources import SOURCES
@@ -104,8 +106,20 @@ class DistillSettings:
     hidden_loss: str = field(default="mse", metadata={"help": "mse (scaled by the teacher's norm) or cosine."})
     hidden_weight: float = field(default=1.0, metadata={"help": "Weight of the hidden-state loss (distill_hidden)."})
     max_new_tokens: int = field(default=256, metadata={"help": "On-policy: tokens the student generates."})
+    use_vllm: bool = field(
+        default=False,
+        metadata={"help": "On-policy: the student generates with vLLM (TRL's use_vllm; the vllm extra, GPUs)."},
+    )
+    vllm: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "On-policy with use_vllm: TRL's vllm_* options without the prefix, e.g. {mode: server, "
+            "server_base_url: 'http://host:8000'} or {mode: colocate, gpu_memory_utilization: 0.3}."
+        },
+    )
 
     def __post_init__(self):
+        self._check_vllm()
         if self.divergence not in DIVERGENCES:
             raise ValueError(f"distill.divergence must be one of {', '.join(DIVERGENCES)}, got '{self.divergence}'.")
         if not 0 < self.beta < 1 and self.divergence == "jsd":
@@ -116,6 +130,31 @@ class DistillSettings:
             raise ValueError("distill.kd_weight, ce_weight and hidden_weight must not be negative.")
         if self.hidden_loss not in HIDDEN_LOSSES:
             raise ValueError(f"distill.hidden_loss must be one of {', '.join(HIDDEN_LOSSES)}.")
+
+    def _check_vllm(self) -> None:
+        if self.vllm and not self.use_vllm:
+            raise ValueError("distill.vllm is set but distill.use_vllm is false; set distill.use_vllm=true to use it.")
+        if not self.use_vllm:
+            return
+        from trl import DistillationConfig
+
+        known = sorted(f.name[len("vllm_") :] for f in fields(DistillationConfig) if f.name.startswith("vllm_"))
+        unknown = sorted(set(self.vllm) - set(known))
+        if unknown:
+            raise ValueError(f"Unknown distill.vllm keys {unknown}; TRL's vLLM options are: {', '.join(known)}.")
+
+    def check_vllm_installed(self) -> None:
+        """Refuse ``use_vllm`` in colocate mode (vLLM in this process) where vLLM is not installed."""
+        if self.use_vllm and self.vllm.get("mode", "colocate") == "colocate" and not importlib.util.find_spec("vllm"):
+            raise ValueError(
+                "distill.use_vllm=true generates with vLLM in this process, and vLLM is not installed: "
+                "pip install -e '.[vllm]' (on a GPU machine), or point distill.vllm.mode=server at a running "
+                "`trl vllm-serve`."
+            )
+
+    def vllm_args(self) -> dict:
+        """TRL's DistillationConfig fields for generation with vLLM (none unless ``use_vllm``)."""
+        return {"use_vllm": True, **{f"vllm_{k}": v for k, v in self.vllm.items()}} if self.use_vllm else {}
 
     @property
     def jsd_beta(self) -> float:
@@ -183,6 +222,12 @@ class RecoveryConfig:
             raise ValueError(f"report_to must be auto, wandb or none, got '{self.report_to}'.")
         if self.resume not in ("auto", "never") and not Path(self.resume).is_dir():
             raise ValueError(f"resume must be auto, never, or an existing checkpoint folder; '{self.resume}' is none.")
+        if self.distill.use_vllm and self.method != "distill_onpolicy":
+            raise ValueError(
+                f"distill.use_vllm is for on-policy distillation (recipe=distill_onpolicy); method {self.method} "
+                "generates nothing during training."
+            )
+        self.distill.check_vllm_installed()
         bad = [f for f in self.evaluate_at if not 0 < f < 1]
         if bad:
             raise ValueError(f"evaluate_at takes fractions of train.max_steps strictly between 0 and 1; got {bad}.")
