@@ -6,7 +6,7 @@ import sys
 import time
 
 import pytest
-from tiny_models import tiny_model
+from tiny_models import save_organism_tiny, tiny_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lprecover.cli import main
@@ -16,14 +16,7 @@ from lprecover.evaluation.run import EvalConfig, run_eval, think_format
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory, organism_tokenizer):
-    path = tmp_path_factory.mktemp("tiny_qwen3")
-    model = tiny_model("qwen3")
-    model.config.eos_token_id = organism_tokenizer.eos_token_id
-    model.config.pad_token_id = organism_tokenizer.pad_token_id
-    model.generation_config.eos_token_id = organism_tokenizer.eos_token_id
-    model.save_pretrained(path)
-    organism_tokenizer.save_pretrained(path)
-    return path
+    return save_organism_tiny(tmp_path_factory.mktemp("tiny_qwen3"), organism_tokenizer)
 
 
 def test_budget_forcing_caps_and_closes_thinking(tiny_dir):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from tiny_models import tiny_model
+from tiny_models import save_organism_tiny
 
 pytestmark = pytest.mark.slow
 
@@ -23,14 +23,7 @@ FILES = ("samples.jsonl", "curves.json", "summary.json")
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, organism_tokenizer):
-    path = tmp_path_factory.mktemp("tiny") / "qwen3"
-    model = tiny_model("qwen3")
-    model.config.eos_token_id = organism_tokenizer.eos_token_id
-    model.config.pad_token_id = organism_tokenizer.pad_token_id
-    model.generation_config.eos_token_id = organism_tokenizer.eos_token_id
-    model.save_pretrained(path)
-    organism_tokenizer.save_pretrained(path)
-    return path
+    return save_organism_tiny(tmp_path_factory.mktemp("tiny") / "qwen3", organism_tokenizer)
 
 
 def _env() -> dict:

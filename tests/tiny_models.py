@@ -180,3 +180,14 @@ def tiny_model(family: str, seed: int = 0, dtype: torch.dtype = torch.float32):
     torch.manual_seed(seed)
     config = {**FAMILIES, **LAYOUT_FAMILIES}[family]()
     return AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
+
+
+def save_organism_tiny(path, tokenizer):
+    """A tiny random Qwen3 with the organism's tokenizer, saved as a checkpoint at ``path`` (returned)."""
+    model = tiny_model("qwen3")
+    model.config.eos_token_id = tokenizer.eos_token_id
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
