@@ -71,11 +71,14 @@ def test_a_killed_launch_resumes_with_nothing_lost(model_dir, single, tmp_path):
         stderr=subprocess.DEVNULL,
     )
 
+    def lines() -> list[int]:
+        return [p.read_text().count("\n") for p in sorted(out.glob("samples.shard-*.jsonl"))]
+
     def written() -> int:
-        return sum(p.read_text().count("\n") for p in out.glob("samples.shard-*.jsonl"))
+        return sum(lines())
 
     deadline = time.time() + 300
-    while time.time() < deadline and written() < 40:
+    while time.time() < deadline and not (len(lines()) == 2 and min(lines()) >= 20):  # both processes under way
         time.sleep(0.2)
     launcher = psutil.Process(proc.pid)
     workers = launcher.children(recursive=True)  # they run in process groups of their own
