@@ -92,7 +92,6 @@ class SampleStore:
         write_file(self.main, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
         for path in shards:
             path.unlink()
-        self.path = self.main
         return records
 
 

@@ -27,7 +27,7 @@ from lprecover.evaluation.metrics import (
     scaling_slope,
 )
 from lprecover.evaluation.processes import Processes
-from lprecover.evaluation.records import SampleStore, one_setting, prompt_hash, record_key
+from lprecover.evaluation.records import SampleStore, one_setting, prompt_hash
 from lprecover.evaluation.scoring import answers_match, canonical, extract_answer
 from lprecover.evaluation.tasks import Task, check_task, load_task
 from lprecover.log import get_logger, progress
@@ -260,7 +260,7 @@ def _run_jobs(store, engine, tokenizer, fmt, task, mode, budgets, jobs, cfg, tem
         records = _generate_records(
             engine, tokenizer, fmt, task, mode, budgets, pending[start : start + chunk], cfg, temperature
         )
-        store.append([r for r in records if record_key(r) not in store])
+        store.append(records)  # the store keeps only the records it lacks
 
 
 def _mean(values) -> float:
