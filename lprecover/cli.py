@@ -24,6 +24,10 @@ COMMANDS = {
     "compare": ("lprecover.compare", "Overlay the scaling curves of teacher, pruned and recovered runs; report.md."),
     "export": ("lprecover.export", "Merge, verify and card a recovered checkpoint (optionally push it to the hub)."),
     "analyze": ("lprecover.analysis", "Trace analysis: self-BLEU, reflection markers, repetition, thinking length."),
+    "teacher-logits": (
+        "lprecover.recovery.teacher_logits",
+        "Store the teacher's top-k log-probabilities over a recipe's data once, for distill.teacher_logits=DIR.",
+    ),
     "train": (
         "lprecover.train",
         "Recover a pruned model with a recipe (SFT, LoRA, distillation); = lprecover/train.py.",

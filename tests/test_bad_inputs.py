@@ -154,6 +154,24 @@ CASES = [
         "Unknown distill.vllm keys ['gpu_util']; TRL's vLLM options are: ",
     ),
     ("train", [*TRAIN, "recipe=distill_onpolicy", "distill.use_vllm=true"], "vLLM is not installed: pip install"),
+    ("train", [*TRAIN, "recipe=distill", "distill.teacher_logits={d}/notarun"], "holds no finished store"),
+    (
+        "train",
+        [*TRAIN, "recipe=distill_hidden", "distill.teacher_logits={d}"],
+        "distill_hidden needs the teacher itself",
+    ),
+    ("train", [*TRAIN, "distill.teacher_logits={d}/notarun"], "method sft needs no teacher: drop the key"),
+    # teacher-logits
+    ("teacher-logits", ["recipe=distill", "student={d}/tiny"], "store.out is required"),
+    ("teacher-logits", ["recipe=sft_short", "store.out={out}"], "recipe sft_short has method sft"),
+    ("teacher-logits", ["recipe=distill", "store.out={out}", "store.dtype=int8"], "store.dtype must be one of"),
+    ("teacher-logits", ["recipe=distill", "store.out={out}", "store.k=0"], "store.k and store.rows_per_shard must"),
+    (
+        "teacher-logits",
+        ["recipe=distill", "store.out={out}", "distill.teacher_logits={d}"],
+        "distill.teacher_logits is what training reads",
+    ),
+    ("teacher-logits", ["recipe=distill", "store.out={out}", "student=/nonexistent"], "student '/nonexistent' is not"),
     # data
     ("data", [*DATA, "source=gsm8k", "path={d}/mal.jsonl"], "Line 2 of path '{d}/mal.jsonl' is not JSON"),
     ("data", [*DATA, "source=gsm8k", "path={d}/empty.jsonl"], "path '{d}/empty.jsonl' holds no rows"),

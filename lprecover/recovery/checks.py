@@ -69,8 +69,18 @@ def check_models(cfg: RecoveryConfig) -> None:
                 border_layers(student.config, cfg.partial.width)
     except ValueError as e:  # UnsupportedModelError included
         raise ConfigError(str(e)) from None
-    if cfg.distills:
+    if cfg.distill.teacher_logits:
+        check_store(cfg, student.config)
+    elif cfg.distills:
         check_teacher(cfg, student.config)
+
+
+def check_store(cfg: RecoveryConfig, student_config) -> None:
+    """A finished teacher-logit store, at the recipe's temperature, for the student's vocabulary."""
+    from lprecover.recovery.teacher_logits import StoredTeacher
+
+    store = StoredTeacher(cfg.distill.teacher_logits)
+    store.check(cfg.distill.temperature, student_config.get_text_config().vocab_size)
 
 
 def check_teacher(cfg: RecoveryConfig, student_config) -> None:

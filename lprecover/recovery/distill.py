@@ -11,7 +11,8 @@ Every term is a sum over the labelled (assistant) tokens divided by the batch's 
 gradient accumulation and data parallelism weight them alike; H is taken at the positions whose logits are
 distilled, those that predict a labelled token. ``distill_loss`` computes the loss from both models' outputs.
 The teacher is frozen and in eval mode; under ZeRO-3 it is sharded as a DeepSpeed inference engine rather than
-copied whole onto each device.
+copied whole onto each device. With ``distill.teacher_logits`` no teacher runs: D is taken between the student and
+the teacher's stored top k plus a tail bucket (``teacher_logits``).
 """
 
 import inspect
@@ -27,6 +28,7 @@ from trl.experimental.gkd import GKDTrainer  # noqa: E402
 from trl.models.utils import prepare_deepspeed  # noqa: E402
 
 from lprecover.recovery.recipe import DistillSettings  # noqa: E402
+from lprecover.recovery.teacher_logits import StoredTeacher, TopK, buckets  # noqa: E402
 from lprecover.surgery import find_blocks, kept_to_original  # noqa: E402
 
 
@@ -76,9 +78,15 @@ def predicting_positions(labels: torch.Tensor) -> torch.Tensor:
     return (labels[:, 1:] != -100).any(0).nonzero().squeeze(1)
 
 
+def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
+    """Whether the model's forward can project onto the vocabulary at chosen positions only (``logits_to_keep``)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(type(base).forward).parameters
+
+
 def distill_loss(
     student_logits: torch.Tensor,
-    teacher_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | TopK,
     labels: torch.Tensor,
     settings: DistillSettings,
     num_items_in_batch=None,
@@ -87,7 +95,9 @@ def distill_loss(
     """The loss of one micro-batch, and each term's per-token mean over the micro-batch's labelled tokens (to log).
 
     Args:
-        student_logits, teacher_logits: ``[batch, positions, vocab]`` at ``predicting_positions(labels)`` only.
+        student_logits, teacher_logits: ``[batch, positions, vocab]`` at ``predicting_positions(labels)`` only; or,
+            from a store (``distill.teacher_logits``), the teacher's top k at the selected positions, whose
+            divergence is taken over k + 1 buckets (see ``teacher_logits``).
         labels: ``[batch, length]`` as SFTTrainer's collator gives them (unshifted; -100 where nothing is learnt).
         num_items_in_batch: the denominator, labelled tokens across the accumulated batch and the devices;
             default: this micro-batch's.
@@ -98,18 +108,29 @@ def distill_loss(
     targets = labels[:, 1:][:, predicting_positions(labels)]
     selected = targets != -100
     student_logits = student_logits[selected]  # [tokens, vocab]
-    teacher_logits = teacher_logits[selected].to(student_logits.dtype)
+    stored = isinstance(teacher_logits, TopK)
+    if stored and teacher_logits.ids.shape[0] != student_logits.shape[0]:
+        raise ValueError(
+            f"The store gave {teacher_logits.ids.shape[0]} positions for a batch with {student_logits.shape[0]}."
+        )
+    if not stored:
+        teacher_logits = teacher_logits[selected].to(student_logits.dtype)
     local_tokens = selected.sum().clamp(min=1)
     n_tokens = local_tokens if num_items_in_batch is None else num_items_in_batch
     n_tokens = torch.as_tensor(n_tokens, device=labels.device).clamp(min=1)
 
     terms = {}
     if s.kd_weight > 0:
+        student, teacher, temperature = student_logits, teacher_logits, s.temperature
+        if stored:  # the store holds log-probabilities at the recipe's temperature: bucket the student's alike
+            wide = student_logits.to(torch.promote_types(student_logits.dtype, torch.float32))
+            student, teacher = buckets(F.log_softmax(wide / temperature, -1), teacher_logits)
+            temperature = 1.0
         divergence = GKDTrainer.generalized_jsd_loss(
-            student_logits,
-            teacher_logits,
+            student,
+            teacher,
             beta=s.jsd_beta,
-            temperature=s.temperature,
+            temperature=temperature,
             num_items_in_batch=n_tokens,
         )
         terms["kd"] = (s.kd_weight, divergence * s.temperature**2)
@@ -132,24 +153,38 @@ class DistillTrainer(SFTTrainer):
     """SFTTrainer whose loss distils a frozen teacher into the (pruned) student.
 
     Args:
-        teacher: the teacher model, on CPU or already on device.
+        teacher: the teacher model, on CPU or already on device; or None with ``stored``.
+        stored: the teacher's stored top-k log-probabilities (``distill.teacher_logits``) instead of the teacher.
         settings: the recipe's ``distill`` section.
         hidden: also match hidden states (``method=distill_hidden``).
     """
 
-    def __init__(self, *args, teacher, settings: DistillSettings, hidden: bool = False, **kwargs):
+    def __init__(
+        self,
+        *args,
+        teacher=None,
+        settings: DistillSettings,
+        hidden: bool = False,
+        stored: StoredTeacher | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.settings = settings
-        teacher.requires_grad_(False)
-        teacher.eval()
-        if self.is_deepspeed_enabled:
-            self.teacher = prepare_deepspeed(teacher, self.accelerator)
+        self.stored = stored
+        if stored is not None:
+            # Refused now, not at the first batch the store lacks: data or train settings other than the store's.
+            stored.check_covers(self.train_dataset, self.data_collator)
+            self.teacher = None
         else:
-            self.teacher = self.accelerator.prepare_model(teacher, evaluation_mode=True)
+            teacher.requires_grad_(False)
+            teacher.eval()
+            if self.is_deepspeed_enabled:
+                self.teacher = prepare_deepspeed(teacher, self.accelerator)
+            else:
+                self.teacher = self.accelerator.prepare_model(teacher, evaluation_mode=True)
         student = self.accelerator.unwrap_model(self.model)
         self.layer_map = kept_to_original(student.config) if hidden else None
-        base = student.get_base_model() if hasattr(student, "get_base_model") else student
-        self.logits_to_keep = "logits_to_keep" in inspect.signature(type(base).forward).parameters
+        self.logits_to_keep = accepts_logits_to_keep(student)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
@@ -164,12 +199,18 @@ class DistillTrainer(SFTTrainer):
 
         with layer_outputs(self.accelerator.unwrap_model(model)) if want_hidden else nullcontext() as student_states:
             outputs = model(**model_inputs)
-        with torch.no_grad():
-            teacher_net = self.accelerator.unwrap_model(self.teacher)
-            with layer_outputs(teacher_net) if want_hidden else nullcontext() as teacher_states:
-                teacher_logits = self.teacher(**model_inputs).logits
+        teacher_states = None
+        if self.stored is not None:
+            teacher_logits = self.stored.lookup(inputs, labels.device)
+        else:
+            with torch.no_grad():
+                teacher_net = self.accelerator.unwrap_model(self.teacher)
+                with layer_outputs(teacher_net) if want_hidden else nullcontext() as teacher_states:
+                    teacher_logits = self.teacher(**model_inputs).logits
+            if not self.logits_to_keep:
+                teacher_logits = teacher_logits[:, keep]
         if not self.logits_to_keep:
-            outputs.logits, teacher_logits = outputs.logits[:, keep], teacher_logits[:, keep]
+            outputs.logits = outputs.logits[:, keep]
         hidden = (student_states, teacher_states, self.layer_map) if want_hidden else None
         loss, logged = distill_loss(outputs.logits, teacher_logits, labels, self.settings, num_items_in_batch, hidden)
         # As in SFTTrainer: with the global token count as denominator, DDP's gradient mean must be undone.

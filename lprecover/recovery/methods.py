@@ -2,7 +2,8 @@
 
 method            loss                                         trainer
 sft               cross-entropy on the assistant turn          TRL SFTTrainer
-distill           logit KD (+ CE) from the teacher             DistillTrainer (SFTTrainer subclass)
+distill           logit KD (+ CE) from the teacher, online or  DistillTrainer (SFTTrainer subclass)
+                  from its stored top-k (distill.teacher_logits)
 distill_hidden    logit KD + per-layer hidden-state matching   DistillTrainer
 distill_onpolicy  KD on the student's own samples              TRL DistillationTrainer
 
@@ -23,6 +24,7 @@ from lprecover.recovery.packing import use_varlen_attention
 from lprecover.recovery.partial import freeze_all_but_border
 from lprecover.recovery.recipe import RecoveryConfig
 from lprecover.recovery.sft import has_generation_markers, sft_args, sft_trainer
+from lprecover.recovery.teacher_logits import StoredTeacher
 
 logger = get_logger(__name__)
 
@@ -55,6 +57,12 @@ def build_trainer(cfg: RecoveryConfig, student_dir: str, dataset, output_dir: Pa
 
     if cfg.method == "sft":
         return sft_trainer(student, tokenizer, dataset, args)
+    if cfg.distill.teacher_logits:
+        stored = StoredTeacher(cfg.distill.teacher_logits)
+        logger.info("distill: the teacher's top %d from %s (no teacher loaded)", stored.manifest["k"], stored.folder)
+        return sft_trainer(
+            student, tokenizer, dataset, args, trainer_class=DistillTrainer, stored=stored, settings=cfg.distill
+        )
     teacher = load_model(teacher_model_config(cfg, student.config))
     if packed:
         use_varlen_attention(teacher)

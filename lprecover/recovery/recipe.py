@@ -93,7 +93,8 @@ class DistillSettings:
     plus ``ce_weight`` times the cross-entropy on the data. Hidden states (``method=distill_hidden``): every kept
     student layer's output matches its original teacher layer, by ``hidden_loss``, weighted ``hidden_weight``.
     On-policy (``method=distill_onpolicy``): the student samples up to ``max_new_tokens`` at ``temperature`` and the
-    teacher scores them (TRL's DistillationTrainer).
+    teacher scores them (TRL's DistillationTrainer). Stored (``teacher_logits=DIR``, ``method=distill``): the loss
+    reads the teacher's top-k log-probabilities from a store instead of running the teacher.
     """
 
     divergence: str = field(default="forward_kl", metadata={"help": f"One of: {', '.join(DIVERGENCES)}."})
@@ -105,6 +106,13 @@ class DistillSettings:
     ce_weight: float = field(default=0.0, metadata={"help": "Weight of the cross-entropy on the data's tokens."})
     hidden_loss: str = field(default="mse", metadata={"help": "mse (scaled by the teacher's norm) or cosine."})
     hidden_weight: float = field(default=1.0, metadata={"help": "Weight of the hidden-state loss (distill_hidden)."})
+    teacher_logits: str | None = field(
+        default=None,
+        metadata={
+            "help": "method=distill: a store written by `lprecover teacher-logits` with this run's data and train "
+            "settings; the loss reads the teacher's top-k log-probabilities from it and no teacher is loaded."
+        },
+    )
     max_new_tokens: int = field(default=256, metadata={"help": "On-policy: tokens the student generates."})
     use_vllm: bool = field(
         default=False,
@@ -228,6 +236,11 @@ class RecoveryConfig:
                 "generates nothing during training."
             )
         self.distill.check_vllm_installed()
+        if self.distill.teacher_logits and self.method != "distill":
+            raise ValueError(
+                f"distill.teacher_logits holds the teacher's output distributions, which method distill reads; method "
+                f"{self.method} needs {'the teacher itself' if self.distills else 'no teacher'}: drop the key."
+            )
         bad = [f for f in self.evaluate_at if not 0 < f < 1]
         if bad:
             raise ValueError(f"evaluate_at takes fractions of train.max_steps strictly between 0 and 1; got {bad}.")

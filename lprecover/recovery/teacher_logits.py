@@ -1,0 +1,363 @@
+"""Distillation from stored teacher logits: the teacher reads the training data once, and every later distillation
+on those data reads its top-k log-probabilities from disk instead of running a second model beside the student.
+
+    lprecover teacher-logits recipe=distill store.out=runs/logits-k64 store.k=64      (the recipe's data and train.*)
+    accelerate launch lprecover/train.py recipe=distill distill.teacher_logits=runs/logits-k64
+
+What is stored. The rows go through the trainer's own data path (SFTTrainer's chat template, assistant-only labels,
+truncation and packing), so the stored sequences are exactly those training sees. Each sequence (a segment of a
+packed row, or an unpacked row) is keyed by a hash of its token ids and label mask. For every position whose logit
+predicts a labelled token, the store keeps the teacher's k most likely token ids (int32), their log-probabilities
+at ``distill.temperature`` (float16 by default), and the log of the probability mass outside them (the tail).
+
+The loss with k < vocabulary. Both distributions are coarsened to k + 1 buckets: the teacher's k tokens, and one
+bucket holding everything else (for the student: the log-sum-exp of its log-probabilities outside those k). The
+divergence (TRL's generalized JSD, as online) is taken between the bucket distributions. So the mass outside the
+top k is matched as a whole, never dropped: a student that puts more mass outside the teacher's top k than the
+teacher does pays for it, while how that mass spreads over the tail is not trained. By the data-processing
+inequality the bucketed divergence is at most the full one; it equals it when the student's tail is proportional to
+the teacher's, and when k is the whole vocabulary. An empty tail's log-mass is floored at ``FLOOR`` (-1e4), where
+``exp`` is exactly 0 in float32, so k = vocabulary gives online distillation's loss (tested to 1e-5).
+
+Files in the store folder: ``config.yaml`` (what made it; a relaunch with other settings is refused),
+``shard-NNNNN.safetensors`` (rows ``[i * R, (i + 1) * R)`` of the prepared dataset, each written whole), and
+``manifest.json`` (written last; a store without it is unfinished). A relaunch computes only the missing shards.
+"""
+
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save as safetensors_bytes
+
+from lprecover.atomic import write_file
+from lprecover.config import ConfigError, load_config, recipe_choices, reuse_or_refuse, save_settings, to_dict
+from lprecover.log import get_logger
+from lprecover.recovery.recipe import RecoveryConfig
+
+logger = get_logger(__name__)
+
+FLOOR = -1e4  # log-mass of an empty bucket: exp(FLOOR) is 0 in float32, and 0 * (FLOOR - x) stays finite
+MANIFEST = "manifest.json"
+FORMAT = 1
+DTYPES = {"float16": torch.float16, "float32": torch.float32}
+
+
+class TopK(NamedTuple):
+    """The teacher at N distilled positions: ``ids`` and ``logprobs`` ``[N, k]``, ``tail`` (log-mass outside) ``[N]``."""
+
+    ids: torch.Tensor
+    logprobs: torch.Tensor
+    tail: torch.Tensor
+
+    @classmethod
+    def empty(cls, k: int) -> "TopK":
+        return cls(torch.zeros(0, k, dtype=torch.int32), torch.zeros(0, k), torch.zeros(0))
+
+
+def top_k(logprobs: torch.Tensor, k: int) -> TopK:
+    """The k most likely tokens of each row of ``logprobs`` ``[N, vocab]`` and the log-mass outside them."""
+    values, ids = logprobs.topk(k, dim=-1)
+    return TopK(ids, values.clamp(min=FLOOR), outside(logprobs, ids))
+
+
+def outside(logprobs: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Log of the probability mass of each row of ``logprobs`` outside ``ids``, floored at ``FLOOR``."""
+    return logprobs.scatter(-1, ids, float("-inf")).logsumexp(-1).clamp(min=FLOOR)
+
+
+def buckets(student_logprobs: torch.Tensor, teacher: TopK) -> tuple[torch.Tensor, torch.Tensor]:
+    """Student and teacher as ``[N, k + 1]`` log-probabilities: the teacher's top k tokens, then the rest."""
+    s_top = student_logprobs.gather(-1, teacher.ids)
+    s = torch.cat([s_top, outside(student_logprobs, teacher.ids)[:, None]], -1)
+    t = torch.cat([teacher.logprobs, teacher.tail[:, None]], -1).to(s.dtype)
+    return s, t
+
+
+def sequence_key(ids: torch.Tensor, labelled: torch.Tensor) -> bytes:
+    digest = hashlib.blake2b(ids.to(torch.int64).cpu().numpy().tobytes(), digest_size=16)
+    digest.update(labelled.to(torch.uint8).cpu().numpy().tobytes())
+    return digest.digest()
+
+
+def sequences(batch: dict) -> list[tuple[bytes, int]]:
+    """The batch's sequences that have distilled positions, in the order ``distill_loss`` selects positions (row by
+    row, left to right), each as (key, number of positions predicting a labelled token).
+
+    Packed rows (``position_ids``) split where the position id returns to 0; unpacked rows end at their padding.
+    """
+    ids, labels, pos = batch["input_ids"], batch["labels"], batch.get("position_ids")
+    found = []
+    for r in range(ids.shape[0]):
+        if pos is not None:
+            starts = (pos[r] == 0).nonzero().flatten().tolist()
+            bounds = zip(starts, [*starts[1:], ids.shape[1]])
+        else:
+            mask = batch.get("attention_mask")
+            bounds = [(0, int(mask[r].sum()) if mask is not None else ids.shape[1])]
+        for a, b in bounds:
+            labelled = labels[r, a:b] != -100
+            n = int(labelled[1:].sum())  # position t predicts t + 1; a sequence's first token is never labelled
+            if n:
+                found.append((sequence_key(ids[r, a:b], labelled), n))
+    return found
+
+
+class StoredTeacher:
+    """A finished store, opened for reading: ``lookup(batch)`` gives the teacher's top k at the batch's positions."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        manifest = self.folder / MANIFEST
+        if not manifest.is_file():
+            raise ConfigError(
+                f"distill.teacher_logits '{folder}' holds no finished store (no {MANIFEST}). Write it with "
+                "`lprecover teacher-logits` and this recipe's overrides plus store.out=DIR; a store cut short "
+                "resumes when relaunched."
+            )
+        self.manifest = json.loads(manifest.read_text())
+        self.index: dict[bytes, tuple[int, int, int]] = {}
+        self.shards = []
+        for i, name in enumerate(self.manifest["shard_files"]):
+            shard = safe_open(str(self.folder / name), framework="pt")
+            keys, offsets = shard.get_tensor("keys").numpy(), shard.get_tensor("offsets").tolist()
+            for j, key in enumerate(keys):
+                self.index[key.tobytes()] = (i, offsets[j], offsets[j + 1])
+            self.shards.append(shard)
+
+    def check(self, temperature: float, vocab_size: int) -> None:
+        """Refuse a store made at another temperature or for another vocabulary."""
+        m = self.manifest
+        if m["temperature"] != temperature:
+            raise ConfigError(
+                f"The store '{self.folder}' holds log-probabilities at temperature {m['temperature']}, the recipe "
+                f"distils at distill.temperature={temperature}: set it to {m['temperature']} or write a new store."
+            )
+        if m["vocab_size"] != vocab_size:
+            raise ConfigError(
+                f"The store '{self.folder}' was written by a teacher with {m['vocab_size']} tokens, the student has "
+                f"{vocab_size}: distillation needs one tokenizer."
+            )
+
+    def check_covers(self, dataset, collator, batch_rows: int = 64) -> None:
+        """Refuse training data with sequences the store lacks (other data, max_length or packing)."""
+        missing = total = 0
+        for start in range(0, len(dataset), batch_rows):
+            batch = collator([dataset[i] for i in range(start, min(start + batch_rows, len(dataset)))])
+            for key, _ in sequences(batch):
+                total += 1
+                missing += key not in self.index
+        if missing:
+            raise ConfigError(
+                f"{missing} of the {total} training sequences are not in the store '{self.folder}': it was written "
+                "from other data or train settings (data.*, train.max_length, train.packing, the tokenizer). "
+                "Rewrite it with `lprecover teacher-logits` and the same overrides as this run."
+            )
+
+    def lookup(self, batch: dict, device=None) -> TopK:
+        """The teacher at the batch's distilled positions, in the order ``distill_loss`` selects them."""
+        parts = []
+        for key, n in sequences(batch):
+            if key not in self.index:
+                raise ConfigError(f"A training sequence is missing from the store '{self.folder}'.")
+            shard, a, b = self.index[key]
+            if b - a != n:
+                raise ConfigError(f"The store '{self.folder}' has {b - a} positions for a sequence with {n}.")
+            parts.append([self.shards[shard].get_slice(name)[a:b] for name in TopK._fields])
+        if not parts:
+            return TopK(*(t.to(device) for t in TopK.empty(self.manifest["k"])))
+        return TopK(*(torch.cat(col).to(device) for col in zip(*parts)))
+
+
+@dataclass
+class StoreSettings:
+    """Where and how compactly the teacher's log-probabilities are written."""
+
+    out: str = field(default="", metadata={"help": "The store folder (required); distill.teacher_logits reads it."})
+    k: int = field(default=64, metadata={"help": "Top tokens kept per position (the rest is one tail bucket)."})
+    dtype: str = field(default="float16", metadata={"help": "Log-probabilities as float16 or float32."})
+    rows_per_shard: int = field(default=256, metadata={"help": "Prepared (packed) rows per shard file."})
+    batch_size: int = field(default=0, metadata={"help": "Rows per teacher forward (0: train.per_device_batch_size)."})
+
+    def __post_init__(self):
+        if self.k < 1 or self.rows_per_shard < 1 or self.batch_size < 0:
+            raise ValueError("store.k and store.rows_per_shard must be at least 1, store.batch_size at least 0.")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"store.dtype must be one of {', '.join(DTYPES)}, got '{self.dtype}'.")
+
+
+@dataclass
+class TeacherLogitsConfig(RecoveryConfig):
+    """A distillation recipe with its overrides (data, model, teacher, train.*), plus where to store the teacher."""
+
+    store: StoreSettings = field(default_factory=StoreSettings)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.store.out:
+            raise ValueError("store.out is required: the folder the teacher's log-probabilities are written to.")
+        if self.method != "distill":
+            raise ValueError(
+                f"Stored teacher logits serve logit distillation (method distill, e.g. recipe=distill); recipe "
+                f"{self.recipe or '(none)'} has method {self.method}."
+            )
+        if self.distill.teacher_logits:
+            raise ValueError("distill.teacher_logits is what training reads; the store is written to store.out.")
+
+    def store_settings(self, teacher: str) -> dict:
+        """What the stored values depend on: a relaunch with other values is refused (overwrite=true redoes it)."""
+        return {
+            "teacher": teacher,
+            "tokenizer": self.student or self.model.name_or_path,
+            "data": to_dict(self.data),
+            "max_length": self.train.max_length,
+            "packing": self.train.packing,
+            "temperature": self.distill.temperature,
+            "k": self.store.k,
+            "dtype": self.store.dtype,
+            "rows_per_shard": self.store.rows_per_shard,
+        }
+
+
+def _teacher_pass(teacher, batch: dict, temperature: float, k: int, logits_to_keep: bool) -> TopK:
+    """The teacher's top k at the batch's distilled positions, computed as online distillation computes them."""
+    from lprecover.recovery.distill import predicting_positions
+
+    labels = batch["labels"]
+    keep = predicting_positions(labels)
+    inputs = {n: v for n, v in batch.items() if n != "labels"} | {"use_cache": False}
+    if logits_to_keep:
+        inputs["logits_to_keep"] = keep
+    logits = teacher(**inputs).logits
+    if not logits_to_keep:
+        logits = logits[:, keep]
+    selected = labels[:, 1:][:, keep] != -100
+    return top_k(F.log_softmax(logits[selected].float() / temperature, dim=-1), k)
+
+
+def _write_shard(path: Path, keys: list[bytes], counts: list[int], found: TopK, dtype, seconds: float) -> None:
+    offsets = torch.tensor([0, *counts], dtype=torch.int64).cumsum(0)
+    tensors = {
+        "keys": torch.tensor([list(key) for key in keys], dtype=torch.uint8).reshape(len(keys), 16),
+        "offsets": offsets,
+        "ids": found.ids.to(torch.int32).contiguous(),
+        "logprobs": found.logprobs.to(dtype).contiguous(),
+        "tail": found.tail.to(dtype).contiguous(),
+    }
+    metadata = {"seconds": f"{seconds:.6f}", "positions": str(int(offsets[-1]))}
+    write_file(path, safetensors_bytes(tensors, metadata=metadata))
+
+
+def write_store(cfg: TeacherLogitsConfig) -> Path:
+    """Run the teacher over the recipe's prepared training rows and store its top k; returns the store folder."""
+    from transformers import set_seed
+
+    from lprecover.modeling import default_device, load_model, load_tokenizer, read_model_config, resolve_model_path
+    from lprecover.recovery.checks import check_models, student_model_config, teacher_model_config
+    from lprecover.recovery.data import check_rows, load_training_data
+    from lprecover.recovery.distill import accepts_logits_to_keep
+    from lprecover.recovery.packing import use_varlen_attention
+    from lprecover.recovery.sft import has_generation_markers, sft_args, sft_trainer
+
+    check_models(cfg)
+    out = Path(cfg.store.out)
+    student_cfg = student_model_config(cfg)
+    student_config = read_model_config(student_cfg, cfg.student) if cfg.student else None
+    teacher_cfg = teacher_model_config(cfg, student_config)
+    teacher_path = resolve_model_path(teacher_cfg.name_or_path, "teacher")
+    settings = cfg.store_settings(teacher_path)
+    if reuse_or_refuse(out, settings, "a teacher-logit store", cfg.overwrite) == "fresh" and out.exists():
+        shutil.rmtree(out)  # overwrite=true, and the folder holds another store
+    save_settings(out, settings)
+    set_seed(cfg.train.seed)
+
+    dataset = load_training_data(cfg.data, student_cfg)
+    check_rows(dataset, cfg.method, cfg.data.dataset or f"the built {cfg.data.source} data")
+    tokenizer = load_tokenizer(student_cfg)
+    device = default_device()
+    teacher = load_model(teacher_cfg, device).eval()
+    if cfg.train.packing:
+        use_varlen_attention(teacher)
+    # The trainer's own data path (its args never train): the same tokenisation, labels, truncation and packing.
+    with tempfile.TemporaryDirectory() as scratch:
+        args = sft_args(cfg.train, scratch, "none", assistant_masks=has_generation_markers(tokenizer))
+        trainer = sft_trainer(teacher, tokenizer, dataset, args)
+    rows, collate = trainer.train_dataset, trainer.data_collator
+    per_shard, step = cfg.store.rows_per_shard, cfg.store.batch_size or cfg.train.per_device_batch_size
+    n_shards = -(-len(rows) // per_shard)
+    names = [f"shard-{i:05d}.safetensors" for i in range(n_shards)]
+    todo = [i for i, name in enumerate(names) if not (out / name).is_file()]
+    logger.info("teacher-logits: %d rows in %d shards, %d to write", len(rows), n_shards, len(todo))
+    keep_arg = accepts_logits_to_keep(teacher)
+    vocab_size = teacher.config.get_text_config().vocab_size
+    k = min(cfg.store.k, vocab_size)
+    dtype = DTYPES[cfg.store.dtype]
+    for i in todo:
+        start = time.perf_counter()
+        keys, counts, parts = [], [], [TopK.empty(k)]
+        for a in range(i * per_shard, min((i + 1) * per_shard, len(rows)), step):
+            batch = collate([rows[j] for j in range(a, min(a + step, (i + 1) * per_shard, len(rows)))])
+            batch = {n: v.to(device) if torch.is_tensor(v) else v for n, v in batch.items()}
+            with torch.no_grad():
+                found = _teacher_pass(teacher, batch, cfg.distill.temperature, k, keep_arg)
+            parts.append(TopK(*(t.cpu() for t in found)))
+            for key, n in sequences(batch):
+                keys.append(key)
+                counts.append(n)
+        found = TopK(*(torch.cat(column) for column in zip(*parts)))
+        _write_shard(out / names[i], keys, counts, found, dtype, time.perf_counter() - start)
+        logger.info("teacher-logits: shard %d/%d written", i + 1, n_shards)
+
+    total_bytes = positions = 0
+    seconds = 0.0
+    n_sequences = 0
+    for name in names:
+        with safe_open(str(out / name), framework="pt") as shard:
+            meta = shard.metadata()
+            n_sequences += shard.get_slice("keys").get_shape()[0]
+        seconds += float(meta["seconds"])
+        positions += int(meta["positions"])
+        total_bytes += (out / name).stat().st_size
+    manifest = {
+        "format": FORMAT,
+        "k": k,
+        "dtype": cfg.store.dtype,
+        "temperature": cfg.distill.temperature,
+        "vocab_size": vocab_size,
+        "teacher": teacher_path,
+        "rows": len(rows),
+        "sequences": n_sequences,
+        "positions": positions,
+        "bytes": total_bytes,
+        "bytes_per_position": total_bytes / max(positions, 1),
+        "teacher_seconds": seconds,
+        "shard_files": names,
+    }
+    write_file(out / MANIFEST, json.dumps(manifest, indent=2))
+    logger.info(
+        "teacher-logits: %d positions of %d sequences, %.1f bytes per position, teacher pass %.1f s -> %s",
+        positions,
+        n_sequences,
+        manifest["bytes_per_position"],
+        seconds,
+        out,
+    )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("-h", "--help"):
+        print(f"{__doc__}\nrecipes: {', '.join(recipe_choices())}")
+        return 0
+    write_store(load_config(TeacherLogitsConfig, argv, recipe_key="recipe"))
+    return 0
