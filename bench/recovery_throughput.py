@@ -3,7 +3,9 @@
 1. Long-CoT SFT, real (non-pad) tokens per second on the organism's mixed-length traces: our default path
    (TRL's bfd packing, padding-free, attended per sequence by ``sdpa_varlen``) against TRL's padded defaults
    (packing off, 8 rows a step, padded to the longest), and against padding at the same tokens per step.
-2. Distillation step time over SFT step time, with the teacher running online beside the student.
+2. Distillation step time over SFT step time, with the teacher running online beside the student, and with the
+   teacher's top-k log-probabilities read from a store (``lprecover teacher-logits``, written once before the
+   rounds: its bytes per token and teacher-pass time are printed).
 3. Peak memory of each case: GPU max allocated, or on CPU the growth of the process's resident high-water mark
    while training.
 
@@ -29,6 +31,7 @@ CASES = {
     "ours_packed": ("sft_longcot", []),
     "distill": ("distill", []),
     "distill_hidden": ("distill_hidden", []),
+    "distill_stored": ("distill", ["distill.teacher_logits={store}"]),
 }
 
 
@@ -53,6 +56,7 @@ def run_case(name: str, steps: int, rows: int, work: Path) -> dict:
     batch = rows if name == "trl_padded_same_tokens" else 8
     args = [f"recipe={recipe}", f"train.max_steps={steps}", f"train.per_device_batch_size={batch}"]
     args += ["train.save_steps=0", "train.logging_steps=1000", "report_to=none", f"output_dir={work / name}"]
+    overrides = [o.format(store=work / "store") for o in overrides]
     cfg = load_config(RecoveryConfig, [*args, *overrides], recipe_key="recipe")
     dataset = load_training_data(cfg.data, cfg.model)
     trainer = build_trainer(cfg, prune_source(cfg.model, cfg.prune, work / "pruned"), dataset, work / name, "none")
@@ -90,6 +94,7 @@ def main():
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--rows", type=int, default=48, help="Padded rows a step that match our packed tokens.")
     parser.add_argument("--repeats", type=int, default=3, help="Runs of each case; medians are reported.")
+    parser.add_argument("--k", type=int, default=32, help="Top tokens stored per position (the organism has 104).")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--work", default="/tmp/lprecover-bench-recovery")
     args = parser.parse_args()
@@ -98,13 +103,19 @@ def main():
         print("RESULT " + json.dumps(run_case(args.case, args.steps, args.rows, work)), flush=True)
         return
 
+    store = work / "store"
+    command = [sys.executable, "-m", "lprecover.cli", "teacher-logits", "recipe=distill", f"store.out={store}"]
+    subprocess.run([*command, f"store.k={args.k}", "overwrite=true"], check=True, capture_output=True)
+    manifest = json.loads((store / "manifest.json").read_text())
+
     # Cases run round-robin, `repeats` times each, and report their medians: this machine's step times drift by
     # tens of percent between minutes, which would otherwise land on whichever case ran then.
     runs: dict[str, list[dict]] = {name: [] for name in CASES}
     for _ in range(args.repeats):
         for name in CASES:
             out = subprocess.run(
-                [sys.executable, __file__, "--case", name, "--steps", str(args.steps), "--rows", str(args.rows)],
+                [sys.executable, __file__, "--case", name, "--steps", str(args.steps), "--rows", str(args.rows)]
+                + ["--work", str(work)],
                 capture_output=True,
                 text=True,
                 env=os.environ | {"TOKENIZERS_PARALLELISM": "false"},
@@ -133,6 +144,13 @@ def main():
     sft = results["ours_packed"]["seconds_per_step"]
     print(f"distill step / SFT step:        {results['distill']['seconds_per_step'] / sft:.2f}x (target <= 1.3x)")
     print(f"distill_hidden step / SFT step: {results['distill_hidden']['seconds_per_step'] / sft:.2f}x")
+    stored = results["distill_stored"]["seconds_per_step"] / sft
+    print(f"distill from stored logits step / SFT step: {stored:.2f}x (target <= 1.1x)")
+    print(
+        f"store (k={manifest['k']}, {manifest['dtype']}): {manifest['bytes_per_position']:.1f} bytes per distilled "
+        f"token, {manifest['positions']} tokens, teacher pass {manifest['teacher_seconds']:.1f} s "
+        f"({manifest['positions'] / manifest['teacher_seconds']:.0f} tokens/s)"
+    )
     # A teacher forward costs about a third of a student step per layer: 1 + L_teacher / (3 L_student).
     print("compute floor of the distillation ratio for the organism (6-layer teacher, 4-layer student): 1.50x")
 

@@ -138,10 +138,8 @@ def eval_stage(cfg: StudyConfig, model_dir: str, name: str, out: Path) -> None:
     evaluate(command)
 
 
-def recover_stage(cfg: StudyConfig, recipe: str, student: Path, out: Path) -> None:
-    """Recover ``student`` with ``recipe`` into ``out`` and evaluate it; a finished run with these settings is kept."""
-    from lprecover.train import recover
-
+def recipe_run(cfg: StudyConfig, recipe: str, student: Path, out: Path) -> RecoveryConfig:
+    """The recovery run the study makes of ``recipe``: its settings on the study's budget, data, model and evaluation."""
     budget = [f"train.max_steps={cfg.steps}", f"train.per_device_batch_size={cfg.batch_size}"]
     budget += [f"train.max_length={cfg.max_length}", f"train.save_steps={max(1, cfg.steps // 2)}"]
     run = load_config(RecoveryConfig, [f"recipe={recipe}", *budget, *cfg.overrides], recipe_key="recipe")
@@ -154,7 +152,14 @@ def recover_stage(cfg: StudyConfig, recipe: str, student: Path, out: Path) -> No
     run.evaluate_at = list(cfg.evaluate_at)
     run.overwrite, run.launch_timeout_minutes = cfg.overwrite, cfg.launch_timeout_minutes
     run.wandb = replace(cfg.wandb, name=f"{cfg.group()}-{recipe}", group=cfg.group())
-    recover(run)
+    return run
+
+
+def recover_stage(cfg: StudyConfig, recipe: str, student: Path, out: Path) -> None:
+    """Recover ``student`` with ``recipe`` into ``out`` and evaluate it; a finished run with these settings is kept."""
+    from lprecover.train import recover
+
+    recover(recipe_run(cfg, recipe, student, out))
 
 
 def _digest(folder: Path) -> dict[str, str]:

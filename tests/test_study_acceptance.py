@@ -114,3 +114,31 @@ def test_a_second_study_from_clean_data_gives_the_same_summary(study, tmp_path, 
     second = (again / "comparison" / "summary.json").read_text().replace(str(again), "STUDY")
     assert first == second
     shutil.rmtree(again)
+
+
+@pytest.mark.slow
+def test_distillation_from_a_stored_top_8_recovers_as_online_distillation_does(study, tmp_path):
+    """The study's distill recipe again, reading the teacher's top 8 of 104 tokens (float16) from a store instead
+    of running the teacher: its recovery score lands inside the online run's 95% interval."""
+    from dataclasses import fields
+
+    from lprecover.config import load_config
+    from lprecover.evaluation.recovery import recovery_scores
+    from lprecover.recovery.outputs import EVAL_DIR
+    from lprecover.recovery.recipe import RecoveryConfig
+    from lprecover.recovery.teacher_logits import StoreSettings, TeacherLogitsConfig, write_store
+    from lprecover.study import StudyConfig, recipe_run
+    from lprecover.train import recover
+
+    cfg = load_config(StudyConfig, [f"output_dir={study}"])
+    run = recipe_run(cfg, "distill", study / "pruned-2", tmp_path / "recover-distill-stored")
+    run.evaluate_at, run.report_to = [], "none"
+    kept = {f.name: getattr(run, f.name) for f in fields(RecoveryConfig)}
+    store = write_store(TeacherLogitsConfig(**kept, store=StoreSettings(out=str(tmp_path / "store"), k=8)))
+    run.distill.teacher_logits = str(store)
+    assert recover(run) == 0
+
+    base = (study / "eval-teacher", study / "eval-pruned-2")
+    online = recovery_scores(*base, study / "recover-distill" / EVAL_DIR)["organism_long"]["sequential"]
+    stored = recovery_scores(*base, run.output_dir + "/" + EVAL_DIR)["organism_long"]["sequential"]
+    assert online["ci_low"] - 1e-9 <= stored["score"] <= online["ci_high"] + 1e-9, (stored, online)
