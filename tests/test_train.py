@@ -262,6 +262,24 @@ def test_zero_on_two_cpu_processes_saves_loadable_weights(strategy, recipe, teac
 
 
 @pytest.mark.slow
+def test_zero3_distils_from_stored_teacher_logits_without_a_teacher(teacher_path, tmp_path):
+    """Two ZeRO-3 processes read one store (no teacher loaded, so none is sharded) and train the student."""
+    store, out = tmp_path / "store", tmp_path / "run"
+    assert cli(["teacher-logits", "recipe=distill", *FAST, f"store.out={store}", "store.k=8"]) == 0
+    args = ["recipe=distill", *FAST, f"distill.teacher_logits={store}", f"output_dir={out}"]
+    result = _launch("zero3.yaml", args, processes=2, ACCELERATE_USE_CPU="true")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "no teacher loaded" in result.stderr
+    history = json.loads((out / "metrics.json").read_text())
+    assert len([h["kd"] for h in history if "kd" in h]) == 3
+    model, _ = load_recovered(out)
+    from transformers import AutoModelForCausalLM
+
+    pruned = AutoModelForCausalLM.from_pretrained(out / "pruned")
+    assert any(not torch.equal(a, b) for a, b in zip(model.parameters(), pruned.parameters()))
+
+
+@pytest.mark.slow
 def test_cpu_ddp_runs_two_processes(teacher_path, tmp_path):
     out = tmp_path / "run"
     result = _launch("cpu_ddp.yaml", ["recipe=sft_longcot", *FAST, f"output_dir={out}"])
