@@ -203,6 +203,11 @@ class _Absent:
 _ABSENT = _Absent()  # a key one side's settings do not have (e.g. saved before a field existed)
 
 
+def _off(value) -> bool:
+    """None, false or empty: a new option at such a value leaves an earlier output as it was (0 is a value)."""
+    return value is None or value is False or (isinstance(value, (str, list, dict)) and not value)
+
+
 def reuse_or_refuse(
     folder: str | Path, settings: dict, what: str, overwrite: bool = False, ignore: tuple[str, ...] = ()
 ) -> str:
@@ -239,7 +244,13 @@ def reuse_or_refuse(
         return {k: v for k, v in flat.items() if not any(k == i or k.startswith(i + ".") for i in ignore)}
 
     old, new = comparable(yaml.safe_load(saved_file.read_text()) or {}), comparable(settings)
-    differs = sorted(k for k in old.keys() | new.keys() if old.get(k, _ABSENT) != new.get(k, _ABSENT))
+    # An option added since the output was saved, left off now (distill.teacher_logits=None), made no difference
+    # then: reusing is safe. One set to a value (absent -> 3) is a difference.
+    differs = sorted(
+        k
+        for k in old.keys() | new.keys()
+        if old.get(k, _ABSENT) != new.get(k, _ABSENT) and not (k not in old and _off(new[k]))
+    )
     if not differs:
         return "reuse"
     if overwrite:

@@ -93,6 +93,18 @@ def test_reuse_rule_compares_saved_settings_and_names_what_differs(tmp_path):
     assert reuse_or_refuse(folder, changed | {"prune": settings["prune"]}, "a stage", ignore=("steps",)) == "reuse"
     with pytest.raises(ConfigError, match=r"eval.seed: \(absent\) -> 3"):  # a key only one side has
         reuse_or_refuse(folder, settings | {"eval": {"budgets": [5, 20], "seed": 3}}, "a stage")
+    # An option added since, left off (None, false, empty), is how the saved run ran: it is reused.
+    for off in (None, False, "", [], {}):
+        assert (
+            reuse_or_refuse(folder, settings | {"store": off, "eval": {"budgets": [5, 20], "k": off}}, "") == "reuse"
+        )
+    with pytest.raises(ConfigError, match=r"eval.k: \(absent\) -> 0"):  # 0 is a value, not "off"
+        reuse_or_refuse(folder, settings | {"eval": {"budgets": [5, 20], "k": 0}}, "a stage")
+    # A saved key the current settings lack still differs (an option removed since).
+    save_settings(folder, settings | {"old": None})
+    with pytest.raises(ConfigError, match=r"old: None -> \(absent\)"):
+        reuse_or_refuse(folder, settings, "a stage")
+    save_settings(folder, settings)
 
     (folder / "config.yaml").unlink()  # files, but no record of what made them
     with pytest.raises(ConfigError, match="records no settings"):
