@@ -189,3 +189,51 @@ def test_training_refuses_a_store_made_for_other_settings(organism, extra, fragm
     assert cli(["train", *args, *extra]) == 2
     assert fragment in capsys.readouterr().err
     assert not (tmp_path / "run" / "model").exists()
+
+
+@pytest.mark.slow
+def test_stored_logits_on_real_pretrained_weights(smollm2_path, gsm8k_dir, tmp_path):
+    """SmolLM2 (49,152 tokens) pruned by two middle layers, on GSM8K traces (its template has no generation
+    markers: the prompt/completion path). A store of the whole vocabulary gives online distillation's loss and
+    gradients; a top 64 in float16 gives a forward KL just below it (bucketing can only lose divergence)."""
+    args = [
+        "recipe=distill",
+        f"model.name_or_path={smollm2_path}",
+        "prune.method=selection",
+        "prune.layers=[14,15]",
+        "data=gsm8k",
+        f"data.source_path={gsm8k_dir / 'train.jsonl'}",
+        f"data.eval_paths={{gsm8k: {gsm8k_dir / 'test.jsonl'}}}",
+        "data.limit=6",
+        "train.per_device_batch_size=2",
+        "train.max_length=256",
+        "report_to=none",
+    ]
+    cfg = load_config(RecoveryConfig, [*args, f"output_dir={tmp_path}/run"], recipe_key="recipe")
+    student = prune_source(cfg.model, cfg.prune, tmp_path / "pruned")
+    stores = {}
+    for k, dtype in ((49152, "float32"), (64, "float16")):
+        stores[k] = tmp_path / f"k{k}"
+        store_args = [f"store.out={stores[k]}", f"store.k={k}", f"store.dtype={dtype}", f"student={student}"]
+        assert cli(["teacher-logits", *args, *store_args]) == 0
+    # 6k + 2 bytes a position, plus the index (24 bytes a sequence) and the file headers
+    assert json.loads((stores[64] / MANIFEST).read_text())["bytes_per_position"] < 64 * 6 + 2 + 2
+
+    def trainer(*extra):
+        run = load_config(RecoveryConfig, [*args, f"student={student}", f"output_dir={tmp_path}/t", *extra], "recipe")
+        return build_trainer(run, student, load_training_data(run.data, run.model), tmp_path / "t", "none")
+
+    trainers = [trainer(), trainer(f"distill.teacher_logits={stores[49152]}")]
+    trainers.append(trainer(f"distill.teacher_logits={stores[64]}"))
+    batch = next(iter(trainers[0].get_train_dataloader()))
+    losses, grads = [], []
+    for t in trainers:
+        t.model.zero_grad()
+        loss = t.compute_loss(t.model, batch)
+        loss.backward()
+        losses.append(loss.item())
+        grads.append(torch.cat([p.grad.flatten() for p in t.model.parameters() if p.grad is not None]))
+    online, full, top64 = losses
+    assert full == pytest.approx(online, rel=1e-5)
+    assert ((grads[1] - grads[0]).norm() / grads[0].norm()).item() < 1e-4  # float32 sums over 49k tokens
+    assert 0.9 * online < top64 <= online * (1 + 1e-3), losses
