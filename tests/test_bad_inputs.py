@@ -172,6 +172,13 @@ CASES = [
         "distill.teacher_logits is what training reads",
     ),
     ("teacher-logits", ["recipe=distill", "store.out={out}", "student=/nonexistent"], "student '/nonexistent' is not"),
+    ("teacher-logits", ["recipe=distill", "store.out={out}", "store.engine=sglang"], "store.engine must be one of"),
+    (
+        "teacher-logits",
+        ["recipe=distill", "store.out={out}", "store.engine=vllm", "distill.temperature=2.0"],
+        "distill.temperature=2.0 needs store.engine=transformers",
+    ),
+    ("teacher-logits", ["recipe=distill", "store.out={out}", "store.engine=vllm"], "store.engine=vllm needs vLLM"),
     # data
     ("data", [*DATA, "source=gsm8k", "path={d}/mal.jsonl"], "Line 2 of path '{d}/mal.jsonl' is not JSON"),
     ("data", [*DATA, "source=gsm8k", "path={d}/empty.jsonl"], "path '{d}/empty.jsonl' holds no rows"),

@@ -19,12 +19,17 @@ inequality the bucketed divergence is at most the full one; it equals it when th
 the teacher's, and when k is the whole vocabulary. An empty tail's log-mass is floored at ``FLOOR`` (-1e4), where
 ``exp`` is exactly 0 in float32, so k = vocabulary gives online distillation's loss (tested to 1e-5).
 
+Engines: ``store.engine=transformers`` runs the teacher as online distillation does (packed rows, any temperature);
+``store.engine=vllm`` reads vLLM's prompt log-probabilities (raw, so temperature 1 only), whose tail is 1 minus the
+top k's mass.
+
 Files in the store folder: ``config.yaml`` (what made it; a relaunch with other settings is refused),
 ``shard-NNNNN.safetensors`` (rows ``[i * R, (i + 1) * R)`` of the prepared dataset, each written whole), and
 ``manifest.json`` (written last; a store without it is unfinished). A relaunch computes only the missing shards.
 """
 
 import hashlib
+import importlib.util
 import json
 import shutil
 import sys
@@ -32,7 +37,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +55,7 @@ FLOOR = -1e4  # log-mass of an empty bucket: exp(FLOOR) is 0 in float32, and 0 *
 MANIFEST = "manifest.json"
 FORMAT = 1
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
+ENGINES = ("transformers", "vllm")
 
 
 class TopK(NamedTuple):
@@ -89,9 +95,9 @@ def sequence_key(ids: torch.Tensor, labelled: torch.Tensor) -> bytes:
     return digest.digest()
 
 
-def sequences(batch: dict) -> list[tuple[bytes, int]]:
+def segments(batch: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The batch's sequences that have distilled positions, in the order ``distill_loss`` selects positions (row by
-    row, left to right), each as (key, number of positions predicting a labelled token).
+    row, left to right), each as (token ids, labelled mask).
 
     Packed rows (``position_ids``) split where the position id returns to 0; unpacked rows end at their padding.
     """
@@ -106,10 +112,38 @@ def sequences(batch: dict) -> list[tuple[bytes, int]]:
             bounds = [(0, int(mask[r].sum()) if mask is not None else ids.shape[1])]
         for a, b in bounds:
             labelled = labels[r, a:b] != -100
-            n = int(labelled[1:].sum())  # position t predicts t + 1; a sequence's first token is never labelled
-            if n:
-                found.append((sequence_key(ids[r, a:b], labelled), n))
+            if labelled[1:].any():  # position t predicts t + 1; a sequence's first token is never labelled
+                found.append((ids[r, a:b], labelled))
     return found
+
+
+def sequences(batch: dict) -> list[tuple[bytes, int]]:
+    """``segments`` as (key, number of positions predicting a labelled token)."""
+    return [(sequence_key(ids, labelled), int(labelled[1:].sum())) for ids, labelled in segments(batch)]
+
+
+def vllm_pass(llm, found: list[tuple[torch.Tensor, torch.Tensor]], k: int) -> TopK:
+    """The teacher's top k at every distilled position of ``found`` (``segments``), from vLLM's prompt log-probs.
+
+    vLLM returns, for each prompt token, the k most likely tokens at that position (by rank) and the prompt's own
+    token; only the ranked k are kept. Its log-probabilities are the raw model's (temperature 1); the tail is
+    ``log(1 - mass of the k)``, floored at ``FLOOR``.
+    """
+    from vllm import SamplingParams, TokensPrompt
+
+    params = SamplingParams(max_tokens=1, prompt_logprobs=k, temperature=0.0, detokenize=False)
+    prompts = [TokensPrompt(prompt_token_ids=ids.tolist()) for ids, _ in found]
+    ids_out, values = [], []
+    for out, (_, labelled) in zip(llm.generate(prompts, params, use_tqdm=False), found):
+        for j in (labelled[1:].nonzero().flatten() + 1).tolist():  # the distribution that predicts token j
+            ranked = sorted((-lp.logprob, token) for token, lp in out.prompt_logprobs[j].items() if lp.rank <= k)[:k]
+            ids_out.append([token for _, token in ranked])
+            values.append([-neg for neg, _ in ranked])
+    if not ids_out:
+        return TopK.empty(k)
+    logprobs = torch.tensor(values, dtype=torch.float64)
+    tail = torch.log1p(-logprobs.exp().sum(-1).clamp(max=1.0)).nan_to_num(neginf=FLOOR).clamp(min=FLOOR)
+    return TopK(torch.tensor(ids_out, dtype=torch.int32), logprobs.float().clamp(min=FLOOR), tail.float())
 
 
 class StoredTeacher:
@@ -187,8 +221,17 @@ class StoreSettings:
     dtype: str = field(default="float16", metadata={"help": "Log-probabilities as float16 or float32."})
     rows_per_shard: int = field(default=256, metadata={"help": "Prepared (packed) rows per shard file."})
     batch_size: int = field(default=0, metadata={"help": "Rows per teacher forward (0: train.per_device_batch_size)."})
+    engine: str = field(
+        default="transformers",
+        metadata={"help": "transformers (the trainer's own forward) or vllm (prompt log-probs; temperature 1 only)."},
+    )
+    vllm_kwargs: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "Extra vllm.LLM arguments, e.g. {tensor_parallel_size: 8}."}
+    )
 
     def __post_init__(self):
+        if self.engine not in ENGINES:
+            raise ValueError(f"store.engine must be one of {', '.join(ENGINES)}, got '{self.engine}'.")
         if self.k < 1 or self.rows_per_shard < 1 or self.batch_size < 0:
             raise ValueError("store.k and store.rows_per_shard must be at least 1, store.batch_size at least 0.")
         if self.dtype not in DTYPES:
@@ -212,6 +255,14 @@ class TeacherLogitsConfig(RecoveryConfig):
             )
         if self.distill.teacher_logits:
             raise ValueError("distill.teacher_logits is what training reads; the store is written to store.out.")
+        if self.store.engine == "vllm":
+            if self.distill.temperature != 1.0:
+                raise ValueError(
+                    "store.engine=vllm stores vLLM's raw log-probabilities, at temperature 1; "
+                    f"distill.temperature={self.distill.temperature} needs store.engine=transformers."
+                )
+            if not importlib.util.find_spec("vllm"):
+                raise ValueError("store.engine=vllm needs vLLM: pip install -e '.[vllm]' (see README: vLLM).")
 
     def store_settings(self, teacher: str) -> dict:
         """What the stored values depend on: a relaunch with other values is refused (overwrite=true redoes it)."""
@@ -225,6 +276,7 @@ class TeacherLogitsConfig(RecoveryConfig):
             "k": self.store.k,
             "dtype": self.store.dtype,
             "rows_per_shard": self.store.rows_per_shard,
+            "engine": self.store.engine,
         }
 
 
@@ -242,6 +294,19 @@ def _teacher_pass(teacher, batch: dict, temperature: float, k: int, logits_to_ke
         logits = logits[:, keep]
     selected = labels[:, 1:][:, keep] != -100
     return top_k(F.log_softmax(logits[selected].float() / temperature, dim=-1), k)
+
+
+def _vllm_engine(path: str, dtype: str, k: int, kwargs: dict):
+    """vLLM's LLM for scoring prompts: room for k log-probs a position, the KV cache sized as evaluation sizes it."""
+    from transformers import AutoConfig
+    from vllm import LLM
+
+    from lprecover.evaluation.engines import _has_gpu, cpu_kv_cache_bytes
+
+    kwargs = {"max_logprobs": k, **kwargs}
+    if not _has_gpu() and not {"gpu_memory_utilization", "kv_cache_memory_bytes"} & set(kwargs):
+        kwargs["kv_cache_memory_bytes"] = cpu_kv_cache_bytes(AutoConfig.from_pretrained(path), None, dtype)
+    return LLM(model=path, dtype=dtype, **kwargs)
 
 
 def _write_shard(path: Path, keys: list[bytes], counts: list[int], found: TopK, dtype, seconds: float) -> None:
@@ -292,24 +357,31 @@ def write_store(cfg: TeacherLogitsConfig) -> Path:
         args = sft_args(cfg.train, scratch, "none", assistant_masks=has_generation_markers(tokenizer))
         trainer = sft_trainer(teacher, tokenizer, dataset, args)
     rows, collate = trainer.train_dataset, trainer.data_collator
+    vocab_size = teacher.config.get_text_config().vocab_size
+    k = min(cfg.store.k, vocab_size)
+    llm = None
+    if cfg.store.engine == "vllm":
+        del teacher, trainer  # the teacher runs in vLLM; the transformers copy only served the data path
+        llm = _vllm_engine(teacher_path, teacher_cfg.dtype, k, cfg.store.vllm_kwargs)
     per_shard, step = cfg.store.rows_per_shard, cfg.store.batch_size or cfg.train.per_device_batch_size
     n_shards = -(-len(rows) // per_shard)
     names = [f"shard-{i:05d}.safetensors" for i in range(n_shards)]
     todo = [i for i, name in enumerate(names) if not (out / name).is_file()]
     logger.info("teacher-logits: %d rows in %d shards, %d to write", len(rows), n_shards, len(todo))
-    keep_arg = accepts_logits_to_keep(teacher)
-    vocab_size = teacher.config.get_text_config().vocab_size
-    k = min(cfg.store.k, vocab_size)
+    keep_arg = llm is None and accepts_logits_to_keep(teacher)
     dtype = DTYPES[cfg.store.dtype]
     for i in todo:
         start = time.perf_counter()
         keys, counts, parts = [], [], [TopK.empty(k)]
         for a in range(i * per_shard, min((i + 1) * per_shard, len(rows)), step):
             batch = collate([rows[j] for j in range(a, min(a + step, (i + 1) * per_shard, len(rows)))])
-            batch = {n: v.to(device) if torch.is_tensor(v) else v for n, v in batch.items()}
-            with torch.no_grad():
-                found = _teacher_pass(teacher, batch, cfg.distill.temperature, k, keep_arg)
-            parts.append(TopK(*(t.cpu() for t in found)))
+            if llm is not None:
+                parts.append(vllm_pass(llm, segments(batch), k))
+            else:
+                batch = {n: v.to(device) if torch.is_tensor(v) else v for n, v in batch.items()}
+                with torch.no_grad():
+                    found = _teacher_pass(teacher, batch, cfg.distill.temperature, k, keep_arg)
+                parts.append(TopK(*(t.cpu() for t in found)))
             for key, n in sequences(batch):
                 keys.append(key)
                 counts.append(n)
