@@ -152,7 +152,7 @@ def test_the_store_resumes_only_its_missing_shards_and_refuses_other_settings(or
     manifest = json.loads((store / MANIFEST).read_text())
     shards = manifest["shard_files"]
     assert len(shards) == -(-manifest["rows"] // 64) >= 3
-    assert manifest["bytes_per_position"] < 8 * (4 + 2) + 2 + 1  # int32 ids, float16 values and tail, + index
+    assert manifest["bytes_per_position"] < 8 * (2 + 2) + 2 + 1  # uint16 ids, float16 values and tail, + index
     before = {name: load_file(store / name) for name in shards}
     # What a crash leaves: some shards written whole, the rest and the manifest absent.
     for name in (shards[1], shards[-1], MANIFEST):
@@ -216,8 +216,8 @@ def test_stored_logits_on_real_pretrained_weights(smollm2_path, gsm8k_dir, tmp_p
         stores[k] = tmp_path / f"k{k}"
         store_args = [f"store.out={stores[k]}", f"store.k={k}", f"store.dtype={dtype}", f"student={student}"]
         assert cli(["teacher-logits", *args, *store_args]) == 0
-    # 6k + 2 bytes a position, plus the index (24 bytes a sequence) and the file headers
-    assert json.loads((stores[64] / MANIFEST).read_text())["bytes_per_position"] < 64 * 6 + 2 + 2
+    # 4k + 2 bytes a position (uint16 ids), plus the index (24 bytes a sequence) and the file headers
+    assert json.loads((stores[64] / MANIFEST).read_text())["bytes_per_position"] < 64 * 4 + 2 + 2
 
     def trainer(*extra):
         run = load_config(RecoveryConfig, [*args, f"student={student}", f"output_dir={tmp_path}/t", *extra], "recipe")

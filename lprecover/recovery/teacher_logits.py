@@ -7,7 +7,8 @@ on those data reads its top-k log-probabilities from disk instead of running a s
 What is stored. The rows go through the trainer's own data path (SFTTrainer's chat template, assistant-only labels,
 truncation and packing), so the stored sequences are exactly those training sees. Each sequence (a segment of a
 packed row, or an unpacked row) is keyed by a hash of its token ids and label mask. For every position whose logit
-predicts a labelled token, the store keeps the teacher's k most likely token ids (int32), their log-probabilities
+predicts a labelled token, the store keeps the teacher's k most likely token ids (uint16 for vocabularies of at
+most 65,536 tokens, else int32), their log-probabilities
 at ``distill.temperature`` (float16 by default), and the log of the probability mass outside them (the tail).
 
 The loss with k < vocabulary. Both distributions are coarsened to k + 1 buckets: the teacher's k tokens, and one
@@ -209,7 +210,8 @@ class StoredTeacher:
             parts.append([self.shards[shard].get_slice(name)[a:b] for name in TopK._fields])
         if not parts:
             return TopK(*(t.to(device) for t in TopK.empty(self.manifest["k"])))
-        return TopK(*(torch.cat(col).to(device) for col in zip(*parts)))
+        ids, logprobs, tail = (torch.cat(col) for col in zip(*parts))
+        return TopK(ids.to(torch.int64).to(device), logprobs.to(device), tail.to(device))
 
 
 @dataclass
@@ -309,12 +311,19 @@ def _vllm_engine(path: str, dtype: str, k: int, kwargs: dict):
     return LLM(model=path, dtype=dtype, **kwargs)
 
 
-def _write_shard(path: Path, keys: list[bytes], counts: list[int], found: TopK, dtype, seconds: float) -> None:
+def id_dtype(vocab_size: int) -> torch.dtype:
+    """The narrowest type that holds every token id: 2 bytes a kept token for vocabularies up to 65,536."""
+    return torch.uint16 if vocab_size <= 2**16 else torch.int32
+
+
+def _write_shard(
+    path: Path, keys: list[bytes], counts: list[int], found: TopK, dtype, ids_dtype, seconds: float
+) -> None:
     offsets = torch.tensor([0, *counts], dtype=torch.int64).cumsum(0)
     tensors = {
         "keys": torch.tensor([list(key) for key in keys], dtype=torch.uint8).reshape(len(keys), 16),
         "offsets": offsets,
-        "ids": found.ids.to(torch.int32).contiguous(),
+        "ids": found.ids.to(ids_dtype).contiguous(),
         "logprobs": found.logprobs.to(dtype).contiguous(),
         "tail": found.tail.to(dtype).contiguous(),
     }
@@ -386,7 +395,7 @@ def write_store(cfg: TeacherLogitsConfig) -> Path:
                 keys.append(key)
                 counts.append(n)
         found = TopK(*(torch.cat(column) for column in zip(*parts)))
-        _write_shard(out / names[i], keys, counts, found, dtype, time.perf_counter() - start)
+        _write_shard(out / names[i], keys, counts, found, dtype, id_dtype(vocab_size), time.perf_counter() - start)
         logger.info("teacher-logits: shard %d/%d written", i + 1, n_shards)
 
     total_bytes = positions = 0
