@@ -15,7 +15,7 @@ from lprecover.recovery.data import load_training_data
 from lprecover.recovery.distill import distill_loss
 from lprecover.recovery.methods import build_trainer
 from lprecover.recovery.recipe import DistillSettings, RecoveryConfig
-from lprecover.recovery.teacher_logits import FLOOR, MANIFEST, TopK, buckets, sequences, top_k
+from lprecover.recovery.teacher_logits import FLOOR, MANIFEST, TopK, buckets, sequences, tail_from_top, top_k
 
 P_TEACHER = [0.5, 0.3, 0.15, 0.05]
 
@@ -40,6 +40,19 @@ def test_top_k_keeps_the_tail_mass():
     assert t.tail.exp().item() == pytest.approx(0.2)
     # k = vocabulary: the tail is empty, floored where exp is exactly 0.
     assert _stored(P_TEACHER, 4).tail.item() == FLOOR and math.exp(FLOOR) == 0.0
+
+
+def test_a_tail_from_float32_top_k_is_floored_at_their_rounding_not_at_empty():
+    # vLLM's path: the tail is 1 minus the top k's mass. A tail of 0.01 is found; one below float32's rounding of
+    # the top-1 probability (here log p rounds to 0) is floored at k * 2^-24, not at FLOOR as if it were empty.
+    found = torch.tensor([[math.log(0.6), math.log(0.39)], [0.0, -30.0]], dtype=torch.float32)
+    tail = tail_from_top(found)
+    assert tail[0].item() == pytest.approx(math.log(0.01), rel=1e-4)
+    assert tail[1].item() == pytest.approx(math.log(2 * 2.0**-24))
+    # Reverse KL of a student with 1e-3 on token 1 and 1e-3 outside the top 2: about 0.03 (a FLOOR tail: about 10).
+    teacher = TopK(torch.tensor([[0, 1]]), found[1:], tail[1:])
+    expected = 0.998 * math.log(0.998) + 0.001 * (math.log(0.001) + 30) + 0.001 * math.log(0.001 / (2 * 2.0**-24))
+    assert _kd([0.998, 0.001, 0.0005, 0.0005], teacher, divergence="reverse_kl") == pytest.approx(expected, rel=1e-3)
 
 
 def test_bucketed_divergences_match_hand_computed_values():
@@ -168,6 +181,9 @@ def test_the_store_resumes_only_its_missing_shards_and_refuses_other_settings(or
 
     assert _store(d, base, "resume", "store.k=4", "store.rows_per_shard=64")[0] == 2
     assert "holds a teacher-logit store made with different settings (k: 8 -> 4)" in capsys.readouterr().err
+    # What the teacher computes with counts too: a relaunch in another dtype would mix shards.
+    assert _store(d, base, "resume", "store.k=8", "store.rows_per_shard=64", "model.dtype=bfloat16")[0] == 2
+    assert "model.dtype: 'auto' -> 'bfloat16'" in capsys.readouterr().err
     assert _store(d, base, "resume", "store.k=4", "store.rows_per_shard=64", "overwrite=true")[0] == 0
     assert json.loads((store / MANIFEST).read_text())["k"] == 4
 

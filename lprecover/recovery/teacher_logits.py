@@ -32,6 +32,7 @@ Files in the store folder: ``config.yaml`` (what made it; a relaunch with other 
 import hashlib
 import importlib.util
 import json
+import math
 import shutil
 import sys
 import tempfile
@@ -142,9 +143,19 @@ def vllm_pass(llm, found: list[tuple[torch.Tensor, torch.Tensor]], k: int) -> To
             values.append([-neg for neg, _ in ranked])
     if not ids_out:
         return TopK.empty(k)
-    logprobs = torch.tensor(values, dtype=torch.float64)
-    tail = torch.log1p(-logprobs.exp().sum(-1).clamp(max=1.0)).nan_to_num(neginf=FLOOR).clamp(min=FLOOR)
-    return TopK(torch.tensor(ids_out, dtype=torch.int32), logprobs.float().clamp(min=FLOOR), tail.float())
+    logprobs = torch.tensor(values, dtype=torch.float32)
+    return TopK(torch.tensor(ids_out, dtype=torch.int32), logprobs.clamp(min=FLOOR), tail_from_top(logprobs))
+
+
+def tail_from_top(logprobs: torch.Tensor) -> torch.Tensor:
+    """``log(1 - mass of the top k)`` for each row of float32 log-probabilities ``[N, k]`` (vLLM's).
+
+    A tail lighter than the rounding of k float32 probabilities (about k * 2^-24) cannot be told from zero here, so
+    it is floored there rather than at ``FLOOR``: a confident position must not look like one whose tail is empty,
+    which reverse KL would charge 1e4 for every bit of student mass outside the top k.
+    """
+    floor = math.log(logprobs.shape[-1] * 2.0**-24)
+    return torch.log1p(-logprobs.double().exp().sum(-1).clamp(max=1.0)).clamp(min=floor).float()
 
 
 class StoredTeacher:
@@ -279,6 +290,8 @@ class TeacherLogitsConfig(RecoveryConfig):
             "dtype": self.store.dtype,
             "rows_per_shard": self.store.rows_per_shard,
             "engine": self.store.engine,
+            "vllm_kwargs": dict(self.store.vllm_kwargs),
+            "model": to_dict(self.model),  # dtype, revision, attention: what the teacher computes with
         }
 
 
@@ -298,7 +311,7 @@ def _teacher_pass(teacher, batch: dict, temperature: float, k: int, logits_to_ke
     return top_k(F.log_softmax(logits[selected].float() / temperature, dim=-1), k)
 
 
-def _vllm_engine(path: str, dtype: str, k: int, kwargs: dict):
+def _vllm_engine(path: str, model, k: int, kwargs: dict):
     """vLLM's LLM for scoring prompts: room for k log-probs a position, the KV cache sized as evaluation sizes it."""
     from transformers import AutoConfig
     from vllm import LLM
@@ -307,8 +320,11 @@ def _vllm_engine(path: str, dtype: str, k: int, kwargs: dict):
 
     kwargs = {"max_logprobs": k, **kwargs}
     if not _has_gpu() and not {"gpu_memory_utilization", "kv_cache_memory_bytes"} & set(kwargs):
-        kwargs["kv_cache_memory_bytes"] = cpu_kv_cache_bytes(AutoConfig.from_pretrained(path), None, dtype)
-    return LLM(model=path, dtype=dtype, **kwargs)
+        config = AutoConfig.from_pretrained(path, revision=model.revision, trust_remote_code=model.trust_remote_code)
+        kwargs["kv_cache_memory_bytes"] = cpu_kv_cache_bytes(config, None, model.dtype)
+    return LLM(
+        model=path, dtype=model.dtype, revision=model.revision, trust_remote_code=model.trust_remote_code, **kwargs
+    )
 
 
 def id_dtype(vocab_size: int) -> torch.dtype:
@@ -331,6 +347,27 @@ def _write_shard(
     write_file(path, safetensors_bytes(tensors, metadata=metadata))
 
 
+def _data_path(cfg: TeacherLogitsConfig, tokenizer, dataset):
+    """The trainer's own rows and collator: TRL's tokenisation, assistant-only labels, truncation and packing.
+
+    They depend on the tokenizer and the train settings alone, so the SFTTrainer that prepares them wraps a
+    one-layer stand-in rather than the teacher (which may only fit sharded, or run in vLLM). Its args never train.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from lprecover.recovery.packing import use_varlen_attention
+    from lprecover.recovery.sft import has_generation_markers, sft_args, sft_trainer
+
+    tiny = dict(hidden_size=8, intermediate_size=8, num_hidden_layers=1, num_attention_heads=1, num_key_value_heads=1)
+    stand_in = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), **tiny))
+    if cfg.train.packing:
+        use_varlen_attention(stand_in)  # as the student's, so TRL judges padding-free packing alike
+    with tempfile.TemporaryDirectory() as scratch:
+        args = sft_args(cfg.train, scratch, "none", assistant_masks=has_generation_markers(tokenizer))
+        trainer = sft_trainer(stand_in, tokenizer, dataset, args)
+    return trainer.train_dataset, trainer.data_collator
+
+
 def write_store(cfg: TeacherLogitsConfig) -> Path:
     """Run the teacher over the recipe's prepared training rows and store its top k; returns the store folder."""
     from transformers import set_seed
@@ -340,7 +377,6 @@ def write_store(cfg: TeacherLogitsConfig) -> Path:
     from lprecover.recovery.data import check_rows, load_training_data
     from lprecover.recovery.distill import accepts_logits_to_keep
     from lprecover.recovery.packing import use_varlen_attention
-    from lprecover.recovery.sft import has_generation_markers, sft_args, sft_trainer
 
     check_models(cfg)
     out = Path(cfg.store.out)
@@ -357,21 +393,17 @@ def write_store(cfg: TeacherLogitsConfig) -> Path:
     dataset = load_training_data(cfg.data, student_cfg)
     check_rows(dataset, cfg.method, cfg.data.dataset or f"the built {cfg.data.source} data")
     tokenizer = load_tokenizer(student_cfg)
-    device = default_device()
-    teacher = load_model(teacher_cfg, device).eval()
-    if cfg.train.packing:
-        use_varlen_attention(teacher)
-    # The trainer's own data path (its args never train): the same tokenisation, labels, truncation and packing.
-    with tempfile.TemporaryDirectory() as scratch:
-        args = sft_args(cfg.train, scratch, "none", assistant_masks=has_generation_markers(tokenizer))
-        trainer = sft_trainer(teacher, tokenizer, dataset, args)
-    rows, collate = trainer.train_dataset, trainer.data_collator
-    vocab_size = teacher.config.get_text_config().vocab_size
+    rows, collate = _data_path(cfg, tokenizer, dataset)
+    vocab_size = read_model_config(teacher_cfg, teacher_path, "teacher").get_text_config().vocab_size
     k = min(cfg.store.k, vocab_size)
-    llm = None
+    device = default_device()
+    teacher = llm = None
     if cfg.store.engine == "vllm":
-        del teacher, trainer  # the teacher runs in vLLM; the transformers copy only served the data path
-        llm = _vllm_engine(teacher_path, teacher_cfg.dtype, k, cfg.store.vllm_kwargs)
+        llm = _vllm_engine(teacher_path, teacher_cfg, k, cfg.store.vllm_kwargs)
+    else:
+        teacher = load_model(teacher_cfg, device).eval()
+        if cfg.train.packing:
+            use_varlen_attention(teacher)
     per_shard, step = cfg.store.rows_per_shard, cfg.store.batch_size or cfg.train.per_device_batch_size
     n_shards = -(-len(rows) // per_shard)
     names = [f"shard-{i:05d}.safetensors" for i in range(n_shards)]
