@@ -29,6 +29,7 @@ Files in the store folder: ``config.yaml`` (what made it; a relaunch with other 
 ``manifest.json`` (written last; a store without it is unfinished). A relaunch computes only the missing shards.
 """
 
+import gc
 import hashlib
 import importlib.util
 import json
@@ -41,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
@@ -58,6 +60,7 @@ MANIFEST = "manifest.json"
 FORMAT = 1
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
 ENGINES = ("transformers", "vllm")
+IN_MEMORY_BYTES = 2**30  # stores up to this size are read into memory when opened
 
 
 class TopK(NamedTuple):
@@ -91,31 +94,31 @@ def buckets(student_logprobs: torch.Tensor, teacher: TopK) -> tuple[torch.Tensor
     return s, t
 
 
-def sequence_key(ids: torch.Tensor, labelled: torch.Tensor) -> bytes:
-    digest = hashlib.blake2b(ids.to(torch.int64).cpu().numpy().tobytes(), digest_size=16)
-    digest.update(labelled.to(torch.uint8).cpu().numpy().tobytes())
+def sequence_key(ids: np.ndarray, labelled: np.ndarray) -> bytes:
+    digest = hashlib.blake2b(ids.astype(np.int64).tobytes(), digest_size=16)
+    digest.update(labelled.astype(np.uint8).tobytes())
     return digest.digest()
 
 
-def segments(batch: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def segments(batch: dict) -> list[tuple[np.ndarray, np.ndarray]]:
     """The batch's sequences that have distilled positions, in the order ``distill_loss`` selects positions (row by
     row, left to right), each as (token ids, labelled mask).
 
     Packed rows (``position_ids``) split where the position id returns to 0; unpacked rows end at their padding.
     """
-    ids, labels, pos = batch["input_ids"], batch["labels"], batch.get("position_ids")
+    ids, labelled = batch["input_ids"].cpu().numpy(), (batch["labels"] != -100).cpu().numpy()
+    pos, mask = batch.get("position_ids"), batch.get("attention_mask")
+    pos = pos.cpu().numpy() if pos is not None else None
     found = []
     for r in range(ids.shape[0]):
         if pos is not None:
-            starts = (pos[r] == 0).nonzero().flatten().tolist()
+            starts = np.flatnonzero(pos[r] == 0).tolist()
             bounds = zip(starts, [*starts[1:], ids.shape[1]])
         else:
-            mask = batch.get("attention_mask")
             bounds = [(0, int(mask[r].sum()) if mask is not None else ids.shape[1])]
         for a, b in bounds:
-            labelled = labels[r, a:b] != -100
-            if labelled[1:].any():  # position t predicts t + 1; a sequence's first token is never labelled
-                found.append((ids[r, a:b], labelled))
+            if labelled[r, a + 1 : b].any():  # position t predicts t + 1; a sequence's first token is never labelled
+                found.append((ids[r, a:b], labelled[r, a:b]))
     return found
 
 
@@ -124,7 +127,7 @@ def sequences(batch: dict) -> list[tuple[bytes, int]]:
     return [(sequence_key(ids, labelled), int(labelled[1:].sum())) for ids, labelled in segments(batch)]
 
 
-def vllm_pass(llm, found: list[tuple[torch.Tensor, torch.Tensor]], k: int) -> TopK:
+def vllm_pass(llm, found: list[tuple[np.ndarray, np.ndarray]], k: int) -> TopK:
     """The teacher's top k at every distilled position of ``found`` (``segments``), from vLLM's prompt log-probs.
 
     vLLM returns, for each prompt token, the k most likely tokens at that position (by rank) and the prompt's own
@@ -137,7 +140,7 @@ def vllm_pass(llm, found: list[tuple[torch.Tensor, torch.Tensor]], k: int) -> To
     prompts = [TokensPrompt(prompt_token_ids=ids.tolist()) for ids, _ in found]
     ids_out, values = [], []
     for out, (_, labelled) in zip(llm.generate(prompts, params, use_tqdm=False), found):
-        for j in (labelled[1:].nonzero().flatten() + 1).tolist():  # the distribution that predicts token j
+        for j in (np.flatnonzero(labelled[1:]) + 1).tolist():  # the distribution that predicts token j
             ranked = sorted((-lp.logprob, token) for token, lp in out.prompt_logprobs[j].items() if lp.rank <= k)[:k]
             ids_out.append([token for _, token in ranked])
             values.append([-neg for neg, _ in ranked])
@@ -172,13 +175,15 @@ class StoredTeacher:
             )
         self.manifest = json.loads(manifest.read_text())
         self.index: dict[bytes, tuple[int, int, int]] = {}
+        # Small stores are read whole (a lookup is then a few tensor slices); large ones stay memory-mapped.
+        in_memory = self.manifest["bytes"] <= IN_MEMORY_BYTES
         self.shards = []
         for i, name in enumerate(self.manifest["shard_files"]):
             shard = safe_open(str(self.folder / name), framework="pt")
             keys, offsets = shard.get_tensor("keys").numpy(), shard.get_tensor("offsets").tolist()
             for j, key in enumerate(keys):
                 self.index[key.tobytes()] = (i, offsets[j], offsets[j + 1])
-            self.shards.append(shard)
+            self.shards.append({n: shard.get_tensor(n) for n in TopK._fields} if in_memory else shard)
 
     def check(self, temperature: float, vocab_size: int) -> None:
         """Refuse a store made at another temperature or for another vocabulary."""
@@ -218,7 +223,8 @@ class StoredTeacher:
             shard, a, b = self.index[key]
             if b - a != n:
                 raise ConfigError(f"The store '{self.folder}' has {b - a} positions for a sequence with {n}.")
-            parts.append([self.shards[shard].get_slice(name)[a:b] for name in TopK._fields])
+            held = self.shards[shard]
+            parts.append([(held[n] if isinstance(held, dict) else held.get_slice(n))[a:b] for n in TopK._fields])
         if not parts:
             return TopK(*(t.to(device) for t in TopK.empty(self.manifest["k"])))
         ids, logprobs, tail = (torch.cat(col) for col in zip(*parts))
@@ -429,6 +435,12 @@ def write_store(cfg: TeacherLogitsConfig) -> Path:
         found = TopK(*(torch.cat(column) for column in zip(*parts)))
         _write_shard(out / names[i], keys, counts, found, dtype, id_dtype(vocab_size), time.perf_counter() - start)
         logger.info("teacher-logits: shard %d/%d written", i + 1, n_shards)
+
+    if llm is not None:
+        # Stopped here, not at interpreter exit, where vLLM's engine threads can abort the process after the work.
+        llm.llm_engine.engine_core.shutdown()
+        del llm
+        gc.collect()
 
     total_bytes = positions = 0
     seconds = 0.0
