@@ -29,7 +29,7 @@ def one(seed: int, threads: int) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lprecover.organism.build import OrganismConfig, accepted, build_teacher
-    from lprecover.organism.check import sequential_curve
+    from lprecover.organism.check import facts_accuracy, sequential_curve
     from lprecover.pruning.prune import PruneConfig, prune_model
 
     torch.set_num_threads(threads)
@@ -44,7 +44,8 @@ def one(seed: int, threads: int) -> dict:
             "seconds": round(time.time() - start),
             "loss": round(card["train_loss"], 4),
             "accuracy": card["curve"]["accuracy"],
-            "accepted": accepted(card["curve"]),
+            "facts": card["facts_accuracy"],
+            "accepted": accepted(card["curve"], card["facts_accuracy"]),
         }
         model = AutoModelForCausalLM.from_pretrained(tmp).eval()
         tok = AutoTokenizer.from_pretrained(tmp)
@@ -53,7 +54,8 @@ def one(seed: int, threads: int) -> dict:
             decision, _ = prune_model(pruned, tok, PruneConfig(method="shortgpt", n_layers=n))
             by = sequential_curve(pruned, tok)["by_chain"]
             long, shallow = (sum(by[k][-1] for k in ks) / len(ks) for ks in ((5, 6, 7, 8), (1, 2)))
-            row[f"shortgpt{n}"] = {"removed": decision.removed, "long": long, "shallow": shallow}
+            known = facts_accuracy(pruned, tok, cfg.facts) if cfg.facts else None
+            row[f"shortgpt{n}"] = {"removed": decision.removed, "long": long, "shallow": shallow, "facts": known}
     return row
 
 

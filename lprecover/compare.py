@@ -244,9 +244,12 @@ def _scores(teacher: Run, base: Run, eval_dir: str, summary: dict, n_boot: int) 
 
 
 def _tasks(runs: list[Run]) -> tuple[list[str], str | None]:
-    """The reasoning tasks, and the knowledge control (the organism's shallow chains, or MMLU) if one was evaluated."""
+    """The reasoning tasks, and the knowledge control (the organism's facts, else its shallow chains, or MMLU) if one
+    was evaluated."""
     names = sorted({t for r in runs for t in r.curves.get("sequential", {}) | r.curves.get("parallel", {})})
-    control = next((t for t in names if t.endswith("_shallow") or t == "mmlu"), None)
+    control = next((t for t in names if t == "organism_facts"), None) or next(
+        (t for t in names if t.endswith("_shallow") or t == "mmlu"), None
+    )
     return [t for t in names if t != control], control
 
 

@@ -400,7 +400,7 @@ def _is_organism(model) -> bool:
 
 
 def default_tasks(model) -> list[str]:
-    return ["organism_long", "organism_shallow"] if _is_organism(model) else ["gsm8k"]
+    return ["organism_long", "organism_facts"] if _is_organism(model) else ["gsm8k"]
 
 
 def run_eval(

@@ -52,7 +52,7 @@ def task_kind(task: str) -> str:
     if base not in TASK_KINDS:
         raise ValueError(
             f"Unknown task '{task}'. Known tasks: {', '.join(TASK_KINDS)} (and organism_long, organism_shallow, "
-            "organism:LO-HI)."
+            "organism_facts, organism:LO-HI)."
         )
     return TASK_KINDS[base]
 

@@ -2,9 +2,10 @@
 
 Hub datasets load with ``datasets``; a local jsonl with the same fields overrides any of them
 (``eval.paths={gsm8k: ../shared/data/gsm8k/test.jsonl}``). Organism tasks are generated, with the chain length as a
-parameter: ``organism`` (1-8 steps), ``organism_long`` (5-8), ``organism_shallow`` (1-2, the knowledge-task
-stand-in), or ``organism:LO-HI`` for any range, all drawn from the held-out eighth of problems that no training
-set holds (``organism.task.held_out``).
+parameter: ``organism`` (1-8 steps), ``organism_long`` (5-8), ``organism_shallow`` (1-2), or ``organism:LO-HI`` for
+any range, all drawn from the held-out eighth of problems that no training set holds (``organism.task.held_out``).
+``organism_facts`` is the knowledge stand-in: the teacher's memorised facts, every one of them trained on by design
+(it measures recall, answered with no thinking).
 """
 
 import random
@@ -22,6 +23,8 @@ REAL_BUDGETS = [512, 1024, 2048, 4096, 8192]
 # that cuts real answers scores them wrong, more often at larger budgets, and flattens the curve being measured.
 ANSWER_TOKENS = {"math": 2048, "choice": 1024}
 ORGANISM_RANGES = {"organism": (1, 8), "organism_long": (5, 8), "organism_shallow": (1, 2)}
+ORGANISM_FACTS = "organism_facts"
+FACT_BUDGETS = [5]  # facts are answered with no thinking; one budget, so the curve is one point
 GPQA_SHUFFLE_SEED = 1234  # fixed, so every model sees the same choice order
 
 HUB = {
@@ -67,8 +70,8 @@ def organism_range(name: str) -> tuple[int, int] | None:
 
 def check_task(name: str) -> None:
     """Raise for an unknown task name, listing the known ones."""
-    if organism_range(name) is None and name not in TASK_KINDS:
-        known = ", ".join(list(ORGANISM_RANGES) + [t for t in TASK_KINDS if t != "organism"])
+    if organism_range(name) is None and name not in TASK_KINDS and name != ORGANISM_FACTS:
+        known = ", ".join([*ORGANISM_RANGES, ORGANISM_FACTS] + [t for t in TASK_KINDS if t != "organism"])
         raise ValueError(f"Unknown task '{name}'. Known tasks: {known}, or organism:LO-HI.")
 
 
@@ -114,6 +117,12 @@ def _math(row: dict, index: int, name: str) -> Problem:
 def load_task(name: str, num_problems: int | None = None, path: str | None = None, seed: int = 12345) -> Task:
     """Load a task's first ``num_problems`` problems (all when None)."""
     check_task(name)
+    if name == ORGANISM_FACTS:
+        from lprecover.organism.task import facts
+
+        drawn = facts()[: num_problems or None]
+        problems = [Problem(f"fact-{f.name}", f.prompt, f.answer) for f in drawn]
+        return Task(name, "exact", problems, FACT_BUDGETS, answer_max_tokens=4)
     chains = organism_range(name)
     if chains:
         from lprecover.organism.check import default_budgets

@@ -23,8 +23,8 @@ from transformers import AutoModelForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
 from lprecover.atomic import folder_written_whole
 from lprecover.log import get_logger
-from lprecover.organism.check import sequential_curve
-from lprecover.organism.task import MAX_STEPS, make_problems, to_record
+from lprecover.organism.check import facts_accuracy, sequential_curve
+from lprecover.organism.task import MAX_STEPS, N_FACTS, fact_record, facts, make_problems, to_record
 from lprecover.organism.tokenizer import build_tokenizer
 from lprecover.recovery.sft import TrainConfig, sft_args, sft_trainer
 from lprecover.surgery import remove_layers
@@ -33,11 +33,12 @@ logger = get_logger(__name__)
 
 CARD = "organism.json"
 # Bump when the task, its data or the tokenizer changes, so stale teachers are not reused. 5: evaluation problems
-# (task.held_out) are no longer in the training data.
-TASK_VERSION = 5
-# The bar a teacher must reach before it is cached: accurate at full budget, and rising with the budget. A teacher
-# stuck on a plateau (seen with the same seed at another thread count) is never cached and used silently.
-ACCEPT_ACCURACY, ACCEPT_RISE = 0.9, 0.5
+# (task.held_out) are no longer in the training data. 6: the 53-symbol task and memorised facts (issue #13).
+TASK_VERSION = 6
+# The bar a teacher must reach before it is cached: accurate at full budget, rising with the budget, and knowing its
+# facts. A teacher stuck on a plateau (seen with the same seed at another thread count) is never cached and used
+# silently.
+ACCEPT_ACCURACY, ACCEPT_RISE, ACCEPT_FACTS = 0.9, 0.5, 0.9
 MAX_ATTEMPTS = 3  # training seeds tried (seed, seed + 1, ...) before the build gives up
 
 
@@ -49,10 +50,12 @@ class TeacherBelowBar(RuntimeError):
         self.card = card
 
 
-def accepted(curve: dict) -> bool:
-    """Whether a teacher's curve reaches the bar (``ACCEPT_ACCURACY`` at full budget, ``ACCEPT_RISE`` over it)."""
+def accepted(curve: dict, facts: float | None = None) -> bool:
+    """Whether a teacher reaches the bar: ``ACCEPT_ACCURACY`` at full budget, ``ACCEPT_RISE`` over the budgets, and
+    ``ACCEPT_FACTS`` of its facts (when it was trained on any)."""
     acc = curve["accuracy"]
-    return acc[-1] >= ACCEPT_ACCURACY and acc[-1] - acc[0] >= ACCEPT_RISE
+    knows = facts is None or facts >= ACCEPT_FACTS
+    return acc[-1] >= ACCEPT_ACCURACY and acc[-1] - acc[0] >= ACCEPT_RISE and knows
 
 
 def _teacher_train_defaults() -> TrainConfig:
@@ -81,6 +84,8 @@ class OrganismConfig:
     num_layers: int = field(default=6, metadata={"help": "Decoder blocks."})
     num_heads: int = field(default=4, metadata={"help": "Attention heads (head_dim = hidden_size / num_heads)."})
     intermediate_size: int = field(default=256, metadata={"help": "MLP width."})
+    facts: int = field(default=N_FACTS, metadata={"help": "Memorised facts (the knowledge stand-in); 0 for none."})
+    fact_share: float = field(default=0.1, metadata={"help": "Share of the training rows that are facts."})
     min_chain: int = field(default=1, metadata={"help": "Shortest chain in the teacher's training data."})
     max_chain: int = field(default=8, metadata={"help": "Longest chain in the teacher's training data."})
     data_seed: int = field(default=1, metadata={"help": "Seed of the training problems."})
@@ -93,6 +98,8 @@ class OrganismConfig:
             raise ValueError(
                 f"Need 1 <= min_chain <= max_chain <= {MAX_STEPS}, got {self.min_chain}..{self.max_chain}."
             )
+        if not 0 <= self.facts <= 26 * 26 or not 0 <= self.fact_share < 1:
+            raise ValueError(f"Need 0 <= facts <= 676 and 0 <= fact_share < 1, got {self.facts}, {self.fact_share}.")
         if self.num_layers < 2:
             raise ValueError(f"num_layers must be at least 2 so there is something to prune, got {self.num_layers}.")
 
@@ -131,10 +138,14 @@ def make_model(cfg: OrganismConfig, tokenizer) -> Qwen3ForCausalLM:
 
 
 def training_data(cfg: OrganismConfig) -> datasets.Dataset:
-    """Long-CoT chains, none of them an evaluation problem (``task.held_out``)."""
+    """Long-CoT chains, none of them an evaluation problem (``task.held_out``), and ``fact_share`` of rows facts
+    (each fact equally often). The trainer's sampler shuffles them."""
     t = cfg.train
     n = t.max_steps * t.per_device_batch_size * t.grad_accum
-    rows = [to_record(p, "longcot") for p in make_problems(n, cfg.min_chain, cfg.max_chain, cfg.data_seed)]
+    known = facts(cfg.facts) if cfg.facts else []
+    n_facts = round(n * cfg.fact_share) if known else 0
+    rows = [to_record(p, "longcot") for p in make_problems(n - n_facts, cfg.min_chain, cfg.max_chain, cfg.data_seed)]
+    rows += [fact_record(known[i % len(known)]) for i in range(n_facts)]
     return datasets.Dataset.from_list(rows)
 
 
@@ -156,6 +167,7 @@ def build_teacher(cfg: OrganismConfig, out_dir: Path) -> dict:
     # closure that a deepcopy would still route to the original.
     model = AutoModelForCausalLM.from_pretrained(out_dir).eval()
     curve = sequential_curve(model, tokenizer)
+    known = facts_accuracy(model, tokenizer, cfg.facts) if cfg.facts else None
     # The phenomenon in one line: the same teacher with its two middle layers deleted.
     pruned = copy.deepcopy(model)
     middle = cfg.num_layers // 2
@@ -168,6 +180,7 @@ def build_teacher(cfg: OrganismConfig, out_dir: Path) -> dict:
         "train_loss": result.training_loss,
         "train_seconds": round(time.time() - start, 1),
         "curve": curve,
+        "facts_accuracy": known,
         "pruned_middle_two_curve": pruned_curve,
     }
     (out_dir / CARD).write_text(json.dumps(card, indent=2))
@@ -186,7 +199,7 @@ def _build_accepted(cfg: OrganismConfig, final: Path) -> dict:
         try:
             with folder_written_whole(final) as tmp:
                 card = build_teacher(trial, tmp)
-                if not accepted(card["curve"]):
+                if not accepted(card["curve"], card["facts_accuracy"]):
                     raise TeacherBelowBar(card)  # leaves the block with an error: nothing is published
                 card["attempts"] = tried + [_attempt(trial, card)]
                 card["fingerprint"] = cfg.fingerprint()  # cached under the settings asked for
@@ -208,17 +221,18 @@ def _build_accepted(cfg: OrganismConfig, final: Path) -> dict:
     )
 
 
-BAR = f"accuracy >= {ACCEPT_ACCURACY} at full budget, rising by >= {ACCEPT_RISE}"
+BAR = f"accuracy >= {ACCEPT_ACCURACY} at full budget, rising by >= {ACCEPT_RISE}, facts >= {ACCEPT_FACTS}"
 
 
 def _attempt(cfg: OrganismConfig, card: dict) -> dict:
     c = card["curve"]
-    return {"seed": cfg.train.seed, "budget": c["budget"], "accuracy": c["accuracy"]}
+    return {"seed": cfg.train.seed, "budget": c["budget"], "accuracy": c["accuracy"], "facts": card["facts_accuracy"]}
 
 
 def _attempt_text(attempt: dict) -> str:
     acc = ", ".join(f"{a:.2f}" for a in attempt["accuracy"])
-    return f"[{acc}] over budgets {attempt['budget']}"
+    known = "" if attempt.get("facts") is None else f", facts {attempt['facts']:.2f}"
+    return f"[{acc}] over budgets {attempt['budget']}{known}"
 
 
 def ensure_teacher(cfg: OrganismConfig | None = None) -> Path:
