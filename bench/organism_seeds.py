@@ -59,6 +59,19 @@ def one(seed: int, threads: int) -> dict:
     return row
 
 
+def _line(row: dict) -> str:
+    acc = " ".join(f"{a:.2f}" for a in row["accuracy"])
+    known = lambda r: "" if r["facts"] is None else f" facts {r['facts']:.2f}"  # noqa: E731
+    pruned = "; ".join(
+        f"shortgpt{n} {p['removed']} long {p['long']:.2f} shallow {p['shallow']:.2f}{known(p)}"
+        for n, p in ((1, row["shortgpt1"]), (2, row["shortgpt2"]))
+    )
+    return (
+        f"seed {row['seed']} threads {row['threads']}: {row['seconds']} s, loss {row['loss']:.3f}, accuracy [{acc}]"
+        f"{known(row)}, accepted {row['accepted']}; {pruned}"
+    )
+
+
 def main(argv: list[str]) -> int:
     opts = dict(a.split("=", 1) for a in argv)
     if "child" in opts:
@@ -80,14 +93,7 @@ def main(argv: list[str]) -> int:
                 raise SystemExit(f"build seed={seed} threads={threads} failed")
             row = json.loads(line[4:])
             rows.append(row)
-            acc = " ".join(f"{a:.2f}" for a in row["accuracy"])
-            p1, p2 = row["shortgpt1"], row["shortgpt2"]
-            print(
-                f"seed {seed} threads {threads}: {row['seconds']} s, loss {row['loss']:.3f}, accuracy [{acc}], "
-                f"accepted {row['accepted']}; shortgpt1 {p1['removed']} long {p1['long']:.2f} shallow "
-                f"{p1['shallow']:.2f}; shortgpt2 {p2['removed']} long {p2['long']:.2f} shallow {p2['shallow']:.2f}",
-                flush=True,
-            )
+            print(_line(row), flush=True)
     ok = sum(r["accepted"] for r in rows)
     print(f"reached the bar: {ok}/{len(rows)} (goal: {len(rows)}/{len(rows)})")
     if "out" in opts:

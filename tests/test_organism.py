@@ -72,8 +72,9 @@ def test_teacher_scales_with_thinking_and_collapses_when_pruned(teacher_path):
     assert acc[-1] - pruned["accuracy"][0] >= 0.3, (curve, pruned)
 
 
-def _fake_builds(monkeypatch, curves):
-    """Replace training by cards with the given accuracy curves, one per build, recording the seeds asked for."""
+def _fake_builds(monkeypatch, builds):
+    """Replace training by cards with the given (accuracy curve, facts accuracy), one per build, recording the seeds
+    asked for."""
     import json
 
     from lprecover.organism import build
@@ -83,7 +84,8 @@ def _fake_builds(monkeypatch, curves):
     def fake(cfg, out_dir):
         seeds.append(cfg.train.seed)
         card = {"config": {"seed": cfg.train.seed}, "train_seconds": 0.0}
-        card["curve"] = {"budget": [5, 10, 20, 30, 40], "accuracy": curves[len(seeds) - 1]}
+        accuracy, card["facts_accuracy"] = builds[len(seeds) - 1]
+        card["curve"] = {"budget": [5, 10, 20, 30, 40], "accuracy": accuracy}
         (out_dir / build.CARD).write_text(json.dumps(card))
         (out_dir / "model.safetensors").write_text("weights")
         return card
@@ -100,7 +102,7 @@ def test_a_teacher_below_the_bar_is_never_cached(monkeypatch, tmp_path):
 
     monkeypatch.setenv("LPRECOVER_CACHE", str(tmp_path))
     stalled, good = [0.27, 0.30, 0.34, 0.32, 0.33], [0.30, 0.38, 0.61, 0.79, 1.00]
-    seeds = _fake_builds(monkeypatch, [stalled, good])
+    seeds = _fake_builds(monkeypatch, [(stalled, 1.0), (good, 1.0)])
     path = ensure_teacher(OrganismConfig())
     assert seeds == [0, 1] and path == teacher_dir(OrganismConfig())
     card = json.loads((path / CARD).read_text())
@@ -112,18 +114,20 @@ def test_a_build_that_never_reaches_the_bar_fails_naming_what_it_tried(monkeypat
     from lprecover.organism.build import MAX_ATTEMPTS, OrganismConfig, ensure_teacher, teacher_dir
 
     monkeypatch.setenv("LPRECOVER_CACHE", str(tmp_path))
-    # Accurate at full budget but flat (no scaling), then plateaued: neither is a teacher.
-    seeds = _fake_builds(monkeypatch, [[0.95, 0.95, 0.95, 0.95, 0.95]] + [[0.2, 0.3, 0.4, 0.5, 0.6]] * 2)
+    # Accurate at full budget but flat (no scaling); plateaued; scaling but not knowing its facts: none is a teacher.
+    flat, plateau, scaling = [0.95] * 5, [0.2, 0.3, 0.4, 0.5, 0.6], [0.05, 0.3, 0.5, 0.75, 1.0]
+    seeds = _fake_builds(monkeypatch, [(flat, 1.0), (plateau, 1.0), (scaling, 0.85)])
     with pytest.raises(RuntimeError, match=r"No organism teacher reached the bar .* seed 0: \[0.95") as err:
         ensure_teacher(OrganismConfig())
-    assert seeds == list(range(MAX_ATTEMPTS)) and "seed 2: [0.20, 0.30" in str(err.value)
+    assert seeds == list(range(MAX_ATTEMPTS)) and "seed 1: [0.20, 0.30" in str(err.value)
+    assert "seed 2: [0.05, 0.30, 0.50, 0.75, 1.00] over budgets [5, 10, 20, 30, 40], facts 0.85" in str(err.value)
     assert "over budgets [5, 10, 20, 30, 40]" in str(err.value)
     assert not teacher_dir(OrganismConfig()).exists()
     assert not [p for p in (tmp_path / "organism").iterdir() if not p.name.endswith(".lock")]
 
 
 def test_evaluation_problems_are_held_out_of_every_training_set():
-    """Every one-step evaluation problem used to be a training problem too (there are only 60 of them)."""
+    """Every one-step evaluation problem used to be a training problem too (there were only 60 of them)."""
     from lprecover.organism.build import OrganismConfig, training_data
     from lprecover.organism.task import held_out
 
@@ -133,13 +137,42 @@ def test_evaluation_problems_are_held_out_of_every_training_set():
         train = {p.problem for p in make_problems(3000, 1, 8, seed)}
         assert not train & evals and not any(held_out(p) for p in train)
     assert {p.problem for p in make_problems(3000, 1, 1, 0)} & {p.problem for p in make_problems(3000, 1, 1, 5)}
-    # One problem in eight, by a fixed hash: about 7 of the 60 one-step problems are for evaluation only.
-    one_step = {p.problem for p in make_problems(5000, 1, 1, 3)} | {
-        p.problem for p in make_problems(500, 1, 1, 3, "eval")
+    # One problem in eight, by a fixed hash: about 53 of the 424 one-step problems (53 starts x 8 shifts) are for
+    # evaluation only.
+    one_step = {p.problem for p in make_problems(8000, 1, 1, 3)} | {
+        p.problem for p in make_problems(1000, 1, 1, 3, "eval")
     }
-    assert len(one_step) == 60 and 3 <= sum(held_out(p) for p in one_step) <= 12
+    assert len(one_step) == 424 and 35 <= sum(held_out(p) for p in one_step) <= 75
     cfg = OrganismConfig()
     cfg.train.max_steps = 5
-    assert not any(held_out(p) for p in training_data(cfg)["problem"])
+    rows = training_data(cfg)["problem"]
+    # 40% of rows are facts (recall of trained facts is what organism_facts measures), each as often as any other.
+    fact_rows = [p for p in rows if p.endswith("?")]
+    assert len(rows) == 320 and len(fact_rows) == 128 and len(set(fact_rows)) == 100
+    assert not any(held_out(p) for p in rows if p not in fact_rows)
     with pytest.raises(ValueError, match="Unknown split 'test'"):
         make_problems(1, 1, 1, 0, split="test")
+
+
+def test_fact_rows_skip_blocks_in_training_only(organism_tokenizer):
+    """Stochastic depth on fact rows: at p=1 a fact row skips every block (its logits are those of the embeddings
+    alone), a chain row in the same batch is untouched, and eval mode and the model after training are plain."""
+    import torch
+
+    from lprecover.organism.build import OrganismConfig, fact_rows_skip_layers, make_model
+
+    tok = organism_tokenizer
+    model = make_model(OrganismConfig(), tok).train()
+    ids = torch.tensor([tok("QK?")["input_ids"], tok("8a+")["input_ids"]])
+    assert ids.shape == (2, 3)
+    with torch.no_grad():
+        plain = model(input_ids=ids).logits
+        with fact_rows_skip_layers(model, tok, 1.0):
+            skipped = model(input_ids=ids).logits
+            in_eval = model.eval()(input_ids=ids).logits
+            model.train()
+        after = model(input_ids=ids).logits
+        embeddings_only = model.lm_head(model.model.norm(model.model.embed_tokens(ids)))
+    torch.testing.assert_close(skipped[0], embeddings_only[0])
+    assert not torch.allclose(plain[0], embeddings_only[0])
+    assert torch.equal(skipped[1], plain[1]) and torch.equal(in_eval, plain) and torch.equal(after, plain)

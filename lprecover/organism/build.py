@@ -7,6 +7,7 @@ half teacher, and a file lock keeps concurrent processes (e.g. two ranks under `
 building it twice.
 """
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -27,7 +28,7 @@ from lprecover.organism.check import facts_accuracy, sequential_curve
 from lprecover.organism.task import MAX_STEPS, N_FACTS, fact_record, facts, make_problems, to_record
 from lprecover.organism.tokenizer import build_tokenizer
 from lprecover.recovery.sft import TrainConfig, sft_args, sft_trainer
-from lprecover.surgery import remove_layers
+from lprecover.surgery import find_blocks, remove_layers
 
 logger = get_logger(__name__)
 
@@ -60,7 +61,7 @@ def accepted(curve: dict, facts: float | None = None) -> bool:
 
 def _teacher_train_defaults() -> TrainConfig:
     return TrainConfig(
-        max_steps=1000,
+        max_steps=1500,
         learning_rate=3e-3,
         warmup_ratio=0.08,
         per_device_batch_size=64,
@@ -77,7 +78,15 @@ class OrganismConfig:
     """The organism teacher: architecture, training data, and optimisation.
 
     Architecture: a Qwen3 decoder of ``num_layers`` blocks, ``hidden_size`` wide.
-    Data: long-CoT chains of ``min_chain..max_chain`` steps drawn with ``data_seed``.
+    Data: long-CoT chains of ``min_chain..max_chain`` steps drawn with ``data_seed``, and ``facts`` memorised facts
+    at ``fact_share`` of the rows.
+
+    Facts are trained with stochastic depth (``fact_layer_drop``): on a fact row each block is skipped at random, so
+    recall is spread over the layers and survives the removal of one or two of them, as knowledge does in large
+    models (arXiv 2510.22228). Without it the facts live in the same middle blocks the chains use and fall with them
+    (100 facts at 25% of rows: recall 0.99, 0.42 with one block removed, 0.13 with two). This is a design choice of
+    the organism, so that it shows the paper's pattern; it is not a finding about it. Chain rows train the whole
+    depth.
     """
 
     hidden_size: int = field(default=64, metadata={"help": "Residual width."})
@@ -85,7 +94,11 @@ class OrganismConfig:
     num_heads: int = field(default=4, metadata={"help": "Attention heads (head_dim = hidden_size / num_heads)."})
     intermediate_size: int = field(default=256, metadata={"help": "MLP width."})
     facts: int = field(default=N_FACTS, metadata={"help": "Memorised facts (the knowledge stand-in); 0 for none."})
-    fact_share: float = field(default=0.1, metadata={"help": "Share of the training rows that are facts."})
+    fact_share: float = field(default=0.4, metadata={"help": "Share of the training rows that are facts."})
+    fact_layer_drop: float = field(
+        default=0.3,
+        metadata={"help": "In training, each decoder block is skipped with this probability on fact rows (see facts)."},
+    )
     min_chain: int = field(default=1, metadata={"help": "Shortest chain in the teacher's training data."})
     max_chain: int = field(default=8, metadata={"help": "Longest chain in the teacher's training data."})
     data_seed: int = field(default=1, metadata={"help": "Seed of the training problems."})
@@ -98,8 +111,11 @@ class OrganismConfig:
             raise ValueError(
                 f"Need 1 <= min_chain <= max_chain <= {MAX_STEPS}, got {self.min_chain}..{self.max_chain}."
             )
-        if not 0 <= self.facts <= 26 * 26 or not 0 <= self.fact_share < 1:
-            raise ValueError(f"Need 0 <= facts <= 676 and 0 <= fact_share < 1, got {self.facts}, {self.fact_share}.")
+        if not 0 <= self.facts <= 26 * 26 or not 0 <= self.fact_share < 1 or not 0 <= self.fact_layer_drop < 1:
+            raise ValueError(
+                "Need 0 <= facts <= 676, 0 <= fact_share < 1 and 0 <= fact_layer_drop < 1, got "
+                f"{self.facts}, {self.fact_share}, {self.fact_layer_drop}."
+            )
         if self.num_layers < 2:
             raise ValueError(f"num_layers must be at least 2 so there is something to prune, got {self.num_layers}.")
 
@@ -149,13 +165,51 @@ def training_data(cfg: OrganismConfig) -> datasets.Dataset:
     return datasets.Dataset.from_list(rows)
 
 
+@contextlib.contextmanager
+def fact_rows_skip_layers(model, tokenizer, p: float):
+    """While training, skip each decoder block with probability ``p`` on the rows that are facts.
+
+    A fact row is one whose input holds ``?`` (fact prompts end with it; chains never contain it). A skipped block
+    passes its input through, per row and per block, drawn from torch's generator (so seeded by the trainer). Only
+    hooks are added, and they are removed on exit: the saved teacher is a plain Qwen3. Evaluation (``model.eval()``)
+    is never affected.
+    """
+    if p <= 0:
+        yield
+        return
+    question = tokenizer.convert_tokens_to_ids("?")
+    rows: dict[str, torch.Tensor] = {}
+
+    def note_fact_rows(module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        rows["fact"] = (ids == question).any(-1) if ids is not None else None
+
+    def maybe_skip(layer, args, kwargs, output):
+        facts_in_batch = rows.get("fact")
+        if not layer.training or facts_in_batch is None or not facts_in_batch.any():
+            return None
+        hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+        out = output[0] if isinstance(output, tuple) else output
+        skip = facts_in_batch & (torch.rand(facts_in_batch.shape, device=hidden.device) < p)
+        out = torch.where(skip[:, None, None], hidden, out)
+        return (out, *output[1:]) if isinstance(output, tuple) else out
+
+    handles = [model.register_forward_pre_hook(note_fact_rows, with_kwargs=True)]
+    handles += [layer.register_forward_hook(maybe_skip, with_kwargs=True) for layer in find_blocks(model)[1]]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def build_teacher(cfg: OrganismConfig, out_dir: Path) -> dict:
     """Train the teacher into ``out_dir`` and return its card (settings, loss, accuracy curve)."""
     tokenizer = build_tokenizer()
     model = make_model(cfg, tokenizer)
     logger.info("Training the organism teacher (%d params) into %s", model.num_parameters(), out_dir)
     start = time.time()
-    with tempfile.TemporaryDirectory() as work:
+    with tempfile.TemporaryDirectory() as work, fact_rows_skip_layers(model, tokenizer, cfg.fact_layer_drop):
         trainer = sft_trainer(model, tokenizer, training_data(cfg), sft_args(cfg.train, work, disable_tqdm=True))
         result = trainer.train()
     model.generation_config.eos_token_id = tokenizer.eos_token_id
