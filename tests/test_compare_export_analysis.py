@@ -64,8 +64,8 @@ def test_report_numbers_equal_summary_and_curves(mini_study):
         score = rows[name]["tasks"]["organism_long"]["recovery_score"]
         assert score is not None and score["ci_low"] <= score["score"] <= score["ci_high"]
         assert any(v.startswith(f"{name}: recovered") for v in summary["verdicts"])
-    assert summary["control_task"] == "organism_shallow"
-    assert any("organism_shallow accuracy" in s for s in summary["knowledge_vs_reasoning"])
+    assert summary["control_task"] == "organism_facts"
+    assert any("organism_facts accuracy" in s for s in summary["knowledge_vs_reasoning"])
     assert all(r["tasks"]["organism_long"]["control_accuracy"] is not None for r in summary["runs"])
 
 

@@ -131,7 +131,7 @@ def test_absolute_model_path_is_used_as_saved(tmp_path, monkeypatch):
     assert discover(tmp_path / "eval").kind == "pruned"
 
 
-def test_the_knowledge_control_is_the_shallow_task_or_mmlu():
+def test_the_knowledge_control_is_the_facts_task_else_the_shallow_task_or_mmlu():
     from lprecover.compare import _tasks
 
     def run(*tasks):
@@ -139,6 +139,8 @@ def test_the_knowledge_control_is_the_shallow_task_or_mmlu():
         return Run(name="r", kind="teacher", path="r", eval_dir=None, curves=curves, summary={})
 
     assert _tasks([run("organism_long", "organism_shallow")]) == (["organism_long"], "organism_shallow")
+    both = run("organism_facts", "organism_long", "organism_shallow")
+    assert _tasks([both]) == (["organism_long", "organism_shallow"], "organism_facts")
     assert _tasks([run("gsm8k", "mmlu"), run("aime24")]) == (["aime24", "gsm8k"], "mmlu")
     # A chain range named by its steps is reasoning like the long chains, never the control.
     assert _tasks([run("organism_long", "organism:1-2")]) == (["organism:1-2", "organism_long"], None)

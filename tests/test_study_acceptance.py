@@ -1,11 +1,11 @@
 """Acceptance of the whole mission on the organism: the default ``lprecover study``, run for real (slow).
 
 Each test is one outcome the default study delivers on this organism, at the thresholds of issue #13: a teacher
-curve that rises over four budgets, pruning one layer keeping the knowledge control while long chains collapse,
-recipes that separate (short answers bring back nothing, long traces everything), recovery along training, and
-a rerun that writes the same summary. The mod-5 organism cannot give the rest (a guessing floor of 0.2 makes
-short-answer SFT's interval wide, and two removed layers cost the shallow task 0.2): those wait for its second
-version and are not asserted here.
+curve that rises over four budgets, pruning one or two layers keeping the memorised facts while long chains
+collapse, recipes that separate with intervals at most 0.3 wide (short answers bring back nothing, the best recipe
+at least 70% of the slope), recovery along training, and a rerun that writes the same summary. That the teacher
+trains at every seed and thread count is documented by ``bench/organism_seeds.py``; that guessing scores 1/53 by
+``tests/test_organism.py``.
 """
 
 import json
@@ -46,19 +46,22 @@ def test_teacher_scales_over_four_budgets(study):
 
 
 @pytest.mark.slow
-def test_one_layer_keeps_the_knowledge_control_while_long_chains_collapse(study):
-    """The paper's pattern for one removed layer: shallow chains within 0.05 of the teacher; long chains down by 0.5
-    at full budget and the scaling slope below a quarter of the teacher's. The report says so for each pruned model."""
+@pytest.mark.parametrize("removed,allowed", [(1, 0.05), (2, 0.10)])
+def test_pruning_keeps_the_facts_while_long_chains_collapse(study, removed, allowed):
+    """The paper's pattern: the memorised facts within 0.05 of the teacher with one layer removed and within 0.10
+    with two; long chains down by 0.5 at full budget and the scaling slope below a quarter of the teacher's. The
+    report says the pattern holds for each pruned model."""
     summary = _summary(study)
-    shallow = [_curve(study, f, "organism_shallow")["accuracy"][-1] for f in ("eval-teacher", "eval-pruned-1")]
-    long = [_curve(study, f)["accuracy"][-1] for f in ("eval-teacher", "eval-pruned-1")]
-    assert shallow[0] - shallow[1] <= 0.05 and long[0] - long[1] >= 0.5, (shallow, long)
-    assert _row(summary, "pruned-1 (shortgpt)")["scaling_slope"] < 0.25 * _row(summary, "teacher")["scaling_slope"]
-    sentences = summary["knowledge_vs_reasoning"]
-    assert {s.split(":")[0] for s in sentences} == {"pruned-1 (shortgpt)", "pruned-2 (shortgpt)"}
-    assert next(s for s in sentences if s.startswith("pruned-1")).endswith("as the paper found.")
-    report = (study / "comparison" / "report.md").read_text()
-    assert all(s in report for s in sentences)
+    pruned = f"eval-pruned-{removed}"
+    facts = [_curve(study, f, "organism_facts")["accuracy"][-1] for f in ("eval-teacher", pruned)]
+    long = [_curve(study, f)["accuracy"][-1] for f in ("eval-teacher", pruned)]
+    assert facts[0] >= 0.9 and facts[0] - facts[1] <= allowed and long[0] - long[1] >= 0.5, (facts, long)
+    name = f"pruned-{removed} (shortgpt)"
+    assert _row(summary, name)["scaling_slope"] < 0.25 * _row(summary, "teacher")["scaling_slope"]
+    assert summary["control_task"] == "organism_facts"
+    sentence = next(s for s in summary["knowledge_vs_reasoning"] if s.startswith(name + ":"))
+    assert sentence.endswith("as the paper found."), sentence
+    assert sentence in (study / "comparison" / "report.md").read_text()
 
 
 @pytest.mark.slow
@@ -73,6 +76,8 @@ def test_recipes_separate_and_short_answers_do_not_restore_scaling(study):
     assert len(ranked) == 6 and ranked[-1]["run"] != ranked[0]["run"]
     scores = [r["recovery_score"]["score"] for r in ranked]
     assert scores == sorted(scores, reverse=True)
+    widths = {r["run"]: r["recovery_score"]["ci_high"] - r["recovery_score"]["ci_low"] for r in ranked}
+    assert max(widths.values()) <= 0.3, f"95% intervals wider than 0.3: {widths}"
     assert any(r["separated_from_next"] for r in ranked), "no recipe's interval lies above the next one's"
     assert ranked[0]["slope_recovered"] >= 0.7 and ranked[-1]["run"] == "sft_short"
     assert "Recipes ranked by organism_long recovery score" in (study / "comparison" / "report.md").read_text()

@@ -231,7 +231,7 @@ def test_accelerate_launch_writes_a_whole_run_logged_to_wandb(teacher_path, tmp_
     history = json.loads((out / "metrics.json").read_text())
     assert [h["step"] for h in history if "loss" in h] == [1, 2, 3]
     summary = json.loads((out / "eval" / "summary.json").read_text())
-    assert set(summary) == {"organism_long", "organism_shallow"}
+    assert set(summary) == {"organism_long", "organism_facts"}
 
     model, _ = load_recovered(out)  # adapters merged onto the pruned base
     assert model.config.num_hidden_layers == 4 and not hasattr(model, "peft_config")

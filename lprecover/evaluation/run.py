@@ -52,7 +52,7 @@ class EvalConfig:
     num_problems: int = field(default=100, metadata={"help": "Problems per task."})
     paths: dict[str, str] = field(default_factory=dict, metadata={"help": "Local jsonl per task, e.g. {gsm8k: FILE}."})
     sequential: bool = field(default=True, metadata={"help": "Run the budget-forced sequential curve."})
-    budgets: list[int] | None = field(default=None, metadata={"help": "Thinking budgets in tokens."})
+    budgets: list[int] | None = field(default=None, metadata={"help": "Thinking budgets in tokens (the organism's facts keep their one budget)."})
     seq_temperature: float = field(
         default=0.0, metadata={"help": "Sampling temperature of the sequential curve (0 = greedy)."}
     )
@@ -442,7 +442,7 @@ def run_eval(
     done_before = len(store)
     plans = []  # (task, mode, budgets, jobs, temperature), in the order records are written
     for task in tasks:
-        budgets = cfg.budgets or task.default_budgets
+        budgets = task.default_budgets if task.fixed_budgets else cfg.budgets or task.default_budgets
         if cfg.sequential and task.name in seq_names:
             jobs = [(p, s) for p in task.problems for s in range(cfg.seq_samples)]
             plans.append((task, "sequential", budgets, jobs, cfg.seq_temperature))

@@ -52,6 +52,8 @@ class Task:
     problems: list[Problem]
     default_budgets: list[int]
     answer_max_tokens: int
+    # A task answered with no thinking (the organism's facts) keeps its own budget; ``eval.budgets`` do not apply.
+    fixed_budgets: bool = False
 
 
 def organism_range(name: str) -> tuple[int, int] | None:
@@ -122,7 +124,7 @@ def load_task(name: str, num_problems: int | None = None, path: str | None = Non
 
         drawn = facts()[: num_problems or None]
         problems = [Problem(f"fact-{f.name}", f.prompt, f.answer) for f in drawn]
-        return Task(name, "exact", problems, FACT_BUDGETS, answer_max_tokens=4)
+        return Task(name, "exact", problems, FACT_BUDGETS, answer_max_tokens=4, fixed_budgets=True)
     chains = organism_range(name)
     if chains:
         from lprecover.organism.check import default_budgets
