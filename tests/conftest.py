@@ -52,6 +52,19 @@ def gsm8k_dir():
 
 
 @pytest.fixture(scope="session")
+def smollm2_gsm8k_args(smollm2_path, gsm8k_dir):
+    """Recovery overrides for SmolLM2 pruned by its two middle layers (14, 15), trained on GSM8K traces."""
+    return [
+        f"model.name_or_path={smollm2_path}",
+        "prune.method=selection",
+        "prune.layers=[14,15]",
+        "data=gsm8k",
+        f"data.source_path={gsm8k_dir / 'train.jsonl'}",
+        f"data.eval_paths={{gsm8k: {gsm8k_dir / 'test.jsonl'}}}",
+    ]
+
+
+@pytest.fixture(scope="session")
 def mini_study(tmp_path_factory, teacher_path):
     """A small real study: pruned 1 and 2 layers, two recoveries (full SFT, LoRA), every model evaluated, compared."""
     from lprecover.config import load_config

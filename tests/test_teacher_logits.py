@@ -208,18 +208,13 @@ def test_training_refuses_a_store_made_for_other_settings(organism, extra, fragm
 
 
 @pytest.mark.slow
-def test_stored_logits_on_real_pretrained_weights(smollm2_path, gsm8k_dir, tmp_path):
+def test_stored_logits_on_real_pretrained_weights(smollm2_gsm8k_args, tmp_path):
     """SmolLM2 (49,152 tokens) pruned by two middle layers, on GSM8K traces (its template has no generation
     markers: the prompt/completion path). A store of the whole vocabulary gives online distillation's loss and
     gradients; a top 64 in float16 gives a forward KL just below it (bucketing can only lose divergence)."""
     args = [
         "recipe=distill",
-        f"model.name_or_path={smollm2_path}",
-        "prune.method=selection",
-        "prune.layers=[14,15]",
-        "data=gsm8k",
-        f"data.source_path={gsm8k_dir / 'train.jsonl'}",
-        f"data.eval_paths={{gsm8k: {gsm8k_dir / 'test.jsonl'}}}",
+        *smollm2_gsm8k_args,
         "data.limit=6",
         "train.per_device_batch_size=2",
         "train.max_length=256",

@@ -327,7 +327,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(teacher_path, tmp_path):
 
 
 @pytest.mark.slow
-def test_hidden_state_distillation_on_real_pretrained_weights(smollm2_path, gsm8k_dir, tmp_path, capsys):
+def test_hidden_state_distillation_on_real_pretrained_weights(smollm2_gsm8k_args, tmp_path, capsys):
     """SmolLM2 (30 layers) pruned by two middle layers, distilled on GSM8K traces from its unpruned self.
 
     Its chat template has no ``{% generation %}`` markers, so this also covers the prompt/completion data path.
@@ -335,12 +335,7 @@ def test_hidden_state_distillation_on_real_pretrained_weights(smollm2_path, gsm8
     out = tmp_path / "run"
     args = [
         "recipe=distill_hidden",
-        f"model.name_or_path={smollm2_path}",
-        "prune.method=selection",
-        "prune.layers=[14,15]",
-        "data=gsm8k",
-        f"data.source_path={gsm8k_dir / 'train.jsonl'}",
-        f"data.eval_paths={{gsm8k: {gsm8k_dir / 'test.jsonl'}}}",
+        *smollm2_gsm8k_args,
         "data.limit=48",
         "train.max_steps=4",
         "train.per_device_batch_size=2",

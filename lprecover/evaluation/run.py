@@ -52,7 +52,9 @@ class EvalConfig:
     num_problems: int = field(default=100, metadata={"help": "Problems per task."})
     paths: dict[str, str] = field(default_factory=dict, metadata={"help": "Local jsonl per task, e.g. {gsm8k: FILE}."})
     sequential: bool = field(default=True, metadata={"help": "Run the budget-forced sequential curve."})
-    budgets: list[int] | None = field(default=None, metadata={"help": "Thinking budgets in tokens (the organism's facts keep their one budget)."})
+    budgets: list[int] | None = field(
+        default=None, metadata={"help": "Thinking budgets in tokens (the organism's facts keep their one budget)."}
+    )
     seq_temperature: float = field(
         default=0.0, metadata={"help": "Sampling temperature of the sequential curve (0 = greedy)."}
     )

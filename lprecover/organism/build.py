@@ -97,7 +97,9 @@ class OrganismConfig:
     fact_share: float = field(default=0.4, metadata={"help": "Share of the training rows that are facts."})
     fact_layer_drop: float = field(
         default=0.3,
-        metadata={"help": "In training, each decoder block is skipped with this probability on fact rows (see facts)."},
+        metadata={
+            "help": "In training, each decoder block is skipped with this probability on fact rows (see facts)."
+        },
     )
     min_chain: int = field(default=1, metadata={"help": "Shortest chain in the teacher's training data."})
     max_chain: int = field(default=8, metadata={"help": "Longest chain in the teacher's training data."})
