@@ -193,3 +193,27 @@ def test_fact_rows_skip_blocks_in_training_only(organism_tokenizer):
     torch.testing.assert_close(skipped[0], embeddings_only[0])
     assert not torch.allclose(plain[0], embeddings_only[0])
     assert torch.equal(skipped[1], plain[1]) and torch.equal(in_eval, plain) and torch.equal(after, plain)
+
+
+def test_organism_info_prints_the_cached_card_with_its_facts(monkeypatch, tmp_path, capsys):
+    import json
+
+    from lprecover.organism.build import CARD, OrganismConfig, teacher_dir
+
+    monkeypatch.setenv("LPRECOVER_CACHE", str(tmp_path))
+    assert main(["organism", "info"]) == 0
+    assert "not built yet" in capsys.readouterr().err
+    card = {
+        "parameters": 400896,
+        "train_seconds": 301.5,
+        "curve": {"budget": [20, 40], "accuracy": [0.05, 1.0]},
+        "pruned_middle_two_curve": {"budget": [20, 40], "accuracy": [0.0, 0.02]},
+        "facts_accuracy": 1.0,
+        "pruned_middle_two_facts_accuracy": 0.97,
+    }
+    teacher_dir(OrganismConfig()).mkdir(parents=True)
+    (teacher_dir(OrganismConfig()) / CARD).write_text(json.dumps(card))
+    assert main(["organism", "info"]) == 0
+    out = capsys.readouterr().out
+    assert "two middle layers removed:  0.00   0.02" in out
+    assert "memorised facts recalled:  1.00 (0.97 with the two middle layers removed)" in out

@@ -229,6 +229,7 @@ def build_teacher(cfg: OrganismConfig, out_dir: Path) -> dict:
     middle = cfg.num_layers // 2
     remove_layers(pruned, [middle - 1, middle], method="selection", source="organism")
     pruned_curve = sequential_curve(pruned, tokenizer)
+    pruned_known = facts_accuracy(pruned, tokenizer, cfg.facts) if cfg.facts else None
     card = {
         "config": asdict(cfg),
         "fingerprint": cfg.fingerprint(),
@@ -238,6 +239,7 @@ def build_teacher(cfg: OrganismConfig, out_dir: Path) -> dict:
         "curve": curve,
         "facts_accuracy": known,
         "pruned_middle_two_curve": pruned_curve,
+        "pruned_middle_two_facts_accuracy": pruned_known,
     }
     (out_dir / CARD).write_text(json.dumps(card, indent=2))
     return card

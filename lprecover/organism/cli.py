@@ -34,6 +34,12 @@ def _print_curve(card: dict) -> None:
     pruned = card.get("pruned_middle_two_curve")
     if pruned:
         print("two middle layers removed: " + "  ".join(f"{a:>5.2f}" for a in pruned["accuracy"]))
+    if card.get("facts_accuracy") is not None:
+        after = card.get("pruned_middle_two_facts_accuracy")
+        print(
+            f"memorised facts recalled:  {card['facts_accuracy']:.2f}"
+            + ("" if after is None else f" ({after:.2f} with the two middle layers removed)")
+        )
 
 
 def main(argv: list[str]) -> int:
