@@ -450,6 +450,24 @@ def ranking(summary: dict, task: str) -> list[dict]:
     return out
 
 
+def slope_leader(ranked: list[dict]) -> str | None:
+    """One plain sentence: which recipe brought back the most of the teacher's scaling slope, and whether any reached
+    ``RETURNED`` (70%) of it."""
+    scored = [r for r in ranked if finite(r["slope_recovered"]) is not None]
+    if not scored:
+        return None
+    best = max(scored, key=lambda r: r["slope_recovered"])
+    reached = [r["run"] for r in scored if r["slope_recovered"] >= RETURNED]
+    ci = best["slope_recovered_ci"]
+    ci_text = f" [{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]" if ci and None not in ci else ""
+    tail = (
+        f"{len(reached)} of {len(scored)} recipes reached {100 * RETURNED:.0f}% ({', '.join(reached)})"
+        if reached
+        else f"no recipe reached {100 * RETURNED:.0f}%"
+    )
+    return f"Most of the slope: {best['run']} brought back {100 * best['slope_recovered']:.0f}%{ci_text}; {tail}."
+
+
 def _ranking_lines(summary: dict) -> list[str]:
     lines = []
     for task in summary["tasks"]:
@@ -468,6 +486,8 @@ def _ranking_lines(summary: dict) -> list[str]:
             cells += [_interval_text(r["slope_recovered"], r["slope_recovered_ci"]), _fmt(r["training_tokens"])]
             cells += ["yes" if r["separated_from_next"] else "-"]
             lines.append("| " + " | ".join(cells) + " |")
+        leader = summary.get("slope_leader", {}).get(task)
+        lines += ["", leader] if leader else []
         lines.append("")
     return lines
 
@@ -614,6 +634,7 @@ def compare(runs: list[Run], output_dir: Path, title: str = "", n_boot: int = 10
             s for p in runs if p.kind == "pruned" for t in tasks if (s := knowledge_sentence(teacher, p, t, control))
         ]
     summary["ranking"] = {t: ranking(summary, t) for t in tasks}
+    summary["slope_leader"] = {t: slope_leader(summary["ranking"][t]) for t in tasks}
     summary = finite(summary)  # valid JSON: a value that could not be computed is null, never NaN
     output_dir.mkdir(parents=True, exist_ok=True)
     plot_tasks = tasks + ([control] if control else [])

@@ -144,3 +144,28 @@ def test_the_knowledge_control_is_the_facts_task_else_the_shallow_task_or_mmlu()
     assert _tasks([run("gsm8k", "mmlu"), run("aime24")]) == (["aime24", "gsm8k"], "mmlu")
     # A chain range named by its steps is reasoning like the long chains, never the control.
     assert _tasks([run("organism_long", "organism:1-2")]) == (["organism:1-2", "organism_long"], None)
+
+
+def test_ranking_marks_separated_intervals_and_names_the_slope_leader():
+    """Hand-built scores: a's interval lies above b's; b's overlaps c's. The most slope recovered is b's 0.66, so the
+    report says plainly that no recipe reached 70%; with c at 0.8 it names c."""
+    from lprecover.compare import ranking, slope_leader
+
+    def row(run, score, lo, hi, slope, kind="recovered"):
+        rec = {"score": score, "ci_low": lo, "ci_high": hi}
+        task = {
+            "run": run,
+            "recovery_score": rec,
+            "slope_recovered": slope,
+            "slope_recovered_ci": slope and [slope - 0.1, slope + 0.1],
+        }
+        return {"run": run, "kind": kind, "tasks": {"t": {**task, "training_tokens": 100}}}
+
+    runs = [row("c", 0.10, 0.0, 0.2, 0.05), row("a", 0.75, 0.66, 0.84, 0.61), row("b", 0.15, 0.05, 0.25, 0.66)]
+    ranked = ranking({"runs": runs + [row("teacher", None, None, None, None, kind="teacher")]}, "t")
+    assert [r["run"] for r in ranked] == ["a", "b", "c"]
+    assert [r["separated_from_next"] for r in ranked] == [True, False, False]
+    assert slope_leader(ranked) == "Most of the slope: b brought back 66% [56, 76]; no recipe reached 70%."
+    runs[0]["tasks"]["t"]["slope_recovered"] = 0.8
+    assert slope_leader(ranking({"runs": runs}, "t")).endswith("; 1 of 3 recipes reached 70% (c).")
+    assert slope_leader([]) is None
