@@ -2,7 +2,8 @@
 
 All three compare token sequences, where a token is a run of letters, a run of digits, or any other single
 non-space character: ``3a-2b*2`` is ``3 a - 2 b * 2``. Operators and symbols are content (``3a+2b-2`` is another
-problem), while case and whitespace are not. Near duplicates are found with MinHash over token 3-gram shingles
+problem), while whitespace is not, and case is not except in variables: letters written against a digit or an
+operator keep their case, so the organism's ``Ka+3`` and ``ka+3`` (two of its 53 symbols) are two problems. Near duplicates are found with MinHash over token 3-gram shingles
 and banded LSH, then confirmed by exact Jaccard, so the cost stays near linear in the number of rows.
 Decontamination flags a training row when it shares any ``ngram``-word sequence (13 by default, as in GPT-3's
 decontamination), with the symbols between those words, with an evaluation problem.
@@ -31,12 +32,11 @@ def normalized(text: str) -> str:
 
 
 def _math(text: str) -> tuple[str, ...]:
-    """The numbers, operators and variables of a row, in order.
+    """The numbers, operators and variables of a row, in order, variables in their own case.
 
     A variable is a run of letters written against a digit or an operator with no space between (``3x``, ``x+2``,
-    the organism's ``ay+3``): content, like the numbers. Letters set off by spaces are wording.
+    the organism's ``Ka+3``): content, like the numbers, case included. Letters set off by spaces are wording.
     """
-    text = text.lower()
     out = []
     for m in _TOKEN.finditer(text):
         t = m.group()
@@ -58,10 +58,10 @@ def _hash64(s: str) -> int:
 
 
 def exact_duplicates(texts: list[str]) -> list[int]:
-    """Indices of rows whose normalized text repeats an earlier row."""
+    """Indices of rows whose normalized text and variables (``_math``, case kept) repeat an earlier row."""
     seen, dupes = set(), []
     for i, t in enumerate(texts):
-        key = normalized(t)
+        key = (normalized(t), _math(t))
         if key in seen:
             dupes.append(i)
         seen.add(key)

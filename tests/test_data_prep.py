@@ -185,9 +185,10 @@ def test_teacher_traces_are_verified_and_record_their_sampling(teacher_path, tmp
         assert reply.endswith(f"</think>{row['answer']}") and "=" in reply
 
 
-def test_dedup_treats_operators_and_digits_as_content_and_ignores_case_and_whitespace():
-    # Another operator, operand or start value, or one more step, is another problem.
-    chains = ["3a-2b*2", "3a+2b-2", "3a-2b*3", " 3A - 2b*2 ", "3a-2b*2c+1", "4a-2b*2"]
+def test_dedup_treats_operators_digits_and_variables_as_content_and_ignores_wording_case_and_whitespace():
+    # Another operator, operand or start value, or one more step, is another problem; so is another variable's case
+    # (the organism's symbols K and k are two of its 53 values).
+    chains = ["3a-2b*2", "3a+2b-2", "3a-2b*3", " 3a - 2b*2 ", "3a-2b*2c+1", "4a-2b*2", "3A-2b*2", "Ka+3", "ka+3"]
     assert exact_duplicates(chains) == [3]
     assert near_duplicates([c for i, c in enumerate(chains) if i != 3]) == []
     # Rows that differ only in an operator are two problems; a row repeated as it is, is one.
@@ -232,7 +233,8 @@ def test_dedup_drops_exactly_the_repeated_organism_problems(tok_dir, tmp_path):
     problems = [p.problem for p in make_problems(2000, 1, 8, seed=0)]
     distinct = set(problems)
     repeats = len(problems) - len(distinct)
-    assert repeats > 100  # one-step chains draw from the ~52 of 5 * 3 * 4 = 60 problems not held out, so many repeat
+    # The 250 one-step chains draw from the ~371 of 53 * 2 * 4 = 424 problems not held out, so many repeat.
+    assert repeats > 50
     assert stats["dropped"]["exact_duplicate"] == repeats and stats["dropped"]["near_duplicate"] == 0
     assert len(ds) == len(distinct) and set(ds["problem"]) == distinct
 
