@@ -260,3 +260,18 @@ def test_near_dedup_reads_variables_as_content():
     b = a.replace("d*b+c", "d*a+c")
     assert exact_duplicates([a, b]) == [] and near_duplicates([a, b]) == []
     assert near_duplicates([a, b, a]) == [2]
+
+
+def test_cached_organism_data_is_keyed_by_the_organism_task(monkeypatch):
+    """The mod-5 organism's cached recovery data was reused for the 53-symbol task (same spec, same build version):
+    a new task version is a new cache entry; other sources do not depend on it."""
+    from lprecover.modeling import ModelConfig
+    from lprecover.recovery import data
+    from lprecover.recovery.recipe import TrainData
+
+    organism, gsm8k = TrainData(), TrainData(source="gsm8k")
+    before = data._built_dir(organism, ModelConfig()), data._built_dir(gsm8k, ModelConfig())
+    monkeypatch.setattr(data, "TASK_VERSION", data.TASK_VERSION + 1)
+    after = data._built_dir(organism, ModelConfig()), data._built_dir(gsm8k, ModelConfig())
+    assert before[0] != after[0] and before[0].name.startswith("organism-longcot-")
+    assert before[1] == after[1]
