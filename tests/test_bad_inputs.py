@@ -216,6 +216,8 @@ CASES = [
     ("organism", ["build", "organism.hiden_size=3"], "Did you mean 'organism.hidden_size'"),
     ("organism", ["build", "organism.num_layers=1"], "num_layers must be at least 2"),
     ("organism", ["build", "organism.hidden_size=30", "organism.num_heads=4"], "hidden_size (30) must be divisible"),
+    ("organism", ["build", "organism.fact_layer_drop=1.5"], "0 <= fact_layer_drop < 1, got 100, 0.4, 1.5"),
+    ("organism", ["build", "organism.fact_share=1"], "0 <= fact_share < 1"),
     ("organism", ["frobnicate"], "Unknown action 'frobnicate'"),
 ]
 
