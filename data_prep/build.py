@@ -204,11 +204,22 @@ def _test_items(cfg: DataConfig) -> dict[str, list[tuple[str, str]]]:
     return tests
 
 
+def build_settings(cfg) -> dict:
+    """What made a data set: its config, and for organism data the organism's task version (a folder built from the
+    mod-5 chains is not the 53-symbol task's, whatever the config says)."""
+    settings = to_dict(cfg)
+    if cfg.source == "organism":
+        from lprecover.organism.build import TASK_VERSION
+
+        settings["organism_task_version"] = TASK_VERSION
+    return settings
+
+
 def build(cfg: DataConfig) -> dict:
     """Build the dataset described by ``cfg`` into ``cfg.output_dir``; returns the stats."""
     out = Path(cfg.output_dir)
     ignore = ("output_dir", "overwrite")  # the same build, moved or forced, is still the same build
-    if reuse_or_refuse(out, to_dict(cfg), "a built data set", cfg.overwrite, ignore=ignore) == "reuse":
+    if reuse_or_refuse(out, build_settings(cfg), "a built data set", cfg.overwrite, ignore=ignore) == "reuse":
         logger.info("%s already holds this data set; reusing it.", out)
         return json.loads((out / STATS_FILE).read_text())
     tokenizer = load_tokenizer(cfg.model)
@@ -308,7 +319,7 @@ def _write(out: Path, rows: list[dict], stats: dict, report: list[dict], cfg: Da
             datasets.Dataset.from_list(rows).save_to_disk(str(tmp / "data"))
         (tmp / STATS_FILE).write_text(json.dumps(stats, indent=2))
         (tmp / CONTAMINATION_FILE).write_text(json.dumps(report, indent=2))
-        (tmp / CONFIG_FILE).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        (tmp / CONFIG_FILE).write_text(yaml.safe_dump(build_settings(cfg), sort_keys=False))
 
 
 def load_built(path: str | Path) -> datasets.Dataset:

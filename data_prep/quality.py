@@ -2,11 +2,12 @@
 
 All three compare token sequences, where a token is a run of letters, a run of digits, or any other single
 non-space character: ``3a-2b*2`` is ``3 a - 2 b * 2``. Operators and symbols are content (``3a+2b-2`` is another
-problem), while whitespace is not, and case is not except in variables: letters written against a digit or an
-operator keep their case, so the organism's ``Ka+3`` and ``ka+3`` (two of its 53 symbols) are two problems. Near duplicates are found with MinHash over token 3-gram shingles
-and banded LSH, then confirmed by exact Jaccard, so the cost stays near linear in the number of rows.
-Decontamination flags a training row when it shares any ``ngram``-word sequence (13 by default, as in GPT-3's
-decontamination), with the symbols between those words, with an evaluation problem.
+problem), while whitespace is not. Case is not content, except in dedup's variables: letters written against a
+digit or an operator keep their case there, so the organism's ``Ka+3`` and ``ka+3`` (two of its 53 symbols) are
+two problems. Decontamination ignores case throughout, so it errs towards flagging. Near duplicates are found with
+MinHash over token 3-gram shingles and banded LSH, then confirmed by exact Jaccard, so the cost stays near linear in
+the number of rows. Decontamination flags a training row when it shares any ``ngram``-word sequence (13 by default,
+as in GPT-3's decontamination), with the symbols between those words, with an evaluation problem.
 """
 
 import hashlib
@@ -75,7 +76,7 @@ def near_duplicates(
 
     Similar wording is a token-3-gram Jaccard similarity of at least ``threshold``. Rows whose numbers, operators or
     variables (``_math``) differ are different problems however much wording they share: two long organism chains
-    that differ only in one register or operand share most of their shingles.
+    that differ only in one symbol or operand share most of their shingles.
     """
     rng = np.random.default_rng(seed)
     a = rng.integers(1, _PRIME, num_perm, dtype=np.uint64)

@@ -41,6 +41,9 @@ logger = get_logger(__name__)
 
 RETURNED, PARTLY = 0.7, 0.3  # recovery-score thresholds of the verdict sentences
 SLOPE_RETURNED, SLOPE_FLAT = 0.5, 0.25  # fractions of the teacher's scaling slope: needed to return; below: flat
+# The share of the teacher's slope a recipe should win back to count as restoring scaling in full (issue #13's aim);
+# stricter than SLOPE_RETURNED, which with the area decides "scaling returned".
+SLOPE_GOAL = 0.7
 
 
 @dataclass
@@ -452,18 +455,18 @@ def ranking(summary: dict, task: str) -> list[dict]:
 
 def slope_leader(ranked: list[dict]) -> str | None:
     """One plain sentence: which recipe brought back the most of the teacher's scaling slope, and whether any reached
-    ``RETURNED`` (70%) of it."""
+    ``SLOPE_GOAL`` (70%) of it."""
     scored = [r for r in ranked if finite(r["slope_recovered"]) is not None]
     if not scored:
         return None
     best = max(scored, key=lambda r: r["slope_recovered"])
-    reached = [r["run"] for r in scored if r["slope_recovered"] >= RETURNED]
+    reached = [r["run"] for r in scored if r["slope_recovered"] >= SLOPE_GOAL]
     ci = best["slope_recovered_ci"]
     ci_text = f" [{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]" if ci and None not in ci else ""
     tail = (
-        f"{len(reached)} of {len(scored)} recipes reached {100 * RETURNED:.0f}% ({', '.join(reached)})"
+        f"{len(reached)} of {len(scored)} recipes reached {100 * SLOPE_GOAL:.0f}% ({', '.join(reached)})"
         if reached
-        else f"no recipe reached {100 * RETURNED:.0f}%"
+        else f"no recipe reached {100 * SLOPE_GOAL:.0f}%"
     )
     return f"Most of the slope: {best['run']} brought back {100 * best['slope_recovered']:.0f}%{ci_text}; {tail}."
 

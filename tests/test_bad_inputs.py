@@ -218,6 +218,8 @@ CASES = [
     ("organism", ["build", "organism.hidden_size=30", "organism.num_heads=4"], "hidden_size (30) must be divisible"),
     ("organism", ["build", "organism.fact_layer_drop=1.5"], "0 <= fact_layer_drop < 1, got 100, 0.4, 1.5"),
     ("organism", ["build", "organism.fact_share=1"], "0 <= fact_share < 1"),
+    ("organism", ["build", "organism.fact_share=0"], "none of the 100 facts would be trained; set facts=0"),
+    ("organism", ["build", "organism.train.packing=true"], "Set train.packing=false or fact_layer_drop=0"),
     ("organism", ["frobnicate"], "Unknown action 'frobnicate'"),
 ]
 

@@ -202,6 +202,8 @@ def test_an_organism_trace_is_cut_into_its_steps():
     assert segments("a-2=1b*2=2c-2=0") == ["a-2=1", "b*2=2", "c-2=0"]
     assert self_bleu("a-2=1a-2=1a-2=1") == pytest.approx(1.0)  # one step, repeated
     assert self_bleu("a-2=1b*2=2c-2=0") < 1.0
+    # The 53-symbol organism: letters and digits as results, lower-case symbols too.
+    assert segments("a+3=ib-2=gc+4=K") == ["a+3=i", "b-2=g", "c+4=K"]
 
 
 def test_analyze_reads_lm_eval_log_samples(tmp_path):

@@ -8,7 +8,7 @@ from data_prep.build import DataConfig, build, load_built
 from data_prep.formats import assistant_turn, check_round_trip
 from data_prep.quality import contamination, exact_duplicates, near_duplicates
 from lprecover.cli import main
-from lprecover.config import load_config
+from lprecover.config import ConfigError, load_config
 from lprecover.organism.task import held_out, make_problems, solve
 
 
@@ -262,16 +262,22 @@ def test_near_dedup_reads_variables_as_content():
     assert near_duplicates([a, b, a]) == [2]
 
 
-def test_cached_organism_data_is_keyed_by_the_organism_task(monkeypatch):
+def test_organism_data_is_keyed_by_the_organism_task(monkeypatch, tok_dir, tmp_path):
     """The mod-5 organism's cached recovery data was reused for the 53-symbol task (same spec, same build version):
-    a new task version is a new cache entry; other sources do not depend on it."""
+    a new task version is a new cache entry, and a built folder of the old task is refused, naming the version;
+    other sources do not depend on it."""
     from lprecover.modeling import ModelConfig
+    from lprecover.organism import build as organism
     from lprecover.recovery import data
     from lprecover.recovery.recipe import TrainData
 
-    organism, gsm8k = TrainData(), TrainData(source="gsm8k")
-    before = data._built_dir(organism, ModelConfig()), data._built_dir(gsm8k, ModelConfig())
-    monkeypatch.setattr(data, "TASK_VERSION", data.TASK_VERSION + 1)
-    after = data._built_dir(organism, ModelConfig()), data._built_dir(gsm8k, ModelConfig())
+    organism_data, gsm8k = TrainData(), TrainData(source="gsm8k")
+    before = data._built_dir(organism_data, ModelConfig()), data._built_dir(gsm8k, ModelConfig())
+    args = ("source=organism", "split=short", "organism.n=20")
+    _build(tok_dir, tmp_path, *args)
+    monkeypatch.setattr(organism, "TASK_VERSION", organism.TASK_VERSION + 1)
+    after = data._built_dir(organism_data, ModelConfig()), data._built_dir(gsm8k, ModelConfig())
     assert before[0] != after[0] and before[0].name.startswith("organism-longcot-")
     assert before[1] == after[1]
+    with pytest.raises(ConfigError, match=r"organism_task_version: 6 -> 7"):
+        _build(tok_dir, tmp_path, *args)

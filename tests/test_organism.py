@@ -193,6 +193,29 @@ def test_fact_rows_skip_blocks_in_training_only(organism_tokenizer):
     torch.testing.assert_close(skipped[0], embeddings_only[0])
     assert not torch.allclose(plain[0], embeddings_only[0])
     assert torch.equal(skipped[1], plain[1]) and torch.equal(in_eval, plain) and torch.equal(after, plain)
+    # Training that never shows a fact row has skipped nothing: an error, not a teacher trained without the skips.
+    with pytest.raises(RuntimeError, match="training showed no fact row"):
+        with torch.no_grad(), fact_rows_skip_layers(model, tok, 0.3):
+            model(input_ids=ids[1:])
+
+
+def test_the_facts_task_follows_what_the_teacher_was_trained_on(organism_tokenizer):
+    """A teacher trained on 50 facts is evaluated on those 50 (the same names and answers it was trained on), and
+    one trained on none has no facts task."""
+    from lprecover.evaluation.run import default_tasks, organism_facts
+    from lprecover.evaluation.tasks import load_task
+    from lprecover.organism.build import OrganismConfig, make_model, training_data
+    from lprecover.organism.task import facts
+
+    cfg = OrganismConfig(facts=50)
+    cfg.train.max_steps = 5
+    trained = {(r["problem"], r["answer"]) for r in training_data(cfg) if r["problem"].endswith("?")}
+    model = make_model(cfg, organism_tokenizer)
+    task = load_task("organism_facts", facts=organism_facts(model))
+    assert {(p.prompt, p.gold) for p in task.problems} == trained == {(f.prompt, f.answer) for f in facts(50)}
+    assert default_tasks(model) == ["organism_long", "organism_facts"]
+    assert default_tasks(make_model(OrganismConfig(facts=0), organism_tokenizer)) == ["organism_long"]
+    assert len(load_task("organism_facts").problems) == 100
 
 
 def test_organism_info_prints_the_cached_card_with_its_facts(monkeypatch, tmp_path, capsys):

@@ -401,8 +401,20 @@ def _is_organism(model) -> bool:
     return getattr(model, "config", None) is not None and is_organism(model)
 
 
+def organism_facts(model) -> int | None:
+    """How many facts an organism model was trained on (its config records it; 100 before it did), else None."""
+    if not _is_organism(model):
+        return None
+    from lprecover.organism.task import N_FACTS
+    from lprecover.pruning.prune import ORGANISM_MARKER
+
+    return (getattr(model.config, ORGANISM_MARKER, None) or {}).get("facts", N_FACTS)
+
+
 def default_tasks(model) -> list[str]:
-    return ["organism_long", "organism_facts"] if _is_organism(model) else ["gsm8k"]
+    if not _is_organism(model):
+        return ["gsm8k"]
+    return ["organism_long", "organism_facts"] if organism_facts(model) else ["organism_long"]
 
 
 def run_eval(
@@ -434,7 +446,7 @@ def run_eval(
     # named.
     par_names = cfg.parallel_tasks or (seq_names[:1] if not cfg.tasks and _is_organism(engine) else seq_names)
     names = list(dict.fromkeys((seq_names if cfg.sequential else []) + (par_names if cfg.parallel else [])))
-    tasks = [load_task(t, cfg.num_problems, cfg.paths.get(t)) for t in names]
+    tasks = [load_task(t, cfg.num_problems, cfg.paths.get(t), facts=organism_facts(engine)) for t in names]
     check_close(tokenizer, fmt)  # validate the delimiter and every prompt before any generation starts
     for task in tasks:
         prompt_ids(tokenizer, task.problems[0].prompt, fmt, cfg.system_prompt)
@@ -450,7 +462,8 @@ def run_eval(
             plans.append((task, "sequential", budgets, jobs, cfg.seq_temperature))
         if cfg.parallel and task.name in par_names:
             jobs = [(p, s) for p in task.problems for s in range(cfg.n_samples)]
-            plans.append((task, "parallel", [cfg.parallel_budget or max(budgets)], jobs, cfg.temperature))
+            budget = max(budgets) if task.fixed_budgets else cfg.parallel_budget or max(budgets)
+            plans.append((task, "parallel", [budget], jobs, cfg.temperature))
     for task, mode, budgets, jobs, temperature in plans:
         _run_jobs(store, engine, tokenizer, fmt, task, mode, budgets, procs.share(jobs), cfg, temperature)
     logger.info("Evaluation: %d records reused, %d generated", done_before, len(store) - done_before)

@@ -116,13 +116,17 @@ def _math(row: dict, index: int, name: str) -> Problem:
     return Problem(f"{name}-{row.get('id', index)}", f"{question}\n\n{MATH_INSTRUCTION}", gold)
 
 
-def load_task(name: str, num_problems: int | None = None, path: str | None = None, seed: int = 12345) -> Task:
-    """Load a task's first ``num_problems`` problems (all when None)."""
+def load_task(
+    name: str, num_problems: int | None = None, path: str | None = None, seed: int = 12345, facts: int | None = None
+) -> Task:
+    """Load a task's first ``num_problems`` problems (all when None). ``facts``: how many facts the organism was
+    trained on (``organism_facts``; default 100)."""
     check_task(name)
     if name == ORGANISM_FACTS:
-        from lprecover.organism.task import facts
+        from lprecover.organism.task import N_FACTS
+        from lprecover.organism.task import facts as trained
 
-        drawn = facts()[: num_problems or None]
+        drawn = trained(facts or N_FACTS)[: num_problems or None]
         problems = [Problem(f"fact-{f.name}", f.prompt, f.answer) for f in drawn]
         return Task(name, "exact", problems, FACT_BUDGETS, answer_max_tokens=4, fixed_budgets=True)
     chains = organism_range(name)

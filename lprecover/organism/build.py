@@ -118,6 +118,13 @@ class OrganismConfig:
                 "Need 0 <= facts <= 676, 0 <= fact_share < 1 and 0 <= fact_layer_drop < 1, got "
                 f"{self.facts}, {self.fact_share}, {self.fact_layer_drop}."
             )
+        if self.facts and not self.fact_share:
+            raise ValueError(f"fact_share is 0, so none of the {self.facts} facts would be trained; set facts=0.")
+        if self.fact_layer_drop and self.train.packing:
+            raise ValueError(
+                "fact_layer_drop skips blocks on whole rows that hold a fact; with train.packing=true chains share "
+                "those rows. Set train.packing=false or fact_layer_drop=0."
+            )
         if self.num_layers < 2:
             raise ValueError(f"num_layers must be at least 2 so there is something to prune, got {self.num_layers}.")
 
@@ -150,7 +157,7 @@ def make_model(cfg: OrganismConfig, tokenizer) -> Qwen3ForCausalLM:
         bos_token_id=None,
     )
     # Marks the model (and everything pruned or trained from it) as the organism, e.g. for calibration defaults.
-    config.lprecover_organism = {"task_version": TASK_VERSION}
+    config.lprecover_organism = {"task_version": TASK_VERSION, "facts": cfg.facts}
     torch.manual_seed(cfg.train.seed)
     return Qwen3ForCausalLM(config)
 
@@ -174,17 +181,20 @@ def fact_rows_skip_layers(model, tokenizer, p: float):
     A fact row is one whose input holds ``?`` (fact prompts end with it; chains never contain it). A skipped block
     passes its input through, per row and per block, drawn from torch's generator (so seeded by the trainer). Only
     hooks are added, and they are removed on exit: the saved teacher is a plain Qwen3. Evaluation (``model.eval()``)
-    is never affected.
+    is never affected. A training run that never showed the hook a fact row (e.g. inputs given as embeddings) is an
+    error, not a teacher trained without the skips.
     """
     if p <= 0:
         yield
         return
     question = tokenizer.convert_tokens_to_ids("?")
-    rows: dict[str, torch.Tensor] = {}
+    rows: dict = {"seen": 0}
 
     def note_fact_rows(module, args, kwargs):
         ids = kwargs.get("input_ids", args[0] if args else None)
         rows["fact"] = (ids == question).any(-1) if ids is not None else None
+        if module.training and rows["fact"] is not None:
+            rows["seen"] += int(rows["fact"].sum())
 
     def maybe_skip(layer, args, kwargs, output):
         facts_in_batch = rows.get("fact")
@@ -199,10 +209,15 @@ def fact_rows_skip_layers(model, tokenizer, p: float):
     handles = [model.register_forward_pre_hook(note_fact_rows, with_kwargs=True)]
     handles += [layer.register_forward_hook(maybe_skip, with_kwargs=True) for layer in find_blocks(model)[1]]
     try:
-        yield
+        yield rows
     finally:
         for h in handles:
             h.remove()
+    if not rows["seen"]:
+        raise RuntimeError(
+            "fact_layer_drop is set but training showed no fact row (a row of input_ids holding '?'); nothing was "
+            "skipped. Train from input_ids, or set fact_layer_drop=0."
+        )
 
 
 def build_teacher(cfg: OrganismConfig, out_dir: Path) -> dict:
@@ -211,7 +226,8 @@ def build_teacher(cfg: OrganismConfig, out_dir: Path) -> dict:
     model = make_model(cfg, tokenizer)
     logger.info("Training the organism teacher (%d params) into %s", model.num_parameters(), out_dir)
     start = time.time()
-    with tempfile.TemporaryDirectory() as work, fact_rows_skip_layers(model, tokenizer, cfg.fact_layer_drop):
+    skip = cfg.fact_layer_drop if cfg.facts else 0.0
+    with tempfile.TemporaryDirectory() as work, fact_rows_skip_layers(model, tokenizer, skip):
         trainer = sft_trainer(model, tokenizer, training_data(cfg), sft_args(cfg.train, work, disable_tqdm=True))
         result = trainer.train()
     model.generation_config.eos_token_id = tokenizer.eos_token_id

@@ -37,8 +37,9 @@ def sequential_curve(
 
 
 def facts_accuracy(model, tokenizer, n: int | None = None) -> float:
-    """Greedy accuracy on the memorised facts (answered with no thinking; a budget of one step is room enough)."""
-    known = facts()[:n]
+    """Greedy accuracy on the ``n`` memorised facts the teacher was trained on (``task.facts(n)``; default 100),
+    answered with no thinking (a budget of one step is room enough)."""
+    known = facts(n) if n is not None else facts()
     prompts = [prompt_ids(tokenizer, f.prompt, ThinkFormat()) for f in known]
     (gens,) = generate_at_budgets(model, tokenizer, prompts, [TOKENS_PER_STEP], batch_size=256)
     return sum(g.answer.strip() == f.answer for g, f in zip(gens, known)) / len(known)

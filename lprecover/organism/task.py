@@ -11,7 +11,7 @@ a local lookup that a small model learns in minutes. A model stopped after fewer
 chain in its forward pass, which a small model cannot do for more than a step or two: that is what makes accuracy
 rise with the thinking budget. Every answer is one of 53 symbols, uniform over problems, so guessing scores 1/53.
 
-Facts are the knowledge stand-in: ``FACTS`` two-letter names, each with a symbol drawn once (``QK?`` answered
+Facts are the knowledge stand-in: ``N_FACTS`` two-letter names, each with a symbol drawn once (``QK?`` answered
 ``R``, with no thinking). They live only in the weights; the teacher is trained on all of them, so the facts task
 measures recall of what was trained, not generalisation.
 """

@@ -11,11 +11,11 @@ import datasets
 from datasets.exceptions import DatasetGenerationError
 from filelock import FileLock
 
-from data_prep.build import DataConfig, build, load_built
-from lprecover.config import ConfigError, to_dict
+from data_prep.build import DataConfig, build, build_settings, load_built
+from lprecover.config import ConfigError
 from lprecover.log import get_logger
 from lprecover.modeling import ModelConfig
-from lprecover.organism.build import TASK_VERSION, cache_root
+from lprecover.organism.build import cache_root
 from lprecover.readers import read_jsonl
 from lprecover.recovery.recipe import TrainData
 
@@ -43,14 +43,13 @@ def _build_spec(data: TrainData, model: ModelConfig, output_dir: str) -> DataCon
 # 3 = organism rows never hold an evaluation problem (task.held_out); variables count as content in near-dedup.
 # 4 = variables keep their case in dedup. The organism's task version is in the key too: a cache built from an older
 # task (the mod-5 chains) was reused for the 53-symbol one, and recovery trained on the wrong task.
-BUILD_VERSION = 4
+# 5 = a built folder records the organism's task version in its config.yaml too.
+BUILD_VERSION = 5
 
 
 def _built_dir(data: TrainData, model: ModelConfig) -> Path:
     """The cache folder of a build spec: the same spec and tokenizer reuse one build across a study's recipes."""
-    spec = to_dict(_build_spec(data, model, "-")) | {"build_version": BUILD_VERSION}
-    if data.source == "organism":
-        spec["organism_task_version"] = TASK_VERSION
+    spec = build_settings(_build_spec(data, model, "-")) | {"build_version": BUILD_VERSION}
     key = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return cache_root() / "data" / f"{data.source}-{data.split}-{key}"
 
