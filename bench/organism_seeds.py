@@ -59,16 +59,19 @@ def one(seed: int, threads: int) -> dict:
     return row
 
 
+def _facts_text(result: dict) -> str:
+    return "" if result["facts"] is None else f" facts {result['facts']:.2f}"
+
+
 def _line(row: dict) -> str:
     acc = " ".join(f"{a:.2f}" for a in row["accuracy"])
-    known = lambda r: "" if r["facts"] is None else f" facts {r['facts']:.2f}"  # noqa: E731
     pruned = "; ".join(
-        f"shortgpt{n} {p['removed']} long {p['long']:.2f} shallow {p['shallow']:.2f}{known(p)}"
+        f"shortgpt{n} {p['removed']} long {p['long']:.2f} shallow {p['shallow']:.2f}{_facts_text(p)}"
         for n, p in ((1, row["shortgpt1"]), (2, row["shortgpt2"]))
     )
     return (
         f"seed {row['seed']} threads {row['threads']}: {row['seconds']} s, loss {row['loss']:.3f}, accuracy [{acc}]"
-        f"{known(row)}, accepted {row['accepted']}; {pruned}"
+        f"{_facts_text(row)}, accepted {row['accepted']}; {pruned}"
     )
 
 

@@ -204,7 +204,7 @@ def _test_items(cfg: DataConfig) -> dict[str, list[tuple[str, str]]]:
     return tests
 
 
-def build_settings(cfg) -> dict:
+def build_settings(cfg: DataConfig) -> dict:
     """What made a data set: its config, and for organism data the organism's task version (a folder built from the
     mod-5 chains is not the 53-symbol task's, whatever the config says)."""
     settings = to_dict(cfg)

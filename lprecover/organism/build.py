@@ -209,7 +209,7 @@ def fact_rows_skip_layers(model, tokenizer, p: float):
     handles = [model.register_forward_pre_hook(note_fact_rows, with_kwargs=True)]
     handles += [layer.register_forward_hook(maybe_skip, with_kwargs=True) for layer in find_blocks(model)[1]]
     try:
-        yield rows
+        yield
     finally:
         for h in handles:
             h.remove()

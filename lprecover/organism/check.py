@@ -1,7 +1,7 @@
 """Measure the organism's test-time scaling: accuracy against the thinking budget, per chain length."""
 
 from lprecover.evaluation.budget_forcing import ThinkFormat, generate_at_budgets, prompt_ids
-from lprecover.organism.task import TOKENS_PER_STEP, facts, make_problems
+from lprecover.organism.task import N_FACTS, TOKENS_PER_STEP, facts, make_problems
 
 EVAL_SEED = 12345  # evaluation problems come from the held-out eighth (``task.held_out``) no training set holds
 
@@ -36,10 +36,10 @@ def sequential_curve(
     return curve
 
 
-def facts_accuracy(model, tokenizer, n: int | None = None) -> float:
+def facts_accuracy(model, tokenizer, n: int = N_FACTS) -> float:
     """Greedy accuracy on the ``n`` memorised facts the teacher was trained on (``task.facts(n)``; default 100),
     answered with no thinking (a budget of one step is room enough)."""
-    known = facts(n) if n is not None else facts()
+    known = facts(n)
     prompts = [prompt_ids(tokenizer, f.prompt, ThinkFormat()) for f in known]
     (gens,) = generate_at_budgets(model, tokenizer, prompts, [TOKENS_PER_STEP], batch_size=256)
     return sum(g.answer.strip() == f.answer for g, f in zip(gens, known)) / len(known)
