@@ -166,12 +166,16 @@ def test_keyed_sampling_draws_by_inverse_cdf():
 
 @pytest.fixture(scope="module")
 def closing_model(organism_tokenizer):
-    """A tiny random Qwen3 that closes its thinking now and then, so sequences stop at different times.
+    """A tiny random Qwen3 that closes its thinking now and then, so sequences stop at different times."""
+    return _closing(tiny_model("qwen3"), organism_tokenizer)
+
+
+def _closing(model, organism_tokenizer):
+    """``model``, made to close its thinking now and then.
 
     By a pseudo-random function of the hidden state, the close token is put well above the best other token (at
     about one position in ten: greedy decoding and sampling close there) or just below it (sampling may close).
     """
-    model = tiny_model("qwen3")
     close = organism_tokenizer.convert_tokens_to_ids("</think>")
 
     def sometimes_close(module, args, logits):
@@ -283,3 +287,40 @@ def test_one_pass_generates_the_thinking_once(organism_tokenizer):
     each = [budget_forced_generate(model, tok, prompts, b, ThinkFormat(), answer_max_tokens=2) for b in budgets]
     assert _same(one, each) and all(g.truncated for gens in one for g in gens)
     assert (in_one, len(passes)) == (40, 68)
+
+
+@pytest.mark.parametrize("cue", ["", "\n\nFinal Answer:"], ids=["no-cue", "long-cue"])
+@pytest.mark.parametrize("temperature", [0.0, 1.0], ids=["greedy", "sampled"])
+@pytest.mark.parametrize("family", ["qwen3", "llama", "mistral"])
+def test_answers_continue_the_thinking_cache_and_write_what_a_full_reread_writes(
+    organism_tokenizer, family, temperature, cue
+):
+    """Answer phases read the thinking pass's KV cache and feed the model only their last 1 + len(close + cue)
+    tokens, and write what re-reading each answer's whole prompt and thinking writes. Mistral's sliding-window cache
+    cannot be continued that way: it re-reads.
+
+    The long cue is 14 of the organism tokenizer's tokens: a model that closed its thinking at once has a prompt and
+    thinking shorter than its share of those (the failing example: "cannot continue its thinking's cache")."""
+    tok = organism_tokenizer
+    fmt = ThinkFormat(answer_prefix=cue)
+    new = 2 + len(tok.encode(cue, add_special_tokens=False))
+    model = _closing(tiny_model(family), tok)
+    widths = []
+    model.get_input_embeddings().register_forward_pre_hook(lambda m, args: widths.append(args[0].shape[1]))
+    problems = ["1a+2", "3a*4b-1", "2a-3b+3c*2", "4a", "1a-1b-1c-1d", "3b*3", "2a+2b", "4a*4b*4c"]
+    prompts = [prompt_ids(tok, p, fmt) for p in problems]
+    budgets = [3, 6, 12, 24]
+    kwargs = dict(answer_max_tokens=3, temperature=temperature, top_p=0.9, seed=1, batch_size=5)
+    runs = {}
+    for reuse in (True, False):
+        widths.clear()
+        runs[reuse] = generate_at_budgets(model, tok, prompts, budgets, fmt, reuse_cache=reuse, **kwargs)
+        prefills = {w for w in widths if w > 1}  # the two batches' prompts, and every answer phase's input
+        continued = prefills == {new, max(map(len, prompts[:5])), max(map(len, prompts[5:]))}
+        assert continued == (reuse and family != "mistral"), (family, reuse, sorted(prefills))
+    assert _same(runs[True], runs[False])
+    gens = [g for gens in runs[True] for g in gens]
+    assert any(g.truncated for g in gens) and any(not g.truncated for g in gens)
+    if cue:
+        short = [not g.truncated and len(p) + g.thinking_tokens < new - 1 for p, g in zip(prompts * 4, gens)]
+        assert any(short)

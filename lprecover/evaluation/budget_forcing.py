@@ -221,15 +221,17 @@ def force_budgets(
     Thinking is generated once, to the largest budget. A smaller budget B takes its prefix: the model's own stop
     when that came before B, else the first B tokens, closed for it with the answer cue; only its answer phase is
     generated on its own. A wait string that fits the largest budget but not B ends B's thinking at that early
-    stop, as a generation at budget B would have (``_Thinking.at``). Answer phases with identical inputs (e.g. every
-    budget past the point where the model closed its thinking) are generated once. The records equal per-budget
-    generation's for greedy decoding and for keyed sampling, where a token depends on the prefix, the key and the
-    position alone.
+    stop, as a generation at budget B would have (``_Thinking.at``). A runner with ``think`` and ``follow``
+    (transformers, ``_HFRunner``) answers every budget from the thinking call's KV cache when there are no wait
+    strings; otherwise answer phases are generated from their full inputs, those with identical inputs (e.g. every
+    budget past the point where the model closed its thinking) once. The records equal per-budget generation's for
+    greedy decoding and for keyed sampling, where a token depends on the prefix, the key and the position alone.
 
     Args:
         run: ``run(seqs, rooms, stops, keys) -> [(kept ids, stop id or None)]``: continue each sequence by at most
             its room, stopping at any of ``stops``; ``None`` means the room ran out. ``keys`` name each sequence's
-            random stream.
+            random stream. Optionally ``run.think`` (``run`` that keeps its cache) and ``run.follow`` (see
+            ``_HFRunner.follow``).
         budgets: thinking budgets (positive token counts).
         keys: one sampling key per prompt.
 
@@ -246,9 +248,13 @@ def force_budgets(
     wait_ids = [_ids(tokenizer, w) for w in fmt.wait] or [[]]
     n = len(prompts)
     thoughts = [_Thinking([], [], (0, None)) for _ in range(n)]
+    # A runner that can continue its thinking pass's KV cache (transformers) answers from it; with wait strings
+    # the thinking spans several calls, and answers are generated from their full inputs instead.
+    follow = getattr(run, "follow", None) if num_waits == 0 else None
+    think = run.think if follow else run
     active = list(range(n))
     while active:
-        outs = run(
+        outs = think(
             [prompts[i] + thoughts[i].ids for i in active],
             [top - len(thoughts[i].ids) for i in active],
             stops,
@@ -270,30 +276,44 @@ def force_budgets(
     # A model that closed its thinking answers as it would; one cut off by the budget (or that ended its turn while
     # thinking) gets the close and the answer cue. A model without delimiters that ended its turn has answered.
     plans = []  # per budget, per prompt: (thinking ids, waits, stop, suffix or None when there is no answer phase)
-    answers: dict[tuple, tuple[list[int], int | None]] = {}  # each distinct answer-phase input, generated once
     for budget in budgets:
-        row, todo = [], {}
+        row = []
         for i in range(n):
             thinking, waits, stop = thoughts[i].at(budget)
             if not close_ids and stop is not None:
                 row.append((thinking, waits, stop, None))
-                continue
-            suffix = opened + cue_ids if stop is None or stop not in close_ids else opened
-            row.append((thinking, waits, stop, suffix))
-            key = (i, tuple(thinking), tuple(suffix))
-            if key not in answers:
-                todo[key] = prompts[i] + thinking + suffix
-        # One budget's answers together: their inputs are of similar length, so they pad (and re-read) little.
-        if todo:
-            outs = run(list(todo.values()), [answer_max_tokens] * len(todo), eos_ids, [keys[k[0]] for k in todo])
-            answers |= dict(zip(todo, outs))
+            else:
+                row.append((thinking, waits, stop, opened + cue_ids if stop not in close_ids else opened))
         plans.append(row)
+    if follow:
+        # Every budget's answers continue the thinking pass's cache, each prompt's last few tokens re-read so that
+        # every answer input is the same length (``new``) whatever its suffix: per-budget generation continues its
+        # own pass the same way, so both compute every answer from the same cached keys and values.
+        contexts = [[(prompts[i] + t, s) for i, (t, _, _, s) in enumerate(row)] for row in plans]
+        got = follow(contexts, answer_max_tokens, eos_ids, keys, new=1 + len(opened) + len(cue_ids))
+    else:
+        # Answer phases with identical inputs (e.g. every budget past the point where the model closed its
+        # thinking) are generated once; one budget's answers together, as their inputs are of similar length.
+        answers: dict[tuple, tuple[list[int], int | None]] = {}
+        for row in plans:
+            todo = {}
+            for i, (thinking, _, _, suffix) in enumerate(row):
+                key = (i, tuple(thinking), tuple(suffix or ()))
+                if suffix is not None and key not in answers:
+                    todo[key] = prompts[i] + thinking + suffix
+            if todo:
+                outs = run(list(todo.values()), [answer_max_tokens] * len(todo), eos_ids, [keys[k[0]] for k in todo])
+                answers |= dict(zip(todo, outs))
+        got = [
+            [answers[(i, tuple(t), tuple(s))] if s is not None else None for i, (t, _, _, s) in enumerate(row)]
+            for row in plans
+        ]
     results = []
-    for row in plans:
+    for row, row_answers in zip(plans, got):
         gens = []
-        for i, (thinking, waits, stop, suffix) in enumerate(row):
+        for (thinking, waits, stop, suffix), reply in zip(row, row_answers):
             answered = suffix is not None
-            answer, answer_stop = answers[(i, tuple(thinking), tuple(suffix))] if answered else ([], None)
+            answer, answer_stop = reply if answered else ([], None)
             cue = suffix[len(opened) :] if answered else []
             scored = cue + answer if close_ids else thinking + cue + answer
             gens.append(
@@ -324,41 +344,135 @@ def default_keys(prompts: list[list[int]], seed: int) -> list[int]:
     return keys
 
 
-def _hf_runner(model, tokenizer, temperature: float, top_p: float, batch_size: int):
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+class _HFRunner:
+    """transformers generation for ``force_budgets``: ``run(seqs, rooms, stops, keys)``.
+
+    Sequences run in batches of similar lengths (they pad less), each kept only within its own room; results do not
+    depend on the batch (see the module docstring). ``think`` also keeps each batch's KV cache, and ``follow``
+    continues it for the answer phases, so an answer re-reads a few tokens rather than its whole prompt and thinking.
+    ``reuse_cache=False`` (or a model whose cache is not a plain ``DynamicCache``, e.g. sliding-window layers)
+    generates answers from their full inputs instead.
+    """
+
+    def __init__(self, model, tokenizer, temperature: float, top_p: float, batch_size: int, reuse_cache: bool = True):
+        self.model, self.temperature, self.top_p, self.batch_size = model, temperature, top_p, batch_size
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.kept: list[tuple[list[int], list[int], torch.Tensor, object]] = []  # the last ``think``'s batches
+        if not reuse_cache:
+            self.follow = None  # force_budgets then generates answers from their full inputs
+
+    def _batches(self, seqs):
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        return [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
 
     @torch.inference_mode()
-    def run_batch(seqs, rooms, stops, keys):
-        ids, mask = _left_pad(seqs, pad_id, model.device)
-        processors = []
-        if temperature > 0:
-            pads = [ids.shape[1] - len(s) for s in seqs]
-            processors = [KeyedSampling(keys, pads, temperature, top_p)]
-        out = model.generate(
+    def _generate(self, ids, mask, pads, room, stops, keys, cache=None, keep=False):
+        processors = [KeyedSampling(keys, pads, self.temperature, self.top_p)] if self.temperature > 0 else []
+        return self.model.generate(
             input_ids=ids,
             attention_mask=mask,
-            max_new_tokens=max(rooms),
+            past_key_values=cache,
+            max_new_tokens=room,
             eos_token_id=sorted(stops),
-            pad_token_id=pad_id,
+            pad_token_id=self.pad_id,
             use_cache=True,
             do_sample=False,
             logits_processor=processors,
+            return_dict_in_generate=keep,
         )
-        # The batch runs to the longest room; each sequence keeps only what fits its own.
-        return [cut(row[ids.shape[1] :].tolist(), room, stops) for row, room in zip(out, rooms)]
 
-    def run(seqs, rooms, stops, keys):
-        # Batches of similar lengths pad less; results do not depend on the batch (see the module docstring).
-        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    def _run(self, seqs, rooms, stops, keys, keep: bool):
         out = [None] * len(seqs)
-        for start in range(0, len(order), batch_size):
-            part = order[start : start + batch_size]
-            done = run_batch([seqs[i] for i in part], [rooms[i] for i in part], stops, [keys[i] for i in part])
-            for i, result in zip(part, done):
-                out[i] = result
+        self.kept = []
+        for part in self._batches(seqs):
+            ids, mask = _left_pad([seqs[i] for i in part], self.pad_id, self.model.device)
+            pads = [ids.shape[1] - len(seqs[i]) for i in part]
+            room, part_keys = max(rooms[i] for i in part), [keys[i] for i in part]
+            gen = self._generate(ids, mask, pads, room, stops, part_keys, keep=keep)
+            rows = gen.sequences if keep else gen
+            if keep:
+                self.kept.append(
+                    (part, pads, rows, gen.past_key_values if _plain_cache(gen.past_key_values) else None)
+                )
+            # The batch runs to the longest room; each sequence keeps only what fits its own.
+            for i, row in zip(part, rows):
+                out[i] = cut(row[ids.shape[1] :].tolist(), rooms[i], stops)
         return out
 
-    return run
+    def __call__(self, seqs, rooms, stops, keys):
+        return self._run(seqs, rooms, stops, keys, keep=False)
+
+    def think(self, seqs, rooms, stops, keys):
+        """``run``, keeping each batch's sequences and KV cache for ``follow``."""
+        return self._run(seqs, rooms, stops, keys, keep=True)
+
+    def follow(self, contexts, room: int, stops, keys, new: int):
+        """Answer phases continuing the last ``think``'s cache: per budget, per sequence of that call, a (context,
+        suffix) pair (suffix None: no answer phase), where each context extends that sequence's input.
+
+        Each answer reads from the cache every context token but its last ``new - len(suffix)`` and is fed those
+        and the suffix: a fixed rule, so a one-budget pass and a several-budget pass compute the same answer from
+        the same cached keys and values. The cache holds a key for every token the thinking call generated but its
+        last, so everything read from it was computed by the same decoding steps in either pass. A budget's
+        batch attends to its cache up to its widest read, other rows' later columns masked out. Budgets run from
+        the widest down, the cache cropped back to each: an answer's own tokens are appended past the crop and
+        never read by the next.
+
+        Returns:
+            Per budget, per sequence: (kept ids, stop id or None), or None where there is no answer phase.
+        """
+        got = [[None] * len(contexts[0]) for _ in contexts]
+        kept, self.kept = self.kept, []
+        for part, pads, rows, cache in kept:
+            if cache is None:  # not a cache this can continue: answers from their full inputs, budget by budget
+                for b, context in enumerate(contexts):
+                    todo = [i for i in part if context[i][1] is not None]
+                    seqs = [context[i][0] + context[i][1] for i in todo]
+                    outs = self(seqs, [room] * len(todo), stops, [keys[i] for i in todo])
+                    for i, o in zip(todo, outs):
+                        got[b][i] = o
+                continue
+            reads, widths = [], []
+            for context in contexts:
+                read = []
+                for j, (i, pad) in enumerate(zip(part, pads)):
+                    ctx, suffix = context[i]
+                    if suffix is None:
+                        read.append((0, [self.pad_id] * new))  # a placeholder row, not returned
+                        continue
+                    # A context shorter than its share of ``new`` is all re-read; the rest of its columns pad.
+                    cached = max(0, len(ctx) - (new - len(suffix)))
+                    if len(suffix) >= new or pad + cached > cache.get_seq_length():
+                        raise RuntimeError(f"An answer cannot continue its thinking's cache ({len(ctx)=}, {new=}).")
+                    if rows[j, pad : pad + cached].tolist() != ctx[:cached]:
+                        raise RuntimeError("An answer's context does not extend the sequence its thinking generated.")
+                    read.append((cached, ctx[cached:] + suffix))
+                reads.append(read)
+                widths.append(max(pad + c for pad, (c, _) in zip(pads, read)))
+            for b in sorted(range(len(contexts)), key=lambda b: -widths[b]):
+                width, read = widths[b], reads[b]
+                cache.crop(width - cache.get_seq_length())  # a negative count: the tokens to drop
+                ids = torch.full((len(part), width + new), self.pad_id, dtype=torch.long)
+                mask = torch.zeros_like(ids)
+                ids[:, :width] = rows[:, :width]
+                for j, (pad, (cached, fed)) in enumerate(zip(pads, read)):
+                    mask[j, pad : pad + cached] = 1
+                    ids[j, width + new - len(fed) :], mask[j, width + new - len(fed) :] = torch.tensor(fed), 1
+                # The masked columns of each row: KeyedSampling counts a row's positions past them.
+                unread = [width + new - c - len(fed) for c, fed in read]
+                ids, mask = ids.to(self.model.device), mask.to(self.model.device)
+                out = self._generate(ids, mask, unread, room, stops, [keys[i] for i in part], cache)
+                for i, row in zip(part, out):
+                    if contexts[b][i][1] is not None:
+                        got[b][i] = cut(row[width + new :].tolist(), room, stops)
+        return got
+
+
+def _plain_cache(cache) -> bool:
+    """A ``DynamicCache`` of full-attention layers: one key per position, which ``follow`` can crop and continue."""
+    from transformers.cache_utils import DynamicCache, DynamicLayer
+
+    return isinstance(cache, DynamicCache) and all(type(layer) is DynamicLayer for layer in cache.layers)
 
 
 def budget_forced_generate(
@@ -390,6 +504,7 @@ def generate_at_budgets(
     seed: int = 0,
     keys: list[int] | None = None,
     show_progress: bool = False,
+    reuse_cache: bool = True,
 ) -> list[list[Generation]]:
     """Budget-forced generations at every budget of ``budgets`` from one thinking pass (``force_budgets``).
 
@@ -403,12 +518,15 @@ def generate_at_budgets(
         batch_size: sequences generated together.
         temperature: 0 means greedy.
         keys: one sampling key per prompt (``sampling_key``); default: from the prompt, its repeat index and ``seed``.
+        reuse_cache: answer phases continue the thinking pass's KV cache (without wait strings), re-reading only
+            their last few tokens (``_HFRunner.follow``). False re-reads each answer's whole input, as before: a
+            check on the cache path, whose records it should equal up to floating-point ties.
 
     Returns:
         Per budget (in the order given), one ``Generation`` per prompt, in order.
     """
     check_close(tokenizer, fmt)
-    run = _hf_runner(model, tokenizer, temperature, top_p, batch_size)
+    run = _HFRunner(model, tokenizer, temperature, top_p, batch_size, reuse_cache)
     eos_ids = _eos_ids(model, tokenizer)
     keys = keys if keys is not None else default_keys(prompts, seed)
     results: list[list[Generation]] = [[] for _ in budgets]

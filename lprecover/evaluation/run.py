@@ -92,6 +92,14 @@ class EvalConfig:
             "budget's as its prefix (the same records as generating each budget on its own, in fewer tokens)."
         },
     )
+    reuse_cache: bool = field(
+        default=True,
+        metadata={
+            "help": "transformers engine, without num_waits: each answer phase continues its thinking pass's KV "
+            "cache instead of re-reading its prompt and thinking (the same records up to floating-point ties; "
+            "false is the check)."
+        },
+    )
     engine: str = field(default="hf", metadata={"help": "hf (transformers, CPU/GPU) or vllm (the vllm extra)."})
     vllm_tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM: GPUs one model is sharded over."})
     vllm_kwargs: dict[str, Any] = field(
@@ -151,7 +159,7 @@ class EvalConfig:
 
 
 # Settings of how records are generated that do not change them: a relaunch may change these and still resume.
-GENERATION_ONLY = ("one_pass",)
+GENERATION_ONLY = ("one_pass", "reuse_cache")
 
 
 def _check_increasing(name: str, values, what: str) -> None:
@@ -198,6 +206,7 @@ def _generate_records(engine, tokenizer, fmt, task: Task, mode: str, budgets, jo
         answer_max_tokens=answer_cap,
         num_waits=num_waits,
         batch_size=cfg.batch_size,
+        reuse_cache=cfg.reuse_cache,
         temperature=temperature,
         top_p=cfg.top_p,
         # A sample's random stream is named by what it is, not by where it ran: the same (problem, sample) draws
