@@ -454,7 +454,7 @@ class _HFRunner:
                 cache.crop(width - cache.get_seq_length())  # a negative count: the tokens to drop
                 ids = torch.full((len(part), width + new), self.pad_id, dtype=torch.long)
                 mask = torch.zeros_like(ids)
-                ids[:, :width] = rows[:, :width]
+                ids[:, :width] = rows[:, :width].cpu()
                 for j, (pad, (cached, fed)) in enumerate(zip(pads, read)):
                     mask[j, pad : pad + cached] = 1
                     ids[j, width + new - len(fed) :], mask[j, width + new - len(fed) :] = torch.tensor(fed), 1
