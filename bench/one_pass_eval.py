@@ -82,7 +82,7 @@ def main(argv: list[str]) -> int:
             for r in range(rounds):
                 order = list(modes)[r % len(modes) :] + list(modes)[: r % len(modes)]
                 for mode in order:
-                    out = Path(tmp) / f"{len(times[mode])}-{r}-{mode}"
+                    out = Path(tmp) / f"{r}-{mode}"
                     start = time.perf_counter()
                     run_eval(model, tok, EvalConfig(**base, **modes[mode]), out)
                     times[mode].append(time.perf_counter() - start)
