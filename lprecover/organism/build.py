@@ -63,7 +63,7 @@ def _teacher_train_defaults() -> TrainConfig:
     return TrainConfig(
         max_steps=1500,
         learning_rate=3e-3,
-        warmup_ratio=0.08,
+        warmup_ratio=0.2,
         per_device_batch_size=64,
         max_length=128,
         packing=False,
