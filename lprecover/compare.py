@@ -17,11 +17,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from lprecover.analysis import ANALYSIS_FILE
 from lprecover.atomic import write_figure, write_file
-from lprecover.config import CONFIG_FILE, ConfigError, load_config, save_config, to_dict, valid_keys
+from lprecover.config import ConfigError, load_config, load_settings, save_config, to_dict, valid_keys
 from lprecover.evaluation.metrics import finite
 from lprecover.evaluation.recovery import recovery_scores
 from lprecover.log import get_logger
@@ -161,7 +159,7 @@ def evaluated_model_dir(eval_dir: Path, saved: dict) -> Path:
 
 
 def _evaluated_model(path: Path) -> Run:
-    saved = yaml.safe_load((path / CONFIG_FILE).read_text()) if (path / CONFIG_FILE).exists() else {}
+    saved = load_settings(path)
     name_or_path = (saved.get("model") or {}).get("name_or_path", "")
     model_dir = evaluated_model_dir(path, saved or {})
     prov = _provenance(model_dir) if model_dir.is_dir() else None

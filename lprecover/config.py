@@ -180,6 +180,12 @@ def save_settings(folder: str | Path, settings: dict) -> Path:
     return write_file(Path(folder) / CONFIG_FILE, yaml.safe_dump(settings, sort_keys=False))
 
 
+def load_settings(folder: str | Path) -> dict:
+    """What ``save_settings`` wrote in ``folder`` ({} when it wrote nothing there)."""
+    path = Path(folder) / CONFIG_FILE
+    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+
+
 def save_config(cfg, output_dir: str | Path) -> Path:
     """Save the resolved config as ``config.yaml`` in ``output_dir``."""
     return save_settings(output_dir, to_dict(cfg))
@@ -206,6 +212,29 @@ _ABSENT = _Absent()  # a key one side's settings do not have (e.g. saved before 
 def _off(value) -> bool:
     """None, false or empty: a new option at such a value leaves an earlier output as it was (0 is a value)."""
     return value is None or value is False or (isinstance(value, (str, list, dict)) and not value)
+
+
+def settings_diff(saved: dict, settings: dict, ignore: tuple[str, ...] = ()) -> str:
+    """The keys where ``settings`` differ from ``saved`` (a config.yaml as read back), as ``key: old -> new; ...``
+    (at most eight named), or "" when they agree. Dotted keys or whole sections in ``ignore`` are not compared.
+
+    An option added since ``saved`` was written, left off now (``distill.teacher_logits=None``), made no difference
+    then and is not a difference; one set to a value (``absent -> 3``) is.
+    """
+
+    def comparable(tree: dict) -> dict:
+        flat = _flatten(yaml.safe_load(yaml.safe_dump(tree)) or {})  # the types a saved config.yaml reads back as
+        return {k: v for k, v in flat.items() if not any(k == i or k.startswith(i + ".") for i in ignore)}
+
+    old, new = comparable(saved), comparable(settings)
+    differs = sorted(
+        k
+        for k in old.keys() | new.keys()
+        if old.get(k, _ABSENT) != new.get(k, _ABSENT) and not (k not in old and _off(new[k]))
+    )
+    shown = [f"{k}: {old.get(k, _ABSENT)!r} -> {new.get(k, _ABSENT)!r}" for k in differs[:8]]
+    more = f" (and {len(differs) - 8} more)" if len(differs) > 8 else ""
+    return "; ".join(shown) + more
 
 
 def reuse_or_refuse(
@@ -239,25 +268,12 @@ def reuse_or_refuse(
             f"{what}. Choose another output_dir, or pass overwrite=true to start over."
         )
 
-    def comparable(tree: dict) -> dict:
-        flat = _flatten(yaml.safe_load(yaml.safe_dump(tree)) or {})  # the types a saved config.yaml reads back as
-        return {k: v for k, v in flat.items() if not any(k == i or k.startswith(i + ".") for i in ignore)}
-
-    old, new = comparable(yaml.safe_load(saved_file.read_text()) or {}), comparable(settings)
-    # An option added since the output was saved, left off now (distill.teacher_logits=None), made no difference
-    # then: reusing is safe. One set to a value (absent -> 3) is a difference.
-    differs = sorted(
-        k
-        for k in old.keys() | new.keys()
-        if old.get(k, _ABSENT) != new.get(k, _ABSENT) and not (k not in old and _off(new[k]))
-    )
+    differs = settings_diff(yaml.safe_load(saved_file.read_text()) or {}, settings, ignore)
     if not differs:
         return "reuse"
     if overwrite:
         return "fresh"
-    shown = [f"{k}: {old.get(k, _ABSENT)!r} -> {new.get(k, _ABSENT)!r}" for k in differs[:8]]
-    more = f" (and {len(differs) - 8} more)" if len(differs) > 8 else ""
     raise ConfigError(
-        f"{folder} holds {what} made with different settings ({'; '.join(shown)}{more}); reusing it would mix them. "
+        f"{folder} holds {what} made with different settings ({differs}); reusing it would mix them. "
         "Keep the earlier settings, choose another output_dir, or pass overwrite=true to start over."
     )

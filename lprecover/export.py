@@ -20,7 +20,7 @@ import yaml
 from transformers import AutoModelForCausalLM
 
 from lprecover.atomic import folder_written_whole
-from lprecover.config import CONFIG_FILE, ConfigError, load_config, valid_keys
+from lprecover.config import ConfigError, load_config, load_settings, valid_keys
 from lprecover.log import get_logger
 from lprecover.readers import read_json
 from lprecover.recovery.outputs import EVAL_DIR, MODEL_DIR, RECOVERY_FILE, load_recovered
@@ -203,7 +203,7 @@ def export(cfg: ExportCommand) -> Path:
     """Merge, write, card, verify, then rename into place; returns the export folder."""
     record = check_inputs(cfg)
     run, out = Path(cfg.run), Path(cfg.output_dir)
-    run_cfg = yaml.safe_load((run / CONFIG_FILE).read_text()) if (run / CONFIG_FILE).exists() else {}
+    run_cfg = load_settings(run)
     model, tokenizer = load_recovered(run)
     model.config.lprecover_recovery = {k: record.get(k) for k in ("recipe", "method", "trainable", "steps")} | {
         "data": run_cfg.get("data")

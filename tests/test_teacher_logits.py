@@ -3,9 +3,11 @@ organism when k is the vocabulary, the store's resume and its refusals."""
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from lprecover.cli import main as cli
@@ -192,19 +194,40 @@ def test_the_store_resumes_only_its_missing_shards_and_refuses_other_settings(or
     "extra, fragment",
     [
         (["distill.temperature=2.0"], "holds log-probabilities at temperature 1.0, the recipe distils at"),
-        (["train.max_length=24"], "training sequences are not in the store"),
-        (["data.split=short"], "training sequences are not in the store"),
+        (["train.max_length=24"], "other training data than this run's (train.max_length: 256 -> 24)"),
+        (["data.split=short"], "other training data than this run's (data.split: 'longcot' -> 'short')"),
     ],
 )
-def test_training_refuses_a_store_made_for_other_settings(organism, extra, fragment, tmp_path, capsys):
+def test_training_refuses_a_store_made_for_other_settings_before_writing_anything(
+    organism, extra, fragment, tmp_path, capsys
+):
     d, base, student = organism
-    store = d / "for-refusals"
-    if not (store / MANIFEST).exists():
-        assert _store(d, base, "for-refusals", "store.k=4")[0] == 0
+    store = _refusals_store(d, base)
     args = [*base, f"student={student}", f"distill.teacher_logits={store}", f"output_dir={tmp_path / 'run'}"]
     assert cli(["train", *args, *extra]) == 2
     assert fragment in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before config.yaml, so the corrected relaunch is not refused
+
+
+def test_training_refuses_a_store_that_lacks_its_sequences_under_the_same_settings(organism, tmp_path, capsys):
+    """Settings that agree while the rows do not (an edited data file): the exact check on the prepared data."""
+    d, base, student = organism
+    store = tmp_path / "store"
+    shutil.copytree(_refusals_store(d, base), store)
+    saved = yaml.safe_load((store / "config.yaml").read_text())
+    saved["data"]["split"] = "short"  # the store claims the short split; its sequences are the long traces
+    (store / "config.yaml").write_text(yaml.safe_dump(saved))
+    args = [*base, f"student={student}", f"distill.teacher_logits={store}", f"output_dir={tmp_path / 'run'}"]
+    assert cli(["train", *args, "data.split=short"]) == 2
+    assert "training sequences are not in the store" in capsys.readouterr().err
     assert not (tmp_path / "run" / "model").exists()
+
+
+def _refusals_store(d, base):
+    store = d / "for-refusals"
+    if not (store / MANIFEST).exists():
+        assert _store(d, base, "for-refusals", "store.k=4")[0] == 0
+    return store
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lprecover.config import ConfigError, reuse_or_refuse, to_dict
+from lprecover.config import ConfigError, load_settings, reuse_or_refuse, settings_diff, to_dict
 from lprecover.evaluation.run import GENERATION_ONLY
 from lprecover.modeling import ModelConfig, read_model_config, resolve_model_path
 from lprecover.recovery.lora import check_targets
@@ -75,12 +75,35 @@ def check_models(cfg: RecoveryConfig) -> None:
         check_teacher(cfg, student.config)
 
 
+def _rows_spec(data: dict, max_length, packing) -> dict:
+    """What decides the rows a run trains on: a built dataset's path alone (its build spec is then ignored), or the
+    build spec; and the trainer's cut and packing."""
+    if data.get("dataset"):
+        rows = {"dataset": str(Path(data["dataset"]).resolve())}
+    else:
+        rows = {**data, "source_path": data.get("source_path") and str(Path(data["source_path"]).resolve())}
+    return {"data": rows, "train": {"max_length": max_length, "packing": packing}}
+
+
 def check_store(cfg: RecoveryConfig, student_config) -> None:
-    """A finished teacher-logit store, at the recipe's temperature, for the student's vocabulary."""
+    """A finished teacher-logit store, at the recipe's temperature, for the student's vocabulary, written from the
+    recipe's data settings. Whether it holds every training sequence is checked again, exactly, once the data are
+    prepared (``StoredTeacher.check_covers``): the same settings over an edited data file pass here."""
     from lprecover.recovery.teacher_logits import StoredTeacher
 
     store = StoredTeacher(cfg.distill.teacher_logits)
     store.check(cfg.distill.temperature, student_config.get_text_config().vocab_size)
+    saved = load_settings(store.folder)
+    if "data" not in saved:
+        return  # a store from before its settings were saved: check_covers decides
+    written = _rows_spec(saved["data"], saved.get("max_length"), saved.get("packing"))
+    differs = settings_diff(written, _rows_spec(to_dict(cfg.data), cfg.train.max_length, cfg.train.packing))
+    if differs:
+        raise ConfigError(
+            f"The store '{store.folder}' was written from other training data than this run's ({differs}), so it "
+            "lacks this run's sequences. Run with the store's settings, or write a store for these with "
+            "`lprecover teacher-logits` and this run's overrides plus store.out=DIR."
+        )
 
 
 def check_teacher(cfg: RecoveryConfig, student_config) -> None:
