@@ -93,7 +93,8 @@ def main(argv: list[str]) -> int:
         rows = [json.loads(line) for line in records["one pass"]]
         thinking = sum(r["thinking_tokens"] for r in rows)
         answers = sum(r["answer_tokens"] for r in rows)
-        widest = sum(r["thinking_tokens"] for r in rows if r["budget"] == max(budgets))  # what one pass thinks
+        top = max(budgets)
+        widest = sum(r["thinking_tokens"] for r in rows if r["budget"] == top)  # what one pass thinks
         t = {m: statistics.median(v) for m, v in times.items()}
         one, each = t["one pass"], t["per budget"]
         lines.append(

@@ -161,7 +161,7 @@ def evaluated_model_dir(eval_dir: Path, saved: dict) -> Path:
 def _evaluated_model(path: Path) -> Run:
     saved = load_settings(path)
     name_or_path = (saved.get("model") or {}).get("name_or_path", "")
-    model_dir = evaluated_model_dir(path, saved or {})
+    model_dir = evaluated_model_dir(path, saved)
     prov = _provenance(model_dir) if model_dir.is_dir() else None
     if prov:
         n = len(prov["removed_layers"])

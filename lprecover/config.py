@@ -268,7 +268,7 @@ def reuse_or_refuse(
             f"{what}. Choose another output_dir, or pass overwrite=true to start over."
         )
 
-    differs = settings_diff(yaml.safe_load(saved_file.read_text()) or {}, settings, ignore)
+    differs = settings_diff(load_settings(folder), settings, ignore)
     if not differs:
         return "reuse"
     if overwrite:
