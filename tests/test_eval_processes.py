@@ -2,20 +2,17 @@
 (gloo) writes the files a single process writes, byte for byte, and a launch killed mid-run resumes on relaunch."""
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import psutil
 import pytest
+from launching import cli_command, cpu_env, run_cli
 from tiny_models import save_organism_tiny
 
 pytestmark = pytest.mark.slow
 
-ACCELERATE = str(Path(sys.executable).parent / "accelerate")
 ARGS = ["eval.tasks=[organism]", "eval.num_problems=48", "eval.budgets=[4,8,16]", "eval.n_samples=4"]
 ARGS += ["eval.batch_size=4", "eval.bootstrap=50", "report_to=none"]
 FILES = ("samples.jsonl", "curves.json", "summary.json")
@@ -26,22 +23,12 @@ def model_dir(tmp_path_factory, organism_tokenizer):
     return save_organism_tiny(tmp_path_factory.mktemp("tiny") / "qwen3", organism_tokenizer)
 
 
-def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "WANDB_"))}
-    return env | {"OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true", "TOKENIZERS_PARALLELISM": "false"}
-
-
-def _command(model_dir, out, processes: int) -> list[str]:
-    args = ["-m", "lprecover.cli", "eval", f"model.name_or_path={model_dir}", *ARGS, f"output_dir={out}"]
-    if processes == 1:
-        return [sys.executable, *args]
-    return [ACCELERATE, "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1", *args]
+def _args(model_dir, out) -> list[str]:
+    return ["eval", f"model.name_or_path={model_dir}", *ARGS, f"output_dir={out}"]
 
 
 def _run(model_dir, out, processes: int) -> str:
-    done = subprocess.run(_command(model_dir, out, processes), env=_env(), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stderr
+    return run_cli(_args(model_dir, out), processes)
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +52,8 @@ def test_two_processes_write_what_one_process_writes(model_dir, single, tmp_path
 def test_a_killed_launch_resumes_with_nothing_lost(model_dir, single, tmp_path):
     out = tmp_path / "killed"
     proc = subprocess.Popen(
-        _command(model_dir, out, 2),
-        env=_env(),
+        cli_command(_args(model_dir, out), 2),
+        env=cpu_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -8,6 +8,7 @@ import shutil
 import pytest
 import torch
 import yaml
+from launching import run_cli
 from safetensors.torch import load_file
 
 from lprecover.cli import main as cli
@@ -188,6 +189,40 @@ def test_the_store_resumes_only_its_missing_shards_and_refuses_other_settings(or
     assert "model.dtype: 'auto' -> 'bfloat16'" in capsys.readouterr().err
     assert _store(d, base, "resume", "store.k=4", "store.rows_per_shard=64", "overwrite=true")[0] == 0
     assert json.loads((store / MANIFEST).read_text())["k"] == 4
+
+
+@pytest.mark.slow
+def test_two_processes_write_the_store_one_process_writes_and_resume_it(organism):
+    d, base, _ = organism
+    args = ["teacher-logits", *base, f"student={d / 'pruned'}", "store.k=8", "store.rows_per_shard=32"]
+    one, two = d / "one-process", d / "two-processes"
+    run_cli([*args, f"store.out={one}"], 1)
+    log = run_cli([*args, f"store.out={two}"], 2)
+    expected = json.loads((one / MANIFEST).read_text())
+    shards = expected["shard_files"]
+    assert len(shards) >= 5
+    n = len(shards)
+    for i in range(2):  # each process wrote its own share: shards i, i + 2, ...
+        assert f"process {i} of 2 writes {len(range(i, n, 2))} of them" in log
+
+    def same_store():
+        found = json.loads((two / MANIFEST).read_text())
+        timing = ("teacher_seconds", "bytes", "bytes_per_position")  # the shards' metadata hold their own seconds
+        assert {k: v for k, v in found.items() if k not in timing} == {
+            k: v for k, v in expected.items() if k not in timing
+        }
+        for name in shards:
+            a, b = load_file(one / name), load_file(two / name)
+            assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a), name
+
+    same_store()
+    # A launch cut short: three shards and the manifest lost; two processes write back only those three.
+    for name in (shards[0], shards[2], shards[-1], MANIFEST):
+        (two / name).unlink()
+    log = run_cli([*args, f"store.out={two}"], 2)
+    assert f"{n} shards, 3 to write" in log
+    assert "process 0 of 2 writes 2 of them" in log and "process 1 of 2 writes 1 of them" in log
+    same_store()
 
 
 @pytest.mark.parametrize(

@@ -12,13 +12,12 @@ do not say), rescores them with lprecover's scorer, and writes the same outputs 
 """
 
 import hashlib
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lprecover.config import ConfigError, load_config, reuse_or_refuse, save_settings, to_dict, valid_keys
-from lprecover.evaluation.processes import Processes, launched_processes
+from lprecover.evaluation.processes import Processes, launched_processes, own_gpu
 from lprecover.evaluation.records import read_samples
 from lprecover.evaluation.run import GENERATION_ONLY, EvalConfig, run_eval, saved_results
 from lprecover.evaluation.tasks import check_task
@@ -136,27 +135,6 @@ def generate(cfg: EvalCommand, out: Path, resolved: dict, procs: Processes) -> d
         on_start=lambda: save_settings(out, resolved),
         processes=procs,
     )
-
-
-def own_gpu(procs: Processes) -> None:
-    """Give this process's vLLM engine the launcher's GPU for it (its local rank) and no other.
-
-    vLLM starts its engine in a child process that takes the first visible GPU: without this, every process of a
-    launch would put its engine on the same one.
-    """
-    import torch
-
-    if not torch.cuda.is_available():
-        return
-    local = int(os.environ.get("LOCAL_RANK", procs.index))
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    ids = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
-    if local >= len(ids):
-        raise ConfigError(
-            f"Process {procs.index} (local rank {local}) has no GPU of its own among {len(ids)} visible; launch at "
-            "most one process per GPU, or one per node with eval.vllm_tensor_parallel_size."
-        )
-    os.environ["CUDA_VISIBLE_DEVICES"] = ids[local]
 
 
 def model_fingerprint(name_or_path: str) -> str | None:

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from lprecover.config import ConfigError
+
 
 @dataclass
 class Processes:
@@ -54,3 +56,25 @@ def launched_processes(timeout_minutes: float | None = None) -> Processes:
 
     state = distributed_state(timeout_minutes or DEFAULT_TIMEOUT_MINUTES)
     return Processes(state.process_index, state.num_processes, state)
+
+
+def own_gpu(procs: Processes) -> None:
+    """Give this process's vLLM engine (evaluation, or a teacher-logit store) the launcher's GPU for it (its local rank) and no other.
+
+    vLLM starts its engine in a child process that takes the first visible GPU: without this, every process of a
+    launch would put its engine on the same one.
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        return
+    local = int(os.environ.get("LOCAL_RANK", procs.index))
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
+    if local >= len(ids):
+        raise ConfigError(
+            f"Process {procs.index} (local rank {local}) has no GPU of its own among {len(ids)} visible; launch at "
+            "most one process per GPU, or one per node with tensor parallelism (eval.vllm_tensor_parallel_size; "
+            "store.vllm_kwargs.tensor_parallel_size)."
+        )
+    os.environ["CUDA_VISIBLE_DEVICES"] = ids[local]

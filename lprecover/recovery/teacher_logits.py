@@ -27,6 +27,12 @@ top k's mass.
 Files in the store folder: ``config.yaml`` (what made it; a relaunch with other settings is refused),
 ``shard-NNNNN.safetensors`` (rows ``[i * R, (i + 1) * R)`` of the prepared dataset, each written whole), and
 ``manifest.json`` (written last; a store without it is unfinished). A relaunch computes only the missing shards.
+
+Across processes: ``accelerate launch --num_processes N -m lprecover.cli teacher-logits ...`` (or ``torchrun``) has
+each process prepare the same rows and write every N-th missing shard, with the teacher on its own GPU (vLLM: one
+engine per GPU, or one process per node with ``store.vllm_kwargs.tensor_parallel_size``); the main process writes
+the manifest when all are done. The shards are those one process writes, and a relaunch with any process count
+writes only the missing ones.
 """
 
 import gc
@@ -50,6 +56,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from lprecover.atomic import write_file
 from lprecover.config import ConfigError, load_config, recipe_choices, reuse_or_refuse, save_settings, to_dict
+from lprecover.evaluation.processes import launched_processes, own_gpu
 from lprecover.log import get_logger
 from lprecover.recovery.recipe import RecoveryConfig
 
@@ -391,9 +398,14 @@ def write_store(cfg: TeacherLogitsConfig) -> Path:
     teacher_cfg = teacher_model_config(cfg, student_config)
     teacher_path = resolve_model_path(teacher_cfg.name_or_path, "teacher")
     settings = cfg.store_settings(teacher_path)
-    if reuse_or_refuse(out, settings, "a teacher-logit store", cfg.overwrite) == "fresh" and out.exists():
-        shutil.rmtree(out)  # overwrite=true, and the folder holds another store
-    save_settings(out, settings)
+    verdict = reuse_or_refuse(out, settings, "a teacher-logit store", cfg.overwrite)
+    # Under a launcher every process has judged the folder before the group forms; then the main one prepares it.
+    procs = launched_processes()
+    if procs.main:
+        if verdict == "fresh" and out.exists():
+            shutil.rmtree(out)  # overwrite=true, and the folder holds another store
+        save_settings(out, settings)
+    procs.wait()
     set_seed(cfg.train.seed)
 
     dataset = load_training_data(cfg.data, student_cfg)
@@ -402,9 +414,11 @@ def write_store(cfg: TeacherLogitsConfig) -> Path:
     rows, collate = _data_path(cfg, tokenizer, dataset)
     vocab_size = read_model_config(teacher_cfg, teacher_path, "teacher").get_text_config().vocab_size
     k = min(cfg.store.k, vocab_size)
-    device = default_device()
+    device = procs.device(default_device())
     teacher = llm = None
     if cfg.store.engine == "vllm":
+        if procs.count > 1 and int(cfg.store.vllm_kwargs.get("tensor_parallel_size", 1)) == 1:
+            own_gpu(procs)
         llm = _vllm_engine(teacher_path, teacher_cfg, k, cfg.store.vllm_kwargs)
     else:
         teacher = load_model(teacher_cfg, device).eval()
@@ -415,6 +429,9 @@ def write_store(cfg: TeacherLogitsConfig) -> Path:
     names = [f"shard-{i:05d}.safetensors" for i in range(n_shards)]
     todo = [i for i, name in enumerate(names) if not (out / name).is_file()]
     logger.info("teacher-logits: %d rows in %d shards, %d to write", len(rows), n_shards, len(todo))
+    todo = procs.share(todo)  # each process writes every N-th missing shard, whole files named by their rows
+    if procs.count > 1:
+        logger.info("teacher-logits: process %d of %d writes %d of them", procs.index, procs.count, len(todo))
     keep_arg = llm is None and accepts_logits_to_keep(teacher)
     dtype = DTYPES[cfg.store.dtype]
     for i in todo:
@@ -435,13 +452,20 @@ def write_store(cfg: TeacherLogitsConfig) -> Path:
         found = TopK(*(torch.cat(column) for column in zip(*parts)))
         _write_shard(out / names[i], keys, counts, found, dtype, id_dtype(vocab_size), time.perf_counter() - start)
         logger.info("teacher-logits: shard %d/%d written", i + 1, n_shards)
-
     if llm is not None:
         # Stopped here, not at interpreter exit, where vLLM's engine threads can abort the process after the work.
         llm.llm_engine.engine_core.shutdown()
         del llm
         gc.collect()
+    procs.wait()  # every shard written
+    if procs.main:
+        _write_manifest(out, names, k, vocab_size, teacher_path, len(rows), cfg)
+    procs.wait()  # the store finished
+    return out
 
+
+def _write_manifest(out: Path, names: list[str], k: int, vocab_size: int, teacher: str, rows: int, cfg) -> None:
+    """Sum the shards' counts into ``manifest.json``, written last: its presence says the store is finished."""
     total_bytes = positions = 0
     seconds = 0.0
     n_sequences = 0
@@ -458,8 +482,8 @@ def write_store(cfg: TeacherLogitsConfig) -> Path:
         "dtype": cfg.store.dtype,
         "temperature": cfg.distill.temperature,
         "vocab_size": vocab_size,
-        "teacher": teacher_path,
-        "rows": len(rows),
+        "teacher": teacher,
+        "rows": rows,
         "sequences": n_sequences,
         "positions": positions,
         "bytes": total_bytes,
@@ -476,7 +500,6 @@ def write_store(cfg: TeacherLogitsConfig) -> Path:
         seconds,
         out,
     )
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
