@@ -293,17 +293,18 @@ def force_budgets(
         got = follow(contexts, answer_max_tokens, eos_ids, keys, new=1 + len(opened) + len(cue_ids))
     else:
         # Answer phases with identical inputs (e.g. every budget past the point where the model closed its
-        # thinking) are generated once; one budget's answers together, as their inputs are of similar length.
-        answers: dict[tuple, tuple[list[int], int | None]] = {}
+        # thinking) are generated once, and every budget's in one call: vLLM schedules them all together, and the
+        # transformers runner batches them by length. A sequence's tokens do not depend on its batch.
+        todo: dict[tuple, list[int]] = {}
         for row in plans:
-            todo = {}
             for i, (thinking, _, _, suffix) in enumerate(row):
                 key = (i, tuple(thinking), tuple(suffix or ()))
-                if suffix is not None and key not in answers:
+                if suffix is not None and key not in todo:
                     todo[key] = prompts[i] + thinking + suffix
-            if todo:
-                outs = run(list(todo.values()), [answer_max_tokens] * len(todo), eos_ids, [keys[k[0]] for k in todo])
-                answers |= dict(zip(todo, outs))
+        answers = {}
+        if todo:
+            outs = run(list(todo.values()), [answer_max_tokens] * len(todo), eos_ids, [keys[k[0]] for k in todo])
+            answers = dict(zip(todo, outs))
         got = [
             [answers[(i, tuple(t), tuple(s))] if s is not None else None for i, (t, _, _, s) in enumerate(row)]
             for row in plans
