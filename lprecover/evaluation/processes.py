@@ -4,7 +4,7 @@
 node or several) starts N processes. Each generates every N-th (problem, sample) job of every task and mode into a
 shard of its own; when all have finished, the main process merges the shards into the single-process outputs
 (``records.SampleStore.merge``). Jobs are dealt by position, and a record does not depend on the batch it ran in,
-so the merged records equal a single-process run's.
+so the merged records equal a single-process run's. ``lprecover teacher-logits`` shares its shards the same way.
 """
 
 import os
@@ -59,7 +59,8 @@ def launched_processes(timeout_minutes: float | None = None) -> Processes:
 
 
 def own_gpu(procs: Processes) -> None:
-    """Give this process's vLLM engine (evaluation, or a teacher-logit store) the launcher's GPU for it (its local rank) and no other.
+    """Give this process's vLLM engine (an evaluation's, or a teacher-logit store's) the launcher's GPU for it, its
+    local rank's, and no other.
 
     vLLM starts its engine in a child process that takes the first visible GPU: without this, every process of a
     launch would put its engine on the same one.

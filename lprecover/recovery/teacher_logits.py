@@ -429,7 +429,9 @@ def write_store(cfg: TeacherLogitsConfig) -> Path:
     names = [f"shard-{i:05d}.safetensors" for i in range(n_shards)]
     todo = [i for i, name in enumerate(names) if not (out / name).is_file()]
     logger.info("teacher-logits: %d rows in %d shards, %d to write", len(rows), n_shards, len(todo))
-    todo = procs.share(todo)  # each process writes every N-th missing shard, whole files named by their rows
+    # Each process writes every N-th missing shard, whole files named by their rows; all list them before any writes.
+    procs.wait()
+    todo = procs.share(todo)
     if procs.count > 1:
         logger.info("teacher-logits: process %d of %d writes %d of them", procs.index, procs.count, len(todo))
     keep_arg = llm is None and accepts_logits_to_keep(teacher)
