@@ -7,12 +7,11 @@ import shutil
 
 import pytest
 import torch
-import yaml
 from launching import run_cli
 from safetensors.torch import load_file
 
 from lprecover.cli import main as cli
-from lprecover.config import load_config
+from lprecover.config import load_config, load_settings, save_settings
 from lprecover.pruning.prune import prune_source
 from lprecover.recovery.data import load_training_data
 from lprecover.recovery.distill import distill_loss
@@ -249,9 +248,9 @@ def test_training_refuses_a_store_that_lacks_its_sequences_under_the_same_settin
     d, base, student = organism
     store = tmp_path / "store"
     shutil.copytree(_refusals_store(d, base), store)
-    saved = yaml.safe_load((store / "config.yaml").read_text())
+    saved = load_settings(store)
     saved["data"]["split"] = "short"  # the store claims the short split; its sequences are the long traces
-    (store / "config.yaml").write_text(yaml.safe_dump(saved))
+    save_settings(store, saved)
     args = [*base, f"student={student}", f"distill.teacher_logits={store}", f"output_dir={tmp_path / 'run'}"]
     assert cli(["train", *args, "data.split=short"]) == 2
     assert "training sequences are not in the store" in capsys.readouterr().err

@@ -224,8 +224,9 @@ def force_budgets(
     stop, as a generation at budget B would have (``_Thinking.at``). A runner with ``think`` and ``follow``
     (transformers, ``_HFRunner``) answers every budget from the thinking call's KV cache when there are no wait
     strings; otherwise answer phases are generated from their full inputs, every budget's in one call, and those with
-    identical inputs (e.g. every budget past the point where the model closed its thinking) once. The records equal per-budget generation's for
-    greedy decoding and for keyed sampling, where a token depends on the prefix, the key and the position alone.
+    identical inputs (e.g. every budget past the point where the model closed its thinking) once. The records equal
+    per-budget generation's for greedy decoding and for keyed sampling, where a token depends on the prefix, the key
+    and the position alone.
 
     Args:
         run: ``run(seqs, rooms, stops, keys) -> [(kept ids, stop id or None)]``: continue each sequence by at most
