@@ -8,11 +8,9 @@ from lprecover.evaluation.metrics import (
     answered_at_k,
     bootstrap_ci,
     cov_at_k,
-    curve_area,
     maj_at_k,
     maj_at_k_first,
     pass_at_k,
-    recovery_score,
     scaling_slope,
 )
 from lprecover.evaluation.scoring import canonical, extract_answer, is_correct
@@ -149,12 +147,3 @@ def test_bootstrap_interval_brackets_the_mean():
 def test_scaling_slope_is_gain_per_doubling():
     assert scaling_slope([512, 1024, 2048, 4096], [0.2, 0.3, 0.4, 0.5]) == pytest.approx(0.1)
     assert scaling_slope([10, 20], [0.5, 0.5]) == pytest.approx(0.0)
-
-
-def test_recovery_score_measures_the_won_back_area():
-    budgets = [5, 10, 20, 40]
-    teacher, pruned, half = [0.3, 0.5, 0.8, 1.0], [0.2, 0.2, 0.2, 0.2], [0.25, 0.35, 0.5, 0.6]
-    areas = [curve_area(budgets, c) for c in (teacher, pruned, half)]
-    assert recovery_score(*areas) == pytest.approx(0.5, abs=0.02)
-    assert recovery_score(areas[0], areas[1], areas[1]) == 0.0
-    assert math.isnan(recovery_score(0.5, 0.5, 0.7))

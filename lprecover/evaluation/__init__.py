@@ -1,4 +1,4 @@
-"""Test-time scaling evaluation: budget forcing, scoring, scaling metrics and recovery scores."""
+"""Test-time scaling evaluation: budget forcing, scoring, scaling metrics and recovery measures."""
 
 from lprecover.evaluation.metrics import (
     answered_at_k,
@@ -7,10 +7,9 @@ from lprecover.evaluation.metrics import (
     maj_at_k,
     maj_at_k_first,
     pass_at_k,
-    recovery_score,
     scaling_slope,
 )
-from lprecover.evaluation.recovery import recovery_scores
+from lprecover.evaluation.recovery import recovery_measures
 from lprecover.evaluation.scoring import extract_answer, is_correct
 
 __all__ = [
@@ -22,7 +21,6 @@ __all__ = [
     "maj_at_k",
     "maj_at_k_first",
     "pass_at_k",
-    "recovery_score",
-    "recovery_scores",
+    "recovery_measures",
     "scaling_slope",
 ]

@@ -89,13 +89,12 @@ def import_evaluation(cfg: EvalCommand, out: Path, resolved: dict) -> dict:
         LogSamplesError,
         curves_from_records,
         import_records,
-        read_log_samples,
+        read_files,
     )
     from lprecover.evaluation.run import write_results
 
     try:
-        for f in cfg.imports:  # every file is read and checked before anything is written
-            read_log_samples(Path(f), cfg.import_task, cfg.import_budget)
+        read_files(cfg.imports, cfg.import_task, cfg.import_budget)  # every file is checked before anything is written
         save_settings(out, resolved)
         records, agreement = import_records(cfg.imports, out, cfg.import_task, cfg.import_budget)
         curves = curves_from_records(records, cfg.eval.k, cfg.eval.bootstrap, cfg.eval.seed)

@@ -12,6 +12,12 @@ filter's line is kept.
   (``aime24_nofigures`` -> ``aime24``, ``openai_math`` -> ``math500``, ``gpqa_diamond_openai`` ->
   ``gpqa_diamond``, ``gsm8k_cot`` -> ``gsm8k``, ...), else ``import_task=``.
 - Budget: the record's ``max_tokens_thinking`` (s1's fork), else its ``max_gen_toks``, else ``import_budget=``.
+  The budget is the curve's x axis, not a setting: runs at ``max_gen_toks`` 512..8192 of the main harness are one
+  curve (under s1's fork ``max_gen_toks`` caps the whole generation around the thinking budget, and stays a
+  setting). Which key set it is kept as ``sampling.budget_from``, so s1's thinking budgets and the main harness's
+  whole-generation caps never share a curve.
+- Settings: every document of one task and mode must share its sampling settings (temperature, top_p, thinking
+  extensions, the budget's key); files that differ are refused, naming the setting, before anything is written.
 - Mode: a document with one response is a sequential record (several files of one task and budget, e.g. the seed's
   three seeds, become samples 0, 1, 2); several responses (``repeats``) are parallel samples.
 - Scored text: after the last ``<|im_start|>answer`` (s1) or ``</think>``, as s1's fork grades; the whole response
@@ -92,7 +98,10 @@ def _gold(target: str, task: str) -> str:
 
 def _generation_args(record: dict) -> dict:
     args = record.get("arguments") or {}
-    first = args.get("gen_args_0") if isinstance(args, dict) else (args[0] if args else None)
+    if isinstance(args, dict):
+        first = args.get("gen_args_0")
+    else:
+        first = args[0] if isinstance(args, list | tuple) and args else None
     if isinstance(first, dict):
         settings = first.get("arg_1")
     elif isinstance(first, list | tuple) and len(first) > 1:
@@ -107,9 +116,31 @@ def _responses(record: dict) -> list[str]:
     if not isinstance(resps, list) or not resps:
         raise LogSamplesError("it has no 'resps' list")
     flat = resps[0] if isinstance(resps[0], list) else resps
+    if not flat:
+        raise LogSamplesError("its 'resps' hold no response")
     if not all(isinstance(r, str) for r in flat):
         raise LogSamplesError("its 'resps' are not lists of strings (a generation task's responses)")
     return flat
+
+
+BUDGET_KEYS = ("max_tokens_thinking", "max_gen_toks")  # s1's thinking cap first; the main harness caps everything
+
+
+def _budget(settings: dict, fallback: int | None) -> tuple[int, str]:
+    """(the document's budget, the key that set it): the first positive integer of ``BUDGET_KEYS``, else
+    ``import_budget=``."""
+    for key in BUDGET_KEYS:
+        value = settings.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value, key
+    if fallback:
+        return fallback, "import_budget"
+    raise LogSamplesError("it names no thinking budget (max_tokens_thinking, max_gen_toks): pass import_budget=")
+
+
+def _mode(doc: dict) -> str:
+    """One response per document is a sequential record; several (lm-eval ``repeats``) are parallel samples."""
+    return "sequential" if len(doc["responses"]) == 1 else "parallel"
 
 
 def _marks(record: dict, n: int) -> list[bool | None]:
@@ -139,42 +170,52 @@ def read_log_samples(path: Path, task: str | None = None, budget: int | None = N
             f"Cannot tell which task {path.name} holds ('{name}' is not one lprecover scores): pass import_task= "
             f"with one of {', '.join(TASK_KINDS)}."
         )
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise LogSamplesError(
+            f"Line {line} of {path} is not UTF-8 text (byte {e.start}): lm-eval --log_samples writes UTF-8 JSON lines."
+        ) from None
     docs, seen_filter = {}, None
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    # Split on newlines only: str.splitlines would also cut at U+2028 or U+0085, which json.dumps(ensure_ascii=False)
+    # (lm-eval's writer) leaves raw inside a response.
+    for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
             if not isinstance(record, dict) or "doc_id" not in record:
                 raise LogSamplesError("it is not an lm-eval sample (no doc_id)")
+            if not isinstance(record["doc_id"], int | str):
+                raise LogSamplesError(f"its doc_id {record['doc_id']!r} is not a number or a string")
             seen_filter = seen_filter or record.get("filter")
             if record.get("filter", seen_filter) != seen_filter or record["doc_id"] in docs:
                 continue  # the main harness repeats each document once per filter, with the same responses
             responses = _responses(record)
             settings = _generation_args(record)
-            thinking_budget = settings.get("max_tokens_thinking")
-            doc_budget = thinking_budget if isinstance(thinking_budget, int) else settings.get("max_gen_toks")
-            doc_budget = doc_budget if isinstance(doc_budget, int) else budget
-            if not doc_budget:
-                raise LogSamplesError(
-                    "it names no thinking budget (max_tokens_thinking, max_gen_toks): pass import_budget="
-                )
+            doc_budget, budget_from = _budget(settings, budget)
+            sampling = {
+                "temperature": settings.get("temperature"),
+                "top_p": settings.get("top_p", 1.0),
+                "max_gen_toks": settings.get("max_gen_toks"),
+                "num_waits": settings.get("thinking_n_ignore", 0),
+                "budget_from": budget_from,
+                "source": "lm-eval log_samples",
+            }
+            if budget_from == "max_gen_toks":
+                del sampling["max_gen_toks"]  # the budget itself: it differs between the points of one curve
             docs[record["doc_id"]] = {
                 "task": task,
-                "budget": int(doc_budget),
+                "budget": doc_budget,
                 "doc_id": record["doc_id"],
                 "responses": responses,
                 "gold": _gold(record.get("target", ""), task),
                 "marks": _marks(record, len(responses)),
                 "prompt_hash": str(record.get("prompt_hash", ""))[:16],
-                "sampling": {
-                    "temperature": settings.get("temperature"),
-                    "top_p": settings.get("top_p", 1.0),
-                    "max_gen_toks": settings.get("max_gen_toks"),
-                    "num_waits": settings.get("thinking_n_ignore", 0),
-                    "source": "lm-eval log_samples",
-                },
-                "seed": settings.get("seed"),
+                "sampling": sampling,
+                "seed": settings["seed"] if isinstance(settings.get("seed"), int) else None,  # orders the files
             }
         except json.JSONDecodeError as e:
             raise LogSamplesError(f"Line {number} of {path} is not JSON ({e.msg}).") from None
@@ -188,19 +229,43 @@ def read_log_samples(path: Path, task: str | None = None, budget: int | None = N
     return list(docs.values())
 
 
+def read_files(files: list[str], task: str | None, budget: int | None) -> list[list[dict]]:
+    """The documents of every file (``read_log_samples``), once all of one task and mode are seen to share their
+    sampling settings.
+
+    Raises:
+        LogSamplesError: for a file that cannot be read, or two whose settings differ, naming the setting.
+    """
+    documents = [read_log_samples(Path(f), task, budget) for f in files]
+    first: dict[tuple, tuple[str, dict]] = {}  # (task, mode) -> (the first file, its settings)
+    for f, docs in zip(files, documents):
+        for d in docs:
+            mode = _mode(d)
+            seen_in, seen = first.setdefault((d["task"], mode), (f, d["sampling"]))
+            differ = [k for k in sorted(seen.keys() | d["sampling"].keys()) if seen.get(k) != d["sampling"].get(k)]
+            if differ:
+                a = ", ".join(f"{k}={json.dumps(seen.get(k))}" for k in differ)
+                b = ", ".join(f"{k}={json.dumps(d['sampling'].get(k))}" for k in differ)
+                raise LogSamplesError(
+                    f"The {d['task']} {mode} samples were generated with different settings ({a} in {seen_in}; "
+                    f"{b} in {f}): a curve over them would mix protocols. Import each setting into its own output_dir."
+                )
+    return documents
+
+
 def import_records(files: list[str], output_dir: Path, task: str | None, budget: int | None) -> tuple[list, dict]:
     """Rescore every response of ``files`` into ``output_dir/samples.jsonl``; returns (records, agreement per task).
 
     Files are read in the order given (sorted by their ``seed`` where they name one), so repeated sequential runs
     of one task and budget become samples 0, 1, 2, ... in a stable order.
     """
-    documents = [read_log_samples(Path(f), task, budget) for f in files]
+    documents = read_files(files, task, budget)
     documents.sort(key=lambda docs: (docs[0]["seed"] is None, docs[0]["seed"] or 0))
     counts: dict[tuple, int] = {}
     records, agree = [], {}
     for docs in documents:
         for d in docs:
-            mode = "sequential" if len(d["responses"]) == 1 else "parallel"
+            mode = _mode(d)
             key = (d["task"], mode, d["doc_id"], d["budget"])
             for response, mark in zip(d["responses"], d["marks"]):
                 text, truncated = scored_text(response)

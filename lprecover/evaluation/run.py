@@ -16,8 +16,8 @@ from lprecover.atomic import write_figure, write_file
 from lprecover.evaluation.budget_forcing import ThinkFormat, check_close, prompt_ids, sampling_key
 from lprecover.evaluation.engines import HFEngine
 from lprecover.evaluation.metrics import (
+    accuracy_ci,
     answered_at_k,
-    bootstrap_ci,
     cov_at_k,
     curve_area,
     finite,
@@ -28,7 +28,7 @@ from lprecover.evaluation.metrics import (
 )
 from lprecover.evaluation.processes import Processes
 from lprecover.evaluation.records import SampleStore, one_setting, prompt_hash
-from lprecover.evaluation.scoring import answers_match, canonical, extract_answer
+from lprecover.evaluation.scoring import answers_match, canonical, extract_answer, vote_keys
 from lprecover.evaluation.tasks import Task, check_task, load_task
 from lprecover.log import get_logger, progress
 
@@ -280,28 +280,32 @@ def _mean(values) -> float:
 
 
 def sequential_curve(records: list[dict], problems, budgets, n_boot, seed, samples: int = 1) -> dict:
-    """Accuracy at each budget (increasing), with bootstrap intervals over problems.
+    """Accuracy at each budget (increasing), with a 95% interval over problems that stays honest at 0 and 1.
 
     A problem's accuracy is the mean over its first ``samples`` samples (one per seed in the seed repository's
-    protocol); the interval resamples problems, keeping each problem's samples together.
+    protocol). ``ci_low``/``ci_high`` come from ``metrics.accuracy_ci`` over the n problems, and ``ci_method`` names
+    how: ``"wilson"`` where every problem scores 0 or 1 (the Wilson score interval of the proportion, so 100 of 100
+    correct reads [0.963, 1], never [1, 1]); ``"wilson+bootstrap"`` where samples disagree within a problem (the
+    union of Wilson at the mean and the bootstrap resampling problems, each problem's samples kept together).
     """
     budgets = sorted(budgets)
     wanted = {p.id for p in problems}
     rows_all = [r for r in records if r["budget"] in budgets and r["sample"] < samples and r["problem_id"] in wanted]
     one_setting(rows_all, "sequential")
-    out = {"budget": [], "accuracy": [], "ci_low": [], "ci_high": [], "thinking_tokens": [], "truncated": []}
-    out |= {"answer_tokens": [], "answer_truncated": []}
+    out = {"budget": [], "accuracy": [], "ci_low": [], "ci_high": [], "ci_method": [], "thinking_tokens": []}
+    out |= {"truncated": [], "answer_tokens": [], "answer_truncated": []}
     for b in budgets:
         rows = [r for r in rows_all if r["budget"] == b]
         by_problem: dict[str, list[float]] = {}
         for r in rows:
             by_problem.setdefault(r["problem_id"], []).append(float(r["correct"]))
         per_problem = np.array([np.mean(by_problem[p.id]) for p in problems if p.id in by_problem])
-        lo, hi = bootstrap_ci(per_problem, n_boot, seed)
+        lo, hi, method = accuracy_ci(per_problem, n_boot, seed)
         out["budget"].append(b)
         out["accuracy"].append(float(per_problem.mean()) if len(per_problem) else float("nan"))
         out["ci_low"].append(lo)
         out["ci_high"].append(hi)
+        out["ci_method"].append(method)
         for name in ("thinking_tokens", "truncated", "answer_tokens", "answer_truncated"):
             out[name].append(_mean(r.get(name) for r in rows))
     return out
@@ -311,11 +315,15 @@ def parallel_curve(records: list[dict], problems, n: int, ks: list[int], n_boot,
     """pass@k, maj@k, cov@k and answered@k over each problem's first ``n`` samples at one budget.
 
     - ``pass_at_k``: unbiased pass@k over all n samples (Chen et al. 2021), as lm-eval and the seed repository.
-    - ``maj_at_k``: majority vote averaged over subsets of k samples; a failed extraction votes "no answer".
+    - ``maj_at_k``: majority vote averaged over subsets of k samples; answers math-verify holds equal vote together
+      (``scoring.vote_keys``), a failed extraction votes "no answer", and the value ignores sample order.
     - ``maj_first_at_k``: the references' maj@k, the vote of the first k samples (lm-eval ``take_first_k``).
     - ``cov_at_k``: s1's cov@k, whether any of the first k samples is correct.
     - ``answered_at_k``: the chance that k samples include an extractable answer.
     - ``pass_at_1``: mean per-sample correctness, whatever ``ks`` holds.
+    - ``ci_low``/``ci_high`` (pass@k) and ``maj_ci_low``/``maj_ci_high`` (maj@k): 95% intervals over problems from
+      ``metrics.accuracy_ci``, named by ``ci_method``/``maj_ci_method``: Wilson where every problem scores 0 or 1
+      (pass@n always does), else the union of Wilson and the bootstrap, so all problems at 1 never read [1, 1].
     """
     if len({r["budget"] for r in records}) > 1:
         raise ValueError("parallel_curve was given records of several budgets; pass the records of one.")
@@ -329,25 +337,32 @@ def parallel_curve(records: list[dict], problems, n: int, ks: list[int], n_boot,
     if short:
         raise ValueError(f"Problems {sorted(short)[:5]} have fewer samples than k={max(ks)}; finish the evaluation.")
     names = ("pass_at_k", "maj_at_k", "maj_first_at_k", "cov_at_k", "answered_at_k", "ci_low", "ci_high")
-    names += ("maj_ci_low", "maj_ci_high")
+    names += ("maj_ci_low", "maj_ci_high", "ci_method", "maj_ci_method")
     out = {"k": list(ks), **{name: [] for name in names}}
     correct = {p: [bool(r["correct"]) for r in rows] for p, rows in by_problem.items()}
+    # Clustered once per problem, not per k: "x = 5", "5" and "5.0" are one vote.
+    keys = {
+        p: vote_keys([r["extracted"] for r in rows], rows[0]["task"], [r.get("canonical") for r in rows])
+        for p, rows in by_problem.items()
+    }
     for k in ks:
         passes, majs, firsts, covs, answered = [], [], [], [], []
         for p, rows in by_problem.items():
-            c, votes = correct[p], [r["canonical"] for r in rows]
+            c, votes = correct[p], keys[p]
             passes.append(pass_at_k(len(c), sum(c), k))
             majs.append(maj_at_k(votes, c, k, seed=seed))
             firsts.append(maj_at_k_first(votes, c, k))
             covs.append(cov_at_k(c, k))
             answered.append(answered_at_k(len(rows), sum(r["extracted"] is not None for r in rows), k))
-        lo, hi = bootstrap_ci(np.array(passes), n_boot, seed)
-        mlo, mhi = bootstrap_ci(np.array(majs), n_boot, seed)
+        lo, hi, method = accuracy_ci(np.array(passes), n_boot, seed)
+        mlo, mhi, maj_method = accuracy_ci(np.array(majs), n_boot, seed)
         values = (np.mean(passes), np.mean(majs), np.mean(firsts), np.mean(covs), np.mean(answered), lo, hi)
         for name, value in zip(names, values):
             out[name].append(float(value))
         out["maj_ci_low"].append(mlo)
         out["maj_ci_high"].append(mhi)
+        out["ci_method"].append(method)
+        out["maj_ci_method"].append(maj_method)
     out["pass_at_1"] = _mean(np.mean(c) for c in correct.values())
     return out
 
