@@ -1,18 +1,21 @@
 """``lprecover compare``: which recovery brought test-time scaling back, at a glance.
 
     lprecover compare runs=[runs/eval-teacher,runs/eval-pruned2,runs/sft_short-organism-shortgpt2] output_dir=OUT
+    lprecover compare teacher=evals/qwen3-8b pruned=evals/qwen3-8b-minus1 runs=[evals/sft,evals/kd] output_dir=OUT
     lprecover compare runs='runs/study/*' output_dir=OUT report_to=wandb
     lprecover compare wandb_group=organism-shortgpt2 wandb.project=lprecover output_dir=OUT     (online)
 
 A run is recognised by what it saved: a recovery run folder (``model/recovery.json``, evaluated into ``eval/``), or
 an evaluation folder (``curves.json``) of a model whose config carries lprecover's pruning provenance (a pruned
 base) or none (the teacher). Each recovered run is scored against the teacher and the pruned base it shares
-provenance with (same source, same kept layers). Writes ``comparison.png``, ``report.md`` and ``summary.json``.
+provenance with (same source, same kept layers). ``teacher=`` and ``pruned=`` name the roles outright instead
+(evaluations made elsewhere and imported with ``lprecover eval import=...`` carry no provenance): every folder of
+``runs`` is then a recovered model scored against them. Writes ``comparison.png``, ``report.md`` and
+``summary.json``; the measures and verdicts are those of ``evaluation.recovery`` and ``lprecover.verdict``.
 """
 
 import glob
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +24,7 @@ from lprecover.analysis import ANALYSIS_FILE
 from lprecover.atomic import write_figure, write_file
 from lprecover.config import ConfigError, load_config, load_settings, save_config, to_dict, valid_keys
 from lprecover.evaluation.metrics import finite
-from lprecover.evaluation.recovery import recovery_scores
+from lprecover.evaluation.recovery import recovery_measures
 from lprecover.log import get_logger
 from lprecover.readers import read_json
 from lprecover.recovery.outputs import (
@@ -34,13 +37,12 @@ from lprecover.recovery.outputs import (
     progress_steps_saved,
 )
 from lprecover.tracking import WandbSettings, finish_run, resolve_report_to, start_run
+from lprecover.verdict import decide, is_flat, sentence, slope_share_of_teacher
 
 logger = get_logger(__name__)
 
-RETURNED, PARTLY = 0.7, 0.3  # recovery-score thresholds of the verdict sentences
-SLOPE_RETURNED, SLOPE_FLAT = 0.5, 0.25  # fractions of the teacher's scaling slope: needed to return; below: flat
-# The share of the teacher's slope a recipe should win back to count as restoring scaling in full (issue #13's aim);
-# stricter than SLOPE_RETURNED, which with the area decides "scaling returned".
+# The share of the teacher's slope (S_r / S_t) a recipe should reach to count as restoring scaling in full (issue
+# #13's aim); stricter than verdict.SLOPE_RETURNED, which with the area share decides "scaling returned".
 SLOPE_GOAL = 0.7
 
 
@@ -51,6 +53,13 @@ class CompareCommand:
     runs: list[str] | str = field(
         default_factory=list,
         metadata={"help": "Run or evaluation folders, or a glob (non-run folders it matches are skipped)."},
+    )
+    teacher: str | None = field(
+        default=None, metadata={"help": "The teacher's evaluation folder, named outright (with pruned=)."}
+    )
+    pruned: str | None = field(
+        default=None,
+        metadata={"help": "The pruned base's evaluation folder; with teacher=, every folder of runs is a recovery."},
     )
     wandb_group: str | None = field(default=None, metadata={"help": "Pull the runs of this W&B group (online)."})
     output_dir: str = field(default="", metadata={"help": "Folder for comparison.png, report.md, summary.json."})
@@ -64,6 +73,10 @@ class CompareCommand:
             raise ValueError("output_dir is required, e.g. output_dir=runs/comparison.")
         if not self.runs and not self.wandb_group:
             raise ValueError("Nothing to compare: give runs=[DIR,...] (or a glob) or wandb_group=NAME.")
+        if (self.teacher is None) != (self.pruned is None):
+            raise ValueError("teacher= and pruned= go together: name both evaluation folders, or neither.")
+        if self.bootstrap < 1:
+            raise ValueError(f"bootstrap must be at least 1 resample, got {self.bootstrap}.")
 
 
 @dataclass
@@ -210,38 +223,55 @@ def collect(patterns: list[str] | str) -> list[Run]:
     return runs
 
 
+def with_roles(teacher: str, pruned: str, recovered: list[str] | str) -> list[Run]:
+    """Runs whose roles are named outright: the teacher's and the pruned base's evaluation folders, and recovered
+    models (evaluation folders, e.g. imported lm-eval logs, or recovery run folders), each named by its folder."""
+    paths = [recovered] if isinstance(recovered, str) else list(recovered)
+    found = [
+        p for pattern in paths for p in (sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern])
+    ]
+    runs = [_eval_run(Path(teacher), name="teacher", kind="teacher", path=teacher)]
+    runs.append(_eval_run(Path(pruned), name="pruned", kind="pruned", path=pruned))
+    for path in found:
+        path = Path(path)
+        if (path / MODEL_DIR / RECOVERY_FILE).exists() or (
+            path.name == EVAL_DIR and (path.parent / MODEL_DIR).is_dir()
+        ):
+            run = discover(path)
+            run.kept_layers = None  # scored against the pruned base named outright
+        else:
+            run = _eval_run(path, name=path.name, kind="recovered", path=str(path))
+        runs.append(run)
+    names = [r.name for r in runs]
+    if len(set(names)) < len(names):
+        raise ConfigError(f"Two compared runs share a name ({sorted(names)}); give each its own folder name.")
+    if not found:
+        raise ConfigError("runs= names no recovered evaluation to score against teacher= and pruned=.")
+    return runs
+
+
 def pair_and_score(runs: list[Run], n_boot: int) -> None:
-    """Attach each recovered run's recovery scores against the teacher and its own pruned base."""
+    """Attach each recovered run's recovery measures against the teacher and its own pruned base (the one with its
+    kept layers; with ``teacher=``/``pruned=`` named outright, the one pruned run)."""
     teachers = [r for r in runs if r.kind == "teacher"]
+    pruned = [p for p in runs if p.kind == "pruned"]
     for run in runs:
         if run.kind != "recovered":
             continue
-        bases = [p for p in runs if p.kind == "pruned" and p.kept_layers == run.kept_layers]
+        bases = pruned if len(pruned) == 1 and run.kept_layers is None else []
+        bases = bases or [p for p in pruned if p.kept_layers == run.kept_layers]
         if not teachers or not bases or not all(r.eval_dir for r in (teachers[0], bases[0], run)):
             logger.warning("%s: no evaluated teacher and pruned base to score against.", run.name)
             continue
-        # A score is None where none can be computed (pruning lost no area, or a curve has one budget): NaN in
-        # JSON is invalid, and a NaN compared with the verdict thresholds would read as "partly returned".
-        run.recovery = _scores(teachers[0], bases[0], run.eval_dir, run.summary, n_boot)
+        run.recovery = _measures(teachers[0], bases[0], run.eval_dir, n_boot)
         for point in run.progress:
-            point["recovery"] = _scores(teachers[0], bases[0], point["eval_dir"], point["summary"], n_boot)
+            point["recovery"] = _measures(teachers[0], bases[0], point["eval_dir"], n_boot)
 
 
-def _scores(teacher: Run, base: Run, eval_dir: str, summary: dict, n_boot: int) -> dict:
-    """Recovery scores of one evaluation against the teacher and pruned base; ``slope`` is the share of the scaling
-    slope won back (with ``slope_ci`` from the same bootstrap as the area's interval)."""
-    # A score is None where none can be computed (pruning lost no area, or a curve has one budget): NaN in JSON is
-    # invalid, and a NaN compared with the verdict thresholds would read as "partly returned".
-    scores = finite(recovery_scores(teacher.eval_dir, base.eval_dir, eval_dir, n_boot=n_boot))
-    for task, entry in scores.items():
-        slope = (entry.get("sequential") or {}).pop("slope", None)
-        if slope is not None:
-            entry["slope"], entry["slope_ci"] = slope["score"], [slope["ci_low"], slope["ci_high"]]
-            continue
-        slopes = [finite(r.get(task, {}).get("scaling_slope")) for r in (teacher.summary, base.summary, summary)]
-        if None not in slopes and abs(slopes[0] - slopes[1]) > 1e-9:
-            entry["slope"] = (slopes[2] - slopes[1]) / (slopes[0] - slopes[1])
-    return scores
+def _measures(teacher: Run, base: Run, eval_dir: str, n_boot: int) -> dict:
+    """``evaluation.recovery.recovery_measures`` of one evaluation; a measure that is undefined is None (JSON null),
+    never NaN, which would read as a number and, compared with a threshold, as a verdict."""
+    return finite(recovery_measures(teacher.eval_dir, base.eval_dir, eval_dir, n_boot=n_boot))
 
 
 def _tasks(runs: list[Run]) -> tuple[list[str], str | None]:
@@ -254,13 +284,30 @@ def _tasks(runs: list[Run]) -> tuple[list[str], str | None]:
     return [t for t in names if t != control], control
 
 
+# The measures a recovered run's row carries beside its verdict (evaluation.recovery's names); the pass@k curve's
+# area measures follow with the prefix ``pass_at_k_``.
+ROW_MEASURES = (
+    "problems",
+    "area_lost",
+    "area_recovered_share",
+    "area_ratio_to_teacher",
+    "area_gap_to_teacher",
+    "teacher_slope",
+    "recovered_slope",
+    "slope_lost",
+    "slope_recovered_share",
+    "slope_ratio_to_teacher",
+    "slope_gap_to_teacher",
+)
+PARALLEL_MEASURES = ("area_lost", "area_recovered_share", "area_ratio_to_teacher", "area_gap_to_teacher")
+
+
 def _row(run: Run, task: str, control: str | None) -> dict:
     seq = run.curves.get("sequential", {}).get(task)
     par = run.curves.get("parallel", {}).get(task)
     s = run.summary.get(task, {})
-    rec = run.recovery.get(task, {}).get("sequential")
     ctrl = run.curves.get("sequential", {}).get(control) if control else None
-    return {
+    row = {
         "run": run.name,
         "kind": run.kind,
         "recipe": run.recipe,
@@ -272,14 +319,21 @@ def _row(run: Run, task: str, control: str | None) -> dict:
         "k_max": par["k"][-1] if par else None,
         "scaling_slope": s.get("scaling_slope"),
         "sequential_area": s.get("sequential_area"),
-        "recovery_score": rec,
-        "parallel_recovery_score": run.recovery.get(task, {}).get("parallel"),
-        "slope_recovered": run.recovery.get(task, {}).get("slope"),
-        "slope_recovered_ci": run.recovery.get(task, {}).get("slope_ci"),
+    }
+    measures = run.recovery.get(task, {})
+    if run.kind == "recovered":
+        sequential = measures.get("sequential")
+        row["verdict"] = decide(sequential) if sequential else None
+        row |= {k: (sequential or {}).get(k) for k in ROW_MEASURES}
+        row |= {f"pass_at_k_{k}": (measures.get("parallel") or {}).get(k) for k in PARALLEL_MEASURES}
+    return row | {
         "progress": _progress(run, task),
         "control_accuracy": ctrl["accuracy"][-1] if ctrl else None,
         "analysis": (run.analysis or {}).get("tasks", {}).get(task),
     }
+
+
+PROGRESS_MEASURES = ("area_recovered_share", "area_ratio_to_teacher", "slope_ratio_to_teacher")
 
 
 def _progress(run: Run, task: str) -> list[dict]:
@@ -290,58 +344,21 @@ def _progress(run: Run, task: str) -> list[dict]:
     points.append((None, run.training_tokens, run.recovery))
     out = []
     for step, tokens, rec in points:
-        entry = rec.get(task, {})
-        seq = entry.get("sequential") or {}
-        out.append(
-            {
-                "step": step,
-                "training_tokens": tokens,
-                "recovery_score": seq.get("score"),
-                "ci_low": seq.get("ci_low"),
-                "ci_high": seq.get("ci_high"),
-                "slope_recovered": entry.get("slope"),
-                "slope_recovered_ci": entry.get("slope_ci"),
-            }
-        )
+        seq = rec.get(task, {}).get("sequential") or {}
+        out.append({"step": step, "training_tokens": tokens} | {k: seq.get(k) for k in PROGRESS_MEASURES})
     return out
 
 
 def verdict(run: Run, task: str) -> str | None:
-    """One sentence: did scaling return, by the area pruning lost and by the teacher's scaling slope.
-
-    The area alone can mislead: a flat curve that sits above a pruned model answering below chance wins back area
-    without any test-time scaling. So "returned" needs both, and a curve that regains under a quarter of the slope
-    did not return, whatever its area.
-    """
-    rec = run.recovery.get(task, {}).get("sequential")
-    if not rec:
+    """The verdict sentence of a recovered run on ``task`` (``lprecover.verdict``); None where it was not scored."""
+    sequential = run.recovery.get(task, {}).get("sequential")
+    if run.kind != "recovered" or not sequential:
         return None
-    score = rec.get("score")
-    if score is None or not math.isfinite(score):
-        return (
-            f"{run.name}: no {task} recovery score could be computed: pruning lost none of the teacher's sequential "
-            "area (the pruned curve matches the teacher's), so there was nothing to recover."
-        )
-    area = 100 * score
-    interval = (
-        f" [{100 * rec['ci_low']:.0f}, {100 * rec['ci_high']:.0f}]"
-        if finite(rec.get("ci_low")) is not None and finite(rec.get("ci_high")) is not None
-        else ""
-    )
-    slope = finite(run.recovery[task].get("slope"))
-    flat = slope is not None and slope < SLOPE_FLAT
-    if score >= RETURNED and not flat and (slope is None or slope >= SLOPE_RETURNED):
-        state = "scaling returned"
-    elif score < PARTLY or flat:
-        state = "scaling did not return" + (" (its curve stays flat)" if flat and score >= PARTLY else "")
-    else:
-        state = "scaling partly returned"
-    slope_text = f" and {100 * slope:.0f}% of the teacher's scaling slope" if slope is not None else ""
-    return f"{run.name}: recovered {area:.0f}%{interval} of the {task} sequential area lost to pruning{slope_text}; {state}."
+    return sentence(run.name, task, sequential, decide(sequential))
 
 
 KNOWLEDGE_DROP_PER_LAYER = 0.05  # the knowledge control may lose this much per removed layer and still "hold"
-LONG_DROP, FLAT_SLOPE = 0.5, 0.25  # long chains "collapse": accuracy falls this much and the slope below this share
+LONG_DROP = 0.5  # long chains "collapse": accuracy at the largest budget falls this much, and the curve is flat
 
 
 def knowledge_sentence(teacher: Run, pruned: Run, task: str, control: str) -> str | None:
@@ -349,7 +366,7 @@ def knowledge_sentence(teacher: Run, pruned: Run, task: str, control: str) -> st
 
     Holds: control accuracy at the largest budget within ``KNOWLEDGE_DROP_PER_LAYER`` of the teacher's per removed
     layer (0.05 for one layer, 0.10 for two). Collapses: accuracy at the largest budget falls by ``LONG_DROP`` and
-    the scaling slope falls below ``FLAT_SLOPE`` of the teacher's.
+    the curve is flat, ``S_p / S_t < SLOPE_FLAT`` (the verdict's one definition of a quarter of the slope).
     """
 
     def at_max(run, t):
@@ -362,14 +379,15 @@ def knowledge_sentence(teacher: Run, pruned: Run, task: str, control: str) -> st
     c_t, c_p, l_t, l_p = vals
     allowed = KNOWLEDGE_DROP_PER_LAYER * max(1, len(pruned.removed_layers))
     s_t, s_p = (finite(r.summary.get(task, {}).get("scaling_slope")) for r in (teacher, pruned))
-    flat = s_t is not None and s_p is not None and s_t > 0 and s_p < FLAT_SLOPE * s_t
-    holds, collapses = c_t - c_p <= allowed + 1e-9, l_t - l_p >= LONG_DROP and flat
+    share = slope_share_of_teacher(s_p, s_t)
+    holds, collapses = c_t - c_p <= allowed + 1e-9, l_t - l_p >= LONG_DROP and is_flat(share)
     claim = "as the paper found" if holds and collapses else "unlike the paper's finding"
     slope = f", slope {s_t:.3f} -> {s_p:.3f}" if s_t is not None and s_p is not None else ""
+    slope += f" ({100 * share:.0f}% of the teacher's)" if share is not None else ""
     return (
         f"{pruned.name}: {control} accuracy {c_t:.2f} -> {c_p:.2f} "
-        f"({'holds, within' if holds else 'drops by more than'} {allowed:.2f}), {task} {l_t:.2f} -> {l_p:.2f}{slope} ({'collapses' if collapses else 'does not collapse'}); "
-        f"{claim}."
+        f"({'holds, within' if holds else 'drops by more than'} {allowed:.2f}), {task} {l_t:.2f} -> {l_p:.2f}"
+        f"{slope} ({'collapses' if collapses else 'does not collapse'}); {claim}."
     )
 
 
@@ -381,28 +399,47 @@ def _fmt(v, digits=3) -> str:
     return str(v)
 
 
+def _measure_text(m: dict | None, digits: int = 2) -> str:
+    """``0.24 [0.13, 0.37]``, the value alone where no interval exists, ``-`` where undefined."""
+    if not m or m.get("value") is None:
+        return "-"
+    if m.get("ci_low") is None:
+        return f"{m['value']:.{digits}f}"
+    return f"{m['value']:.{digits}f} [{m['ci_low']:.{digits}f}, {m['ci_high']:.{digits}f}]"
+
+
+MEASURE_LEGEND = (
+    "Measures (`evaluation/recovery.py`), with 95% paired bootstrap intervals over problems: **area share** = "
+    "clip((A_r - A_p) / (A_t - A_p), 0, 1), the share of the sequential area pruning lost that recovery won back, "
+    "`-` where pruning lost no measurable area; **area / teacher** = A_r / A_t; **slope / teacher** = S_r / S_t, "
+    "the recovered slope (accuracy per doubling of the budget) as a share of the teacher's, `-` where the teacher's "
+    "curve is flat. Verdicts: `lprecover/verdict.py`."
+)
+
+
 def report_markdown(runs: list[Run], summary: dict, title: str) -> str:
-    lines = [f"# {title or 'Recovery comparison'}", ""]
+    lines = [f"# {title or 'Recovery comparison'}", "", MEASURE_LEGEND, ""]
     for task in summary["tasks"]:
         rows = [r for r in summary["runs"] if task in r["tasks"]]
         budgets = sorted({b for r in rows for b in r["tasks"][task]["accuracy_by_budget"]}, key=int)
         has_analysis = any(r["tasks"][task]["analysis"] for r in rows)
         head = ["run", "recipe", "layers removed", "training tokens"] + [f"acc@{b}" for b in budgets]
-        head += ["pass@1", "pass@k max", "scaling slope", "recovery score [95% CI]", "slope recovered"]
-        head += [f"{summary['control_task']} acc"]
+        head += ["pass@1", "pass@k max", "scaling slope", "area share [95% CI]", "area / teacher"]
+        head += ["slope / teacher", "verdict"] + (
+            [f"{summary['control_task']} acc"] if summary["control_task"] else []
+        )
         if has_analysis:
             head += ["self-BLEU", "repetition", "reflection markers/trace"]
         lines += [f"## {task}", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
         for r in rows:
             t = r["tasks"][task]
-            rec = t["recovery_score"]
-            cells = [r["run"], _fmt(r["recipe"]), _fmt(r["layers_removed"] or "none"), _fmt(r["training_tokens"])]
+            removed = r["layers_removed"] or ("none" if r["kind"] == "teacher" else None)  # None: not recorded
+            cells = [r["run"], _fmt(r["recipe"]), _fmt(removed), _fmt(r["training_tokens"])]
             cells += [_fmt(t["accuracy_by_budget"].get(b, t["accuracy_by_budget"].get(str(b)))) for b in budgets]
             cells += [_fmt(t["pass_at_1"]), _fmt(t["pass_at_k_max"]), _fmt(t["scaling_slope"])]
-            scored = rec and rec["score"] is not None
-            cells += [f"{rec['score']:.3f} [{_fmt(rec['ci_low'])}, {_fmt(rec['ci_high'])}]" if scored else "-"]
-            cells += [_fmt(t["slope_recovered"])]
-            cells += [_fmt(t["control_accuracy"])]
+            cells += [_measure_text(t.get("area_recovered_share")), _measure_text(t.get("area_ratio_to_teacher"))]
+            cells += [_measure_text(t.get("slope_ratio_to_teacher")), _fmt(t.get("verdict"))]
+            cells += [_fmt(t["control_accuracy"])] if summary["control_task"] else []
             if has_analysis:
                 a = t["analysis"] or {}
                 cells += [
@@ -421,29 +458,28 @@ def report_markdown(runs: list[Run], summary: dict, title: str) -> str:
     return "\n".join(lines)
 
 
-def _interval_text(score, ci) -> str:
-    if score is None:
-        return "-"
-    return f"{score:.2f} [{_fmt(ci[0], 2)}, {_fmt(ci[1], 2)}]" if ci and None not in ci else f"{score:.2f}"
-
-
 def ranking(summary: dict, task: str) -> list[dict]:
-    """Recovered runs on ``task``, best recovery score first; ``separated``: its interval lies above the next's."""
+    """Recovered runs on ``task``, best first, by ``area_recovered_share`` where every ranked run has one, else by
+    ``area_ratio_to_teacher`` (pruning lost nothing measurable: the teacher is the only yardstick).
+
+    ``separated_from_next``: the run's interval lies wholly above the next one's.
+    """
     rows = [r["tasks"][task] for r in summary["runs"] if r["kind"] == "recovered" and task in r["tasks"]]
-    rows = sorted(
-        (t for t in rows if t["recovery_score"] and finite(t["recovery_score"]["score"]) is not None),
-        key=lambda t: -t["recovery_score"]["score"],
-    )
+    key = "area_recovered_share"
+    if not rows or any((t.get(key) or {}).get("value") is None for t in rows):
+        key = "area_ratio_to_teacher"
+    rows = sorted((t for t in rows if (t.get(key) or {}).get("value") is not None), key=lambda t: -t[key]["value"])
     out = []
     for i, t in enumerate(rows):
-        rec, nxt = t["recovery_score"], rows[i + 1]["recovery_score"] if i + 1 < len(rows) else None
-        above = nxt is not None and None not in (rec["ci_low"], nxt["ci_high"]) and rec["ci_low"] > nxt["ci_high"]
+        m, nxt = t[key], rows[i + 1][key] if i + 1 < len(rows) else None
+        above = nxt is not None and None not in (m["ci_low"], nxt["ci_high"]) and m["ci_low"] > nxt["ci_high"]
         out.append(
             {
                 "run": t["run"],
-                "recovery_score": rec,
-                "slope_recovered": t["slope_recovered"],
-                "slope_recovered_ci": t["slope_recovered_ci"],
+                "ranked_by": key,
+                key: m,
+                "slope_ratio_to_teacher": t.get("slope_ratio_to_teacher"),
+                "verdict": t.get("verdict"),
                 "training_tokens": t["training_tokens"],
                 "separated_from_next": above,
             }
@@ -452,21 +488,22 @@ def ranking(summary: dict, task: str) -> list[dict]:
 
 
 def slope_leader(ranked: list[dict]) -> str | None:
-    """One plain sentence: which recipe brought back the most of the teacher's scaling slope, and whether any reached
-    ``SLOPE_GOAL`` (70%) of it."""
-    scored = [r for r in ranked if finite(r["slope_recovered"]) is not None]
+    """One plain sentence: whose curve has the largest share of the teacher's slope (S_r / S_t), and whether any
+    reached ``SLOPE_GOAL`` (70%) of it; None where the teacher's curve is flat (no share is defined)."""
+    scored = [r for r in ranked if (r["slope_ratio_to_teacher"] or {}).get("value") is not None]
     if not scored:
         return None
-    best = max(scored, key=lambda r: r["slope_recovered"])
-    reached = [r["run"] for r in scored if r["slope_recovered"] >= SLOPE_GOAL]
-    ci = best["slope_recovered_ci"]
-    ci_text = f" [{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]" if ci and None not in ci else ""
+    best = max(scored, key=lambda r: r["slope_ratio_to_teacher"]["value"])
+    m = best["slope_ratio_to_teacher"]
+    reached = [r["run"] for r in scored if r["slope_ratio_to_teacher"]["value"] >= SLOPE_GOAL]
+    ci_text = f" [{100 * m['ci_low']:.0f}, {100 * m['ci_high']:.0f}]" if m["ci_low"] is not None else ""
     tail = (
-        f"{len(reached)} of {len(scored)} recipes reached {100 * SLOPE_GOAL:.0f}% ({', '.join(reached)})"
+        f"{len(reached)} of {len(scored)} recipes reached {100 * SLOPE_GOAL:.0f}% of it ({', '.join(reached)})"
         if reached
         else f"no recipe reached {100 * SLOPE_GOAL:.0f}%"
     )
-    return f"Most of the slope: {best['run']} brought back {100 * best['slope_recovered']:.0f}%{ci_text}; {tail}."
+    share = f"{100 * m['value']:.0f}%{ci_text}"
+    return f"Steepest recovered curve: {best['run']}'s slope is {share} of the teacher's; {tail}."
 
 
 def _ranking_lines(summary: dict) -> list[str]:
@@ -475,17 +512,17 @@ def _ranking_lines(summary: dict) -> list[str]:
         ranked = summary.get("ranking", {}).get(task) or []
         if not ranked:
             continue
-        lines += [f"## Recipes ranked by {task} recovery score", ""]
+        key = ranked[0]["ranked_by"]
+        label = "area share" if key == "area_recovered_share" else "area / teacher"
+        lines += [f"## Recipes ranked by {task} {label}", ""]
         lines += [
-            "| rank | run | recovery score [95% CI] | slope recovered [95% CI] | training tokens | "
+            f"| rank | run | {label} [95% CI] | slope / teacher [95% CI] | verdict | training tokens | "
             "interval above the next |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
         ]
         for i, r in enumerate(ranked, 1):
-            rec = r["recovery_score"]
-            cells = [str(i), r["run"], _interval_text(rec["score"], [rec["ci_low"], rec["ci_high"]])]
-            cells += [_interval_text(r["slope_recovered"], r["slope_recovered_ci"]), _fmt(r["training_tokens"])]
-            cells += ["yes" if r["separated_from_next"] else "-"]
+            cells = [str(i), r["run"], _measure_text(r[key]), _measure_text(r["slope_ratio_to_teacher"])]
+            cells += [_fmt(r["verdict"]), _fmt(r["training_tokens"]), "yes" if r["separated_from_next"] else "-"]
             lines.append("| " + " | ".join(cells) + " |")
         leader = summary.get("slope_leader", {}).get(task)
         lines += ["", leader] if leader else []
@@ -502,8 +539,8 @@ def _progress_lines(summary: dict) -> list[str]:
         lines += [
             f"## {task}: recovery against training tokens",
             "",
-            "Recovery score [95% CI] and share of the teacher's slope recovered, at each evaluated point of "
-            "training (the last is the final model).",
+            "Area share [95% CI] and slope / teacher at each evaluated point of training (the last is the final "
+            "model).",
             "",
         ]
         width = max(len(r["tasks"][task]["progress"]) for r in rows)
@@ -511,8 +548,9 @@ def _progress_lines(summary: dict) -> list[str]:
         for r in rows:
             cells = [r["run"]]
             for p in r["tasks"][task]["progress"]:
-                area = _interval_text(p["recovery_score"], [p["ci_low"], p["ci_high"]])
-                cells.append(f"{_fmt(p['training_tokens'])} tokens: {area}; slope {_fmt(p['slope_recovered'], 2)}")
+                area = _measure_text(p["area_recovered_share"])
+                slope = _measure_text(p["slope_ratio_to_teacher"])
+                cells.append(f"{_fmt(p['training_tokens'])} tokens: {area}; slope {slope}")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return lines
@@ -571,24 +609,20 @@ def _has_progress(summary: dict, task: str) -> bool:
 
 
 def _plot_progress(axes, summary: dict, task: str, style: dict) -> None:
-    """Recovery score and slope recovered against training tokens, one line per recovered run, with intervals."""
+    """Area share and slope / teacher against training tokens, one line per recovered run, with intervals."""
     panels = (
-        ("recovery_score", lambda p: (p["ci_low"], p["ci_high"]), "recovery score (area)"),
-        (
-            "slope_recovered",
-            lambda p: p.get("slope_recovered_ci") or (None, None),
-            "share of the teacher's slope recovered",
-        ),
+        ("area_recovered_share", "share of the lost area won back"),
+        ("slope_ratio_to_teacher", "slope / teacher's slope"),
     )
-    for col, (key, interval, label) in enumerate(panels):
+    for col, (key, label) in enumerate(panels):
         ax = axes[col]
         for r in summary["runs"]:
             points = [p for p in r["tasks"].get(task, {}).get("progress") or [] if p["training_tokens"] is not None]
-            points = [p for p in points if p[key] is not None]
+            points = [p for p in points if (p[key] or {}).get("value") is not None]
             if len(points) < 2:
                 continue
-            xs, ys = [p["training_tokens"] for p in points], [p[key] for p in points]
-            bounds = [interval(p) for p in points]
+            xs, ys = [p["training_tokens"] for p in points], [p[key]["value"] for p in points]
+            bounds = [(p[key]["ci_low"], p[key]["ci_high"]) for p in points]
             lo = [y - b[0] if b[0] is not None else 0 for y, b in zip(ys, bounds)]
             hi = [b[1] - y if b[1] is not None else 0 for y, b in zip(ys, bounds)]
             color = style.get(r["run"], {}).get("color")
@@ -695,7 +729,10 @@ def main(argv: list[str]) -> int:
         return 0
     cfg = load_config(CompareCommand, argv)
     out = Path(cfg.output_dir)
-    runs = collect(cfg.runs) if cfg.runs else []
+    if cfg.teacher is not None:
+        runs = with_roles(cfg.teacher, cfg.pruned, cfg.runs)
+    else:
+        runs = collect(cfg.runs) if cfg.runs else []
     if cfg.wandb_group:
         runs += _runs_from_wandb(cfg)
     summary = compare(runs, out, cfg.title, cfg.bootstrap)

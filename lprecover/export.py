@@ -53,9 +53,12 @@ class ExportCommand:
             raise ValueError("push_to_hub=true needs hub_repo=OWNER/NAME.")
 
 
-def _two(value) -> str:
-    """A score to two decimals; '-' for one that could not be computed (null in the comparison)."""
-    return "-" if value is None else f"{value:.2f}"
+def _measure(m: dict | None) -> str:
+    """A measure to two decimals with its interval; 'undefined' for one the comparison left null."""
+    if not m or m.get("value") is None:
+        return "undefined"
+    ci = f" [{m['ci_low']:.2f}, {m['ci_high']:.2f}]" if m.get("ci_low") is not None else ""
+    return f"{m['value']:.2f}{ci}"
 
 
 def check_inputs(cfg: ExportCommand) -> dict:
@@ -82,7 +85,8 @@ def check_inputs(cfg: ExportCommand) -> dict:
     return record
 
 
-def _recovery_score(cfg: ExportCommand) -> dict | None:
+def _recovery_verdicts(cfg: ExportCommand) -> dict | None:
+    """The run's rows of a comparison's summary.json (verdict and recovery measures per task), if one holds it."""
     run = Path(cfg.run).resolve()
     candidates = [Path(cfg.comparison)] if cfg.comparison else [run.parent / "comparison"]
     for folder in candidates:
@@ -90,11 +94,7 @@ def _recovery_score(cfg: ExportCommand) -> dict | None:
         if summary.exists():
             for row in read_json(summary)["runs"]:
                 if Path(row["path"]).resolve() == run:
-                    scores = {task: t["recovery_score"] for task, t in row["tasks"].items()}
-                    # A score that could not be computed (pruning lost nothing) is null: there is no number to state.
-                    return {
-                        t: s for t, s in scores.items() if s and None not in (s["score"], s["ci_low"], s["ci_high"])
-                    }
+                    return {task: t for task, t in row["tasks"].items() if t.get("verdict")}
     return None
 
 
@@ -136,7 +136,7 @@ def verify(model, path: Path, prompts: list[list[int]]) -> float:
     return worst
 
 
-def model_card(record: dict, run_cfg: dict, config, eval_dir: Path, scores: dict | None, name: str) -> str:
+def model_card(record: dict, run_cfg: dict, config, eval_dir: Path, verdicts: dict | None, name: str) -> str:
     prune = getattr(config, "lprecover_pruning", None) or {}
     source = prune.get("source_model") or record.get("source_model")
     hub_base = source if source and "/" in source and not Path(source).exists() else None
@@ -173,15 +173,17 @@ def model_card(record: dict, run_cfg: dict, config, eval_dir: Path, scores: dict
             lines += ["| accuracy | " + " | ".join(f"{a:.3f}" for a in c["accuracy"]) + " |", ""]
     else:
         lines += ["Not evaluated: run `lprecover eval model.name_or_path=THIS_FOLDER output_dir=...`.", ""]
-    if scores:
-        for task, s in scores.items():
+    if verdicts:
+        for task, s in verdicts.items():
             lines.append(
-                f"Recovery score on `{task}`: {_two(s['score'])} [{_two(s['ci_low'])}, {_two(s['ci_high'])}] of the "
-                "sequential-curve area that pruning lost (1 = the unpruned teacher's curve, 0 = the pruned model's)."
+                f"Recovery on `{task}`: verdict `{s['verdict']}`; area share {_measure(s.get('area_recovered_share'))} "
+                "(the share of the sequential-curve area pruning lost that recovery won back, 1 = all of it); area "
+                f"{_measure(s.get('area_ratio_to_teacher'))} times the unpruned teacher's; slope "
+                f"{_measure(s.get('slope_ratio_to_teacher'))} times the teacher's (accuracy per doubling of the budget)."
             )
         lines.append("")
     else:
-        lines += ["Recovery score: not measured (run `lprecover compare` with the teacher and pruned base).", ""]
+        lines += ["Recovery: not measured (run `lprecover compare` with the teacher and pruned base).", ""]
     lines += [
         "## How to load",
         "",
@@ -213,7 +215,7 @@ def export(cfg: ExportCommand) -> Path:
         tokenizer.save_pretrained(tmp)
         if (run / EVAL_DIR / "curves.png").exists():
             shutil.copy(run / EVAL_DIR / "curves.png", tmp / CURVES_IMAGE)
-        card = model_card(record, run_cfg, model.config, run / EVAL_DIR, _recovery_score(cfg), out.name)
+        card = model_card(record, run_cfg, model.config, run / EVAL_DIR, _recovery_verdicts(cfg), out.name)
         (tmp / CARD_FILE).write_text(card)
         worst = verify(model, tmp, _verify_prompts(tokenizer, model.config, cfg.verify_prompts))
     logger.info("Exported %s to %s (reload verified: max logit difference %.2g)", run, out, worst)

@@ -14,6 +14,7 @@ from lprecover.compare import discover
 from lprecover.recovery.outputs import load_recovered
 from lprecover.study import run_study
 from lprecover.tracking import read_offline_run
+from lprecover.verdict import VERDICTS
 
 
 def test_study_stages_are_recognised_by_provenance(mini_study):
@@ -44,13 +45,13 @@ def test_recovery_is_scored_along_training(mini_study):
         assert [p["step"] for p in points] == [5, 10, None]
         tokens = [p["training_tokens"] for p in points]
         assert 0 < tokens[0] < tokens[1] < tokens[2], tokens
-        assert all(p["recovery_score"] is not None for p in points)
+        assert all(p["area_recovered_share"]["value"] is not None for p in points)
         assert (run / "eval-step-5" / "curves.json").exists() and not json.loads(
             (run / "eval-step-5" / "curves.json").read_text()
         )["parallel"], "points along training evaluate the sequential curve only"
     report = (out / "comparison" / "report.md").read_text()
     assert "## organism_long: recovery against training tokens" in report
-    assert "## Recipes ranked by organism_long recovery score" in report
+    assert "## Recipes ranked by organism_long area share" in report
 
 
 def test_report_numbers_equal_summary_and_curves(mini_study):
@@ -61,9 +62,11 @@ def test_report_numbers_equal_summary_and_curves(mini_study):
     assert {"teacher", "pruned-1 (shortgpt)", "pruned-2 (shortgpt)", "sft_short", "lora_longcot"} == set(rows)
     assert assert_report_is_the_curves(out) == 5 * 3, "every run's three budgets"
     for name in ("sft_short", "lora_longcot"):
-        score = rows[name]["tasks"]["organism_long"]["recovery_score"]
-        assert score is not None and score["ci_low"] <= score["score"] <= score["ci_high"]
-        assert any(v.startswith(f"{name}: recovered") for v in summary["verdicts"])
+        row = rows[name]["tasks"]["organism_long"]
+        share = row["area_recovered_share"]
+        assert share["value"] is not None and share["ci_low"] <= share["value"] <= share["ci_high"]
+        assert row["verdict"] in VERDICTS
+        assert any(v.startswith(f"{name} on organism_long (") for v in summary["verdicts"])
     assert summary["control_task"] == "organism_facts"
     assert any("organism_facts accuracy" in s for s in summary["knowledge_vs_reasoning"])
     assert all(r["tasks"]["organism_long"]["control_accuracy"] is not None for r in summary["runs"])
@@ -139,7 +142,13 @@ def test_export_merges_lora_and_verifies_the_reload(mini_study, tmp_path):
     assert cfg.num_hidden_layers == 4 and len(cfg.layer_types) == 4
     assert cfg.lprecover_pruning["removed_layers"] and cfg.lprecover_recovery["recipe"] == "lora_longcot"
     card = (dest / "README.md").read_text()
-    assert card.startswith("---\n") and "recovery-lora_longcot" in card and "Recovery score on `organism_long`" in card
+    summary = json.loads((out / "comparison" / "summary.json").read_text())
+    row = next(r for r in summary["runs"] if r["run"] == "lora_longcot")["tasks"]["organism_long"]
+    assert card.startswith("---\n") and "recovery-lora_longcot" in card
+    assert (
+        f"Recovery on `organism_long`: verdict `{row['verdict']}`; area share {row['area_recovered_share']['value']:.2f}"
+        in card
+    )
     assert (dest / "scaling_curves.png").exists()
     merged, tok = load_recovered(out / "recover-lora_longcot")
     ids = torch.tensor(
