@@ -172,6 +172,40 @@ def test_resume_skips_a_torn_checkpoint(teacher_path, tmp_path, capsys, caplog):
     assert json.loads((out / "model" / "recovery.json").read_text())["steps"] == 4
 
 
+def test_resumed_run_records_the_tokens_loss_and_seconds_of_the_whole_run(teacher_path, tmp_path, capsys, caplog):
+    out = tmp_path / "run"
+    # Logged every 4 steps, saved every 3: the checkpoint's step is logged anyway, so its counts are exact.
+    args = ["recipe=lora_longcot", "train.max_steps=6", "train.per_device_batch_size=4", "train.logging_steps=4"]
+    args += ["train.save_steps=3", "train.save_total_limit=3", "data.organism.n=200", "report_to=none"]
+    assert _train([*args, f"output_dir={out}"], capsys)[0] == 0
+    whole = json.loads((out / "metrics.json").read_text())
+
+    # Killed after checkpoint-3 (no final model, no later checkpoint), having trained 1000 s by then.
+    shutil.rmtree(out / "model")
+    shutil.rmtree(out / "checkpoint-6")
+    (out / "metrics.json").unlink()
+    state_file = out / "checkpoint-3" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    assert [h["step"] for h in state["log_history"] if "loss" in h] == [3]
+    state["stateful_callbacks"]["lprecover_counters"]["train_seconds"] = 1000.0
+    state_file.write_text(json.dumps(state))
+    mark_complete(out / "checkpoint-3", 3)  # its trainer state changed size: marked again, or it is not resumed
+    start = time.time()
+    assert _train([*args, f"output_dir={out}"], capsys)[0] == 0
+    relaunch_seconds = time.time() - start
+    assert f"Resuming from {out / 'checkpoint-3'} at step 3 of 6" in caplog.text
+    resumed = json.loads((out / "metrics.json").read_text())
+
+    def tokens(history):
+        return max(h["num_tokens"] for h in history if "num_tokens" in h)
+
+    assert [h.get("loss") for h in resumed] == [h.get("loss") for h in whole], "the resume trained the same steps"
+    assert tokens(resumed) == tokens(whole) > tokens(state["log_history"])
+    assert resumed[-1]["train_loss"] == pytest.approx(whole[-1]["train_loss"], rel=1e-6)
+    assert 1000 < resumed[-1]["train_runtime"] < 1000 + relaunch_seconds
+    assert resumed[-1]["train_steps_per_second"] == pytest.approx(6 / resumed[-1]["train_runtime"], abs=1e-3)
+
+
 def _env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "WANDB_"))}
     return env | {"OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false"} | extra

@@ -15,7 +15,7 @@ from lprecover.config import ConfigError, load_settings, reuse_or_refuse, settin
 from lprecover.evaluation.run import GENERATION_ONLY
 from lprecover.modeling import ModelConfig, read_model_config, resolve_model_path
 from lprecover.recovery.lora import check_targets
-from lprecover.recovery.outputs import EVAL_DIR
+from lprecover.recovery.outputs import EVAL_DIR, FAILED_FILE, failure
 from lprecover.recovery.partial import border_layers, final_norm
 from lprecover.recovery.recipe import RecoveryConfig
 from lprecover.surgery import find_blocks, get_provenance, layer_count
@@ -147,12 +147,22 @@ def check_strategy(cfg: RecoveryConfig) -> None:
 
 
 def check_output_dir(cfg: RecoveryConfig) -> bool:
-    """True when ``output_dir`` holds this same run (resume it); refuse one that holds a different run or evaluation.
+    """True when ``output_dir`` holds this same run (resume it); refuse one that holds a different run or evaluation,
+    or this same run, diverged.
 
     With ``overwrite=true`` a different run is started over (False), and a different evaluation re-evaluated.
     """
     out = Path(cfg.output_dir)
     same_run = reuse_or_refuse(out, to_dict(cfg), "a recovery run", cfg.overwrite, ignore=RELAUNCH_FREE) == "reuse"
+    failed = failure(out) if same_run else None
+    if failed:
+        # Refused, not resumed: the same settings from its last checkpoint would most likely diverge again.
+        resume = f"resume from {failed['last_checkpoint']}" if failed.get("last_checkpoint") else "start over"
+        raise ConfigError(
+            f"{out} holds this run, and its training diverged at step {failed['step']}: {failed['reason']}. "
+            "Change the setting that caused it and pass overwrite=true to start over; to retry these same settings "
+            f"(and {resume}), delete {out / FAILED_FILE}."
+        )
     if same_run and cfg.evaluate:
         reuse_or_refuse(out / EVAL_DIR, to_dict(cfg.eval), "an evaluation", cfg.overwrite, ignore=GENERATION_ONLY)
     return same_run

@@ -17,12 +17,14 @@ from lprecover.log import get_logger
 from lprecover.modeling import load_model, load_tokenizer
 from lprecover.recovery.checks import teacher_model_config
 from lprecover.recovery.distill import DistillTrainer
+from lprecover.recovery.divergence import stop_on_divergence
 from lprecover.recovery.lora import apply_lora
 from lprecover.recovery.onpolicy import onpolicy_args, onpolicy_trainer
 from lprecover.recovery.packing import NAME as VARLEN
 from lprecover.recovery.packing import use_varlen_attention
 from lprecover.recovery.partial import freeze_all_but_border
 from lprecover.recovery.recipe import RecoveryConfig
+from lprecover.recovery.resume import continue_counters
 from lprecover.recovery.sft import has_generation_markers, sft_args, sft_trainer
 from lprecover.recovery.teacher_logits import StoredTeacher
 
@@ -30,7 +32,17 @@ logger = get_logger(__name__)
 
 
 def build_trainer(cfg: RecoveryConfig, student_dir: str, dataset, output_dir: Path, report_to: str):
-    """The Trainer for ``cfg.method`` on the student at ``student_dir``.
+    """The Trainer for ``cfg.method`` on the student at ``student_dir``, stopped by a non-finite loss or gradient,
+    and keeping its counters (tokens, mean loss, seconds) across a resume."""
+    trainer = method_trainer(cfg, student_dir, dataset, output_dir, report_to)
+    # Whatever the method: one divergence check and one resume rule for every recipe.
+    stop_on_divergence(trainer, cfg)
+    continue_counters(trainer)
+    return trainer
+
+
+def method_trainer(cfg: RecoveryConfig, student_dir: str, dataset, output_dir: Path, report_to: str):
+    """The Trainer ``cfg.method`` names, with its student, trainable part, teacher and loss.
 
     The training arguments come first: under ZeRO-3 they switch on sharded loading, so the models that load
     afterwards are partitioned across processes as they are read.

@@ -9,6 +9,8 @@ OUT/model-step-N/     the model at step N of training, for each step ``evaluate_
 OUT/eval-step-N/      its evaluation
 OUT/metrics.json      the training log history
 OUT/eval/             post-training evaluation (evaluate=true)
+OUT/failed.json       only when training diverged (a non-finite loss or gradient): the step and the reason; no
+                      model/ is written, and a relaunch with the same settings is refused
 """
 
 import json
@@ -24,7 +26,7 @@ logger = get_logger(__name__)
 
 PRUNED_DIR, MODEL_DIR, EVAL_DIR = "pruned", "model", "eval"
 METRICS_FILE, RECOVERY_FILE, WANDB_FILE = "metrics.json", "recovery.json", "wandb_run.json"
-TRAINER_STATE = "trainer_state.json"
+TRAINER_STATE, FAILED_FILE = "trainer_state.json", "failed.json"
 COMPLETE_FILE = "checkpoint_complete.json"  # ours: every file of the checkpoint, with its size
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -106,6 +108,14 @@ def is_finished(out: Path) -> bool:
     return (out / MODEL_DIR / RECOVERY_FILE).exists()
 
 
+def failure(out: Path) -> dict | None:
+    """What ``failed.json`` says about a run whose training diverged (step, reason, message); None for any other."""
+    try:
+        return json.loads((Path(out) / FAILED_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def start_fresh(out: Path, keep: bool) -> None:
     """Empty ``out`` unless it holds this same run (``keep``), which is then resumed."""
     if out.exists() and not keep:
@@ -155,6 +165,8 @@ def save_progress_models(trainer, out: Path, steps: list[int], record) -> None:
 
     ``record(state)`` gives the ``recovery.json`` of that model. A step whose folder is already complete (a resumed
     run) is not saved again; a crash while saving leaves only the temporary folder, which the next save replaces.
+    The model is saved when that step's numbers are logged, after ``StopOnDivergence`` (added before this callback)
+    has checked them: a diverged model is never saved.
     """
     from transformers import TrainerCallback
 
@@ -162,6 +174,10 @@ def save_progress_models(trainer, out: Path, steps: list[int], record) -> None:
 
     class SaveProgress(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step in wanted:
+                control.should_log = True
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
             step = state.global_step
             if step in wanted and not (out / progress_model_dir(step) / RECOVERY_FILE).exists():
                 rec = record(state)
