@@ -25,10 +25,11 @@ import yaml
 from data_prep.formats import FORMATS, assistant_turn, check_round_trip, resolve_format
 from data_prep.quality import contamination, exact_duplicates, near_duplicates
 from data_prep.sources import PARSERS, SOURCES, Example, RowError, mapped, read_rows
-from lprecover.atomic import folder_written_whole
-from lprecover.config import CONFIG_FILE, ConfigError, load_config, reuse_or_refuse, to_dict, valid_keys
+from lprecover.atomic import exclusive_output, folder_written_whole
+from lprecover.config import CONFIG_FILE, ConfigError, declare, load_config, reuse_or_refuse, to_dict, valid_keys
 from lprecover.log import get_logger
 from lprecover.modeling import ModelConfig, load_tokenizer
+from lprecover.organism.task import MAX_STEPS
 
 logger = get_logger(__name__)
 
@@ -39,81 +40,73 @@ STATS_FILE, CONTAMINATION_FILE = "stats.json", "decontamination.json"
 class OrganismData:
     """Organism problems: ``n`` chains of ``min_chain..max_chain`` steps drawn with ``seed``."""
 
-    n: int = field(default=2000, metadata={"help": "Number of problems."})
-    min_chain: int = field(default=1, metadata={"help": "Shortest chain."})
-    max_chain: int = field(default=8, metadata={"help": "Longest chain."})
-    seed: int = field(default=0, metadata={"help": "Generator seed (evaluation draws with a different one)."})
+    n: int = declare(2000, help="Number of problems.", ge=1)
+    min_chain: int = declare(1, help="Shortest chain, in steps.", ge=1, le=MAX_STEPS, le_field="max_chain")
+    max_chain: int = declare(8, help="Longest chain, in steps.", ge=1, le=MAX_STEPS)
+    seed: int = declare(0, help="Generator seed (evaluation draws with a different one).", ge=0)
 
 
 @dataclass
 class TeacherTraces:
     """Sequence-level distillation data: the teacher (``model``) answers problems from ``problems``."""
 
-    problems: str = field(default="organism", metadata={"help": "organism, or a math source (gsm8k, math, ...)."})
-    budget: int = field(default=4096, metadata={"help": "Thinking budget per trace (tokens)."})
-    answer_max_tokens: int = field(default=1024, metadata={"help": "Cap on the answer written after thinking."})
-    temperature: float = field(default=0.0, metadata={"help": "0 = greedy."})
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling."})
-    keep_verified: bool = field(default=True, metadata={"help": "Keep only traces whose final answer is correct."})
-    batch_size: int = field(default=64, metadata={"help": "Generation batch size."})
+    problems: str = declare(
+        "organism", help="organism, or a math source (gsm8k, math, ...).", choices=("organism", *PARSERS)
+    )
+    budget: int = declare(4096, help="Thinking budget per trace (tokens).", ge=1)
+    answer_max_tokens: int = declare(1024, help="Cap on the answer written after thinking.", ge=1)
+    temperature: float = declare(0.0, help="0 = greedy.", ge=0)
+    top_p: float = declare(1.0, help="Nucleus sampling.", gt=0, le=1)
+    keep_verified: bool = declare(True, help="Keep only traces whose final answer is correct.")
+    batch_size: int = declare(64, help="Generation batch size.", ge=1)
 
 
 @dataclass
 class DataConfig:
     """What to build and the checks it passes through."""
 
-    source: str = field(default="organism", metadata={"help": f"One of: {', '.join(SOURCES)}."})
-    path: str | None = field(default=None, metadata={"help": "Local file or save_to_disk folder instead of the hub."})
-    hub_id: str | None = field(default=None, metadata={"help": "Override the source's hub dataset id."})
-    hub_split: str = field(default="train", metadata={"help": "Hub split."})
-    fields: dict[str, str] = field(
-        default_factory=dict, metadata={"help": "source=jsonl: {question:, answer:, trace:}."}
+    source: str = declare("organism", help=f"One of: {', '.join(SOURCES)}.", choices=SOURCES)
+    path: str | None = declare(None, help="Local file or save_to_disk folder instead of the hub.")
+    hub_id: str | None = declare(None, help="Override the source's hub dataset id.")
+    hub_split: str = declare("train", help="Hub split.")
+    fields: dict[str, str] = declare(default_factory=dict, help="source=jsonl: {question:, answer:, trace:}.")
+    split: str = declare(
+        "longcot", help="longcot (trace + answer) or short (answer only).", choices=("longcot", "short")
     )
-    split: str = field(default="longcot", metadata={"help": "longcot (trace + answer) or short (answer only)."})
-    model: ModelConfig = field(
-        default_factory=ModelConfig, metadata={"help": "Tokenizer and chat template (model=...)."}
+    model: ModelConfig = declare(default_factory=ModelConfig, help="Tokenizer and chat template (model=...).")
+    format: str = declare("auto", help=f"Thinking format: {', '.join(FORMATS)}.", choices=FORMATS)
+    max_length: int | None = declare(None, help="Drop rows longer than this many tokens; None keeps all.", ge=1)
+    dedup: bool = declare(True, help="Drop exact and near duplicate problems.")
+    near_dup_threshold: float = declare(
+        0.85,
+        help="Token-3-gram Jaccard that marks a near duplicate (numbers and operators must match too).",
+        gt=0,
+        le=1,
     )
-    format: str = field(default="auto", metadata={"help": f"Thinking format: {', '.join(FORMATS)}."})
-    max_length: int | None = field(default=None, metadata={"help": "Drop rows longer than this many tokens."})
-    dedup: bool = field(default=True, metadata={"help": "Drop exact and near duplicate problems."})
-    near_dup_threshold: float = field(
-        default=0.85,
-        metadata={"help": "Token-3-gram Jaccard that marks a near duplicate (numbers and operators must match too)."},
+    decontaminate: list[str] = declare(
+        default_factory=list, help="Evaluation tasks to decontaminate against.", unique=True
     )
-    decontaminate: list[str] = field(
-        default_factory=list, metadata={"help": "Evaluation tasks to decontaminate against."}
-    )
-    eval_paths: dict[str, str] = field(default_factory=dict, metadata={"help": "Local files of those tasks."})
-    ngram: int = field(default=13, metadata={"help": "Words in a decontamination n-gram."})
-    strict: bool = field(default=True, metadata={"help": "Fail on an unparseable row (false: skip and count it)."})
-    limit: int | None = field(default=None, metadata={"help": "Use only the first N source rows."})
+    eval_paths: dict[str, str] = declare(default_factory=dict, help="Local files of those tasks.")
+    ngram: int = declare(13, help="Words in a decontamination n-gram.", ge=1)
+    strict: bool = declare(True, help="Fail on an unparseable row (false: skip and count it).")
+    limit: int | None = declare(None, help="Use only the first N source rows; None uses all.", ge=1)
     organism: OrganismData = field(default_factory=OrganismData)
     teacher: TeacherTraces = field(default_factory=TeacherTraces)
-    output_dir: str = field(default="", metadata={"help": "Output folder."})
-    output_format: str = field(default="disk", metadata={"help": "disk (datasets.save_to_disk) or jsonl."})
-    overwrite: bool = field(default=False, metadata={"help": "Rebuild an output_dir that holds other data."})
+    output_dir: str = declare("", help="Output folder.", output_dir=True)
+    output_format: str = declare("disk", help="disk (datasets.save_to_disk) or jsonl.", choices=("disk", "jsonl"))
+    overwrite: bool = declare(False, help="Rebuild an output_dir that holds other data.")
 
     def __post_init__(self):
-        if self.source not in SOURCES:
-            raise ValueError(f"Unknown source '{self.source}'. Sources: {', '.join(SOURCES)}.")
-        if self.split not in ("longcot", "short"):
-            raise ValueError(f"split must be 'longcot' or 'short', got '{self.split}'.")
-        if self.format not in FORMATS:
-            raise ValueError(f"Unknown format '{self.format}'. Formats: {', '.join(FORMATS)}.")
-        if self.output_format not in ("disk", "jsonl"):
-            raise ValueError(f"output_format must be 'disk' or 'jsonl', got '{self.output_format}'.")
         if not self.output_dir:
             raise ValueError("output_dir is required, e.g. output_dir=data/gsm8k_short.")
         if self.source == "jsonl" and not self.path:
             raise ValueError(
                 "source=jsonl needs path=FILE and, if its keys differ, fields={question: ..., answer: ...}."
             )
-        if self.source == "teacher" and self.teacher.problems != "organism" and self.teacher.problems not in PARSERS:
-            raise ValueError(f"teacher.problems must be organism or one of {', '.join(PARSERS)}.")
         from lprecover.evaluation.tasks import check_task
 
         for task in self.decontaminate:
-            check_task(task)
+            check_task(task, "decontaminate")
 
 
 def _organism_examples(cfg: OrganismData, split: str) -> list[Example]:
@@ -336,7 +329,8 @@ def main(argv: list[str]) -> int:
         return 0
     cfg = load_config(DataConfig, argv)
     try:
-        stats = build(cfg)
+        with exclusive_output(cfg.output_dir):
+            stats = build(cfg)
     except RowError as e:  # a source row the user's data lacks a field in; other errors keep their traceback
         raise ConfigError(str(e)) from None
     print(json.dumps({k: stats[k] for k in ("rows", "dropped", "tokens")}, indent=1))

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from lprecover.atomic import write_figure, write_file
-from lprecover.config import ConfigError, load_config, valid_keys
+from lprecover.config import ConfigError, declare, load_config, valid_keys
 from lprecover.evaluation.importer import file_task
 from lprecover.log import get_logger
 from lprecover.readers import read_jsonl
@@ -76,20 +76,20 @@ _ORGANISM_STEP = re.compile(r"(?=[a-p][-+*]\d=)")
 class JudgeConfig:
     """An optional LLM judge behind an OpenAI-compatible endpoint (vLLM, TGI, llama.cpp, or a hosted API)."""
 
-    url: str | None = field(default=None, metadata={"help": "Base URL, e.g. http://localhost:8000/v1."})
-    model: str = field(default="", metadata={"help": "Model name the endpoint serves."})
-    api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the key."})
-    max_traces: int = field(default=50, metadata={"help": "Traces per task sent to the judge."})
+    url: str | None = declare(None, help="Base URL, e.g. http://localhost:8000/v1.")
+    model: str = declare("", help="Model name the endpoint serves.")
+    api_key_env: str = declare("OPENAI_API_KEY", help="Environment variable holding the key.")
+    max_traces: int = declare(50, help="Traces per task sent to the judge.", ge=1)
 
 
 @dataclass
 class AnalyzeCommand:
     """``lprecover analyze``: the samples file, where to write, and the optional judge."""
 
-    samples: str = field(default="", metadata={"help": "samples.jsonl of lprecover eval, or lm-eval --log_samples."})
-    output_dir: str | None = field(default=None, metadata={"help": "Default: the samples file's folder."})
-    think_close: str = field(default="</think>", metadata={"help": "End-of-thinking delimiter."})
-    max_traces: int = field(default=400, metadata={"help": "Traces per task for self-BLEU (evenly subsampled)."})
+    samples: str = declare("", help="samples.jsonl of lprecover eval, or lm-eval --log_samples.")
+    output_dir: str | None = declare(None, help="Default: the samples file's folder.", output_dir=True)
+    think_close: str = declare("</think>", help="End-of-thinking delimiter.")
+    max_traces: int = declare(400, help="Traces per task for self-BLEU (evenly subsampled).", ge=1)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
 
     def __post_init__(self):
@@ -116,6 +116,12 @@ def read_traces(path: Path, think_close: str) -> list[dict]:
             raise ConfigError(
                 f"Row {i} of samples '{path}' is neither an lprecover record (task, output) nor an lm-eval sample "
                 "(resps)."
+            )
+        if not isinstance(text, str):  # lprecover never writes one: the file was cut or edited, so refuse, not skip
+            what = "output" if "output" in r and "task" in r else "its first response"
+            raise ConfigError(
+                f"Row {i} of samples '{path}' has {what} {json.dumps(text)}, not the generated text; regenerate the "
+                "file or remove the row."
             )
         thinking = text.split(think_close)[0] if think_close and think_close in text else text
         if tokens is None:

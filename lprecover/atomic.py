@@ -156,3 +156,57 @@ def folder_written_whole(path: str | Path) -> Iterator[Path]:
         publish_folder(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+class FolderBusy(RuntimeError):
+    """Another live process is writing the same output folder."""
+
+
+def _lock_dir() -> Path:
+    # Never inside the output folder (a lock file there would make an empty output folder non-empty, and a folder
+    # published whole, renamed into place, would drop it), nor in a cache a run may be told to leave untouched: the
+    # machine's temporary folder (LPRECOVER_LOCKS overrides it). The lock is therefore per machine.
+    override = os.environ.get("LPRECOVER_LOCKS")
+    return Path(override) if override else Path(tempfile.gettempdir()) / f"lprecover-locks-{os.getuid()}"
+
+
+@contextmanager
+def exclusive_output(path: str | Path, what: str = "output_dir") -> Iterator[None]:
+    """Hold ``path`` for this process alone while the block runs: a second writer is refused, never interleaved.
+
+    The lock is an ``flock`` on a file named by the folder's resolved path, so the kernel releases it when the
+    holder exits in any way (SIGKILL included): a relaunch after a kill finds it free and resumes. Under a launcher
+    with several processes only the main one (``RANK`` 0) takes it: the others are the same job.
+
+    Raises:
+        FolderBusy: naming the folder and the process holding it.
+    """
+    import fcntl
+    import hashlib
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    resolved = str(Path(path).expanduser().resolve())
+    folder = _lock_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / (hashlib.sha256(resolved.encode()).hexdigest()[:24] + ".lock")
+    with open(lock, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise FolderBusy(
+                f"{what} '{path}' is being written by {holder}; wait for it to finish, or choose another {what}."
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"process {os.getpid()} on {_host()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -3,6 +3,7 @@
 import importlib
 import sys
 
+from lprecover.atomic import FolderBusy
 from lprecover.config import ConfigError
 from lprecover.log import get_logger
 
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[name][0])
     try:
         return module.main(rest) or 0
-    except ConfigError as e:
+    except (ConfigError, FolderBusy) as e:  # the user's to fix: one line; any other error keeps its traceback
         print(f"lprecover {name}: {e}", file=sys.stderr)
         return 2
 

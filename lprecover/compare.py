@@ -22,7 +22,7 @@ from pathlib import Path
 
 from lprecover.analysis import ANALYSIS_FILE
 from lprecover.atomic import write_figure, write_file
-from lprecover.config import ConfigError, load_config, load_settings, save_config, to_dict, valid_keys
+from lprecover.config import ConfigError, declare, load_config, load_settings, save_config, to_dict, valid_keys
 from lprecover.evaluation.metrics import finite
 from lprecover.evaluation.recovery import recovery_measures
 from lprecover.log import get_logger
@@ -32,6 +32,7 @@ from lprecover.recovery.outputs import (
     METRICS_FILE,
     MODEL_DIR,
     RECOVERY_FILE,
+    failure,
     progress_eval_dir,
     progress_model_dir,
     progress_steps_saved,
@@ -50,23 +51,24 @@ SLOPE_GOAL = 0.7
 class CompareCommand:
     """``lprecover compare``: the runs (folders or globs, or a W&B group), and where the comparison goes."""
 
-    runs: list[str] | str = field(
+    runs: list[str] | str = declare(
         default_factory=list,
-        metadata={"help": "Run or evaluation folders, or a glob (non-run folders it matches are skipped)."},
+        help="Run or evaluation folders, or a glob (non-run folders it matches are skipped).",
     )
-    teacher: str | None = field(
-        default=None, metadata={"help": "The teacher's evaluation folder, named outright (with pruned=)."}
+    teacher: str | None = declare(None, help="The teacher's evaluation folder, named outright (with pruned=).")
+    pruned: str | None = declare(
+        None, help="The pruned base's evaluation folder; with teacher=, every folder of runs is a recovery."
     )
-    pruned: str | None = field(
-        default=None,
-        metadata={"help": "The pruned base's evaluation folder; with teacher=, every folder of runs is a recovery."},
+    wandb_group: str | None = declare(None, help="Pull the runs of this W&B group (online).")
+    output_dir: str = declare("", help="Folder for comparison.png, report.md, summary.json.", output_dir=True)
+    title: str = declare("", help="Figure and report title.")
+    report_to: str = declare(
+        "none",
+        help="wandb (or auto: offline unless W&B is configured): log the figure and table to a run of its own.",
+        choices=("wandb", "none", "auto"),
     )
-    wandb_group: str | None = field(default=None, metadata={"help": "Pull the runs of this W&B group (online)."})
-    output_dir: str = field(default="", metadata={"help": "Folder for comparison.png, report.md, summary.json."})
-    title: str = field(default="", metadata={"help": "Figure and report title."})
-    report_to: str = field(default="none", metadata={"help": "wandb: log the figure and table to a run of its own."})
     wandb: WandbSettings = field(default_factory=WandbSettings)
-    bootstrap: int = field(default=1000, metadata={"help": "Bootstrap resamples of the recovery-score interval."})
+    bootstrap: int = declare(1000, help="Bootstrap resamples of the recovery measures' intervals.", ge=1)
 
     def __post_init__(self):
         if not self.output_dir:
@@ -75,8 +77,6 @@ class CompareCommand:
             raise ValueError("Nothing to compare: give runs=[DIR,...] (or a glob) or wandb_group=NAME.")
         if (self.teacher is None) != (self.pruned is None):
             raise ValueError("teacher= and pruned= go together: name both evaluation folders, or neither.")
-        if self.bootstrap < 1:
-            raise ValueError(f"bootstrap must be at least 1 resample, got {self.bootstrap}.")
 
 
 @dataclass
@@ -199,6 +199,10 @@ def discover(path: str | Path) -> Run:
         return _recovered(path)
     if (path / "curves.json").exists():
         return _evaluated_model(path)
+    if failed := failure(path):
+        raise ConfigError(
+            f"{path} holds no model to compare: its training diverged at step {failed['step']}: {failed['reason']}."
+        )
     raise ConfigError(
         f"{path} is neither a recovery run (with {MODEL_DIR}/{RECOVERY_FILE}) nor an evaluation folder (with "
         "curves.json). Evaluate it first with `lprecover eval ... output_dir=DIR`."

@@ -4,10 +4,20 @@ Precedence, lowest first: the dataclass defaults, the recipe file (``recipe=NAME
 (``model=NAME`` picks ``lprecover/configs/model/NAME.yaml``), then the dotted overrides in the order given.
 Every key is checked against the dataclasses before anything runs, and an unknown key is named together with the
 nearest valid one.
+
+Fields declare what they accept in their metadata, beside their help text (``declare``): a range (``ge``, ``gt``,
+``le``, ``lt``), ``choices``, ``nonempty``, ``unique``, and relations to a sibling field (``le_field``,
+``lt_field``). Float fields refuse NaN and infinity unless they declare ``allow_inf``. One validator
+(``check_declared``) reads the declarations for the whole resolved config, naming the dotted key the user typed,
+before any ``__post_init__`` runs (those keep the relations a declaration cannot say) and so before any folder is
+made or model loaded.
 """
 
 import dataclasses
 import difflib
+import math
+import os
+import tempfile
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
@@ -28,6 +38,134 @@ CONFIG_FILE = "config.yaml"
 
 class ConfigError(ValueError):
     """A config the user wrote is wrong; the message says how to fix it."""
+
+
+# The metadata keys a field may declare, beside "help" (see the module docstring).
+CONSTRAINTS = (
+    "ge",
+    "gt",
+    "le",
+    "lt",
+    "choices",
+    "nonempty",
+    "unique",
+    "le_field",
+    "lt_field",
+    "allow_inf",
+    "output_dir",
+)
+
+
+def declare(default=dataclasses.MISSING, *, help: str, default_factory=dataclasses.MISSING, **constraints):
+    """A dataclass field with its help text and what it accepts, e.g. ``declare(0.95, help="...", gt=0, le=1)``.
+
+    Range and choice constraints apply to the value, or to every element of a list or value of a dict.
+    """
+    unknown = set(constraints) - set(CONSTRAINTS)
+    if unknown:
+        raise TypeError(f"declare() got unknown constraints {sorted(unknown)}; known: {', '.join(CONSTRAINTS)}.")
+    metadata = {"help": help, **constraints}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _range_text(meta: dict) -> str | None:
+    """The declared range in words: "lie in (0, 1]", "be at least 1", "be below 2"."""
+    low = ("ge", meta["ge"]) if "ge" in meta else ("gt", meta["gt"]) if "gt" in meta else None
+    high = ("le", meta["le"]) if "le" in meta else ("lt", meta["lt"]) if "lt" in meta else None
+    if low and high:
+        return f"lie in {'[' if low[0] == 'ge' else '('}{low[1]}, {high[1]}{']' if high[0] == 'le' else ')'}"
+    if low:
+        return f"be {'at least' if low[0] == 'ge' else 'above'} {low[1]}"
+    if high:
+        return f"be {'at most' if high[0] == 'le' else 'below'} {high[1]}"
+    return None
+
+
+def _in_range(value, meta: dict) -> bool:
+    return not (
+        ("ge" in meta and value < meta["ge"])
+        or ("gt" in meta and value <= meta["gt"])
+        or ("le" in meta and value > meta["le"])
+        or ("lt" in meta and value >= meta["lt"])
+    )
+
+
+def _check_output_dir(key: str, value) -> None:
+    """An output folder must be one that can be made: not a file, under a folder where one can be created (tried
+    with a temporary folder of its own, removed at once: permissions alone do not tell, e.g. under /proc)."""
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{key} '{value}' is a file, not a folder; choose a folder path.")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{key} '{value}' cannot be made: '{parent}' is a file; choose a folder path.")
+    before = parent.stat()
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".lprecover-probe-", dir=parent))
+        os.utime(parent, ns=(before.st_atime_ns, before.st_mtime_ns))  # the probe leaves no trace, not even a time
+    except OSError as e:
+        raise ConfigError(
+            f"{key} '{value}' cannot be made under '{parent}' ({e.strerror}); choose another path."
+        ) from None
+
+
+def _check_value(key: str, value, meta: dict) -> None:
+    """Refuse ``value`` of ``key`` where it breaks the field's declaration (None is always accepted: unset)."""
+    if value is None:
+        return
+    if meta.get("output_dir") and isinstance(value, str) and value:
+        _check_output_dir(key, value)
+    items = list(value.values()) if isinstance(value, dict) else value if isinstance(value, list) else [value]
+    whole = isinstance(value, (list, dict))
+    what = f"every value of {key}" if whole else key
+    if meta.get("nonempty") and whole and not items:
+        raise ConfigError(f"{key} must not be empty; leave it unset for the default.")
+    if meta.get("unique") and isinstance(value, list) and len(set(map(repr, value))) < len(value):
+        twice = sorted({repr(v) for v in value if sum(repr(w) == repr(v) for w in value) > 1})
+        raise ConfigError(f"{key} names {', '.join(twice)} more than once; list each once.")
+    for item in items:
+        if isinstance(item, float) and not math.isfinite(item) and not meta.get("allow_inf"):
+            raise ConfigError(f"{what} must be a finite number, got {item}.")
+        if "choices" in meta and item not in meta["choices"]:
+            raise ConfigError(f"{what} must be one of {', '.join(map(str, meta['choices']))}; got {item!r}.")
+        numeric = isinstance(item, (int, float)) and not isinstance(item, bool)
+        if numeric and not _in_range(item, meta):
+            raise ConfigError(f"{what} must {_range_text(meta)}, got {item}.")
+
+
+def check_declared(schema, tree: dict, prefix: str = "") -> None:
+    """Check every value of ``tree`` (a resolved config as a dict) against the declarations of ``schema``'s fields.
+
+    Raises:
+        ConfigError: naming the dotted key, what it accepts and what it got.
+    """
+    types = _dataclass_fields(schema)
+    for f in dataclasses.fields(schema):
+        key, value, meta = prefix + f.name, tree.get(f.name), f.metadata
+        if dataclasses.is_dataclass(types[f.name]):
+            if isinstance(value, dict):
+                check_declared(types[f.name], value, key + ".")
+            continue
+        _check_value(key, value, meta)
+        for rel, test, words in (
+            ("le_field", lambda a, b: a <= b, "at most"),
+            ("lt_field", lambda a, b: a < b, "below"),
+        ):
+            other = meta.get(rel)
+            if other and value is not None and tree.get(other) is not None and not test(value, tree[other]):
+                raise ConfigError(
+                    f"{key} ({value}) must be {words} {prefix}{other} ({tree[other]}); raise {prefix}{other} or lower "
+                    f"{key}."
+                )
+
+
+def declared(f: dataclasses.Field) -> bool:
+    """Whether a field declares what it accepts beyond its type."""
+    return any(k in f.metadata for k in CONSTRAINTS if k != "allow_inf")
 
 
 def group_choices(group: str) -> list[str]:
@@ -163,6 +301,7 @@ def load_config(schema: type[T], args: list[str], recipe_key: str | None = None)
             merged = OmegaConf.merge(merged, tree)
         except Exception as e:  # omegaconf's validation errors carry the key and expected type
             raise ConfigError(f"Invalid value in {where}: {e}".split("\n")[0]) from None
+    check_declared(schema, OmegaConf.to_container(merged, resolve=True))
     try:
         return OmegaConf.to_object(merged)
     except ValueError as e:  # the __post_init__ checks judge the values in sentences; other errors are bugs

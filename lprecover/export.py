@@ -11,8 +11,9 @@ logits compared with the in-memory model before it appears, whole, at ``output_d
 """
 
 import json
+import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,10 +21,10 @@ import yaml
 from transformers import AutoModelForCausalLM
 
 from lprecover.atomic import folder_written_whole
-from lprecover.config import ConfigError, load_config, load_settings, valid_keys
+from lprecover.config import ConfigError, declare, load_config, load_settings, valid_keys
 from lprecover.log import get_logger
 from lprecover.readers import read_json
-from lprecover.recovery.outputs import EVAL_DIR, MODEL_DIR, RECOVERY_FILE, load_recovered
+from lprecover.recovery.outputs import EVAL_DIR, MODEL_DIR, RECOVERY_FILE, failure, load_recovered
 
 logger = get_logger(__name__)
 
@@ -35,20 +36,26 @@ TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 5e-3}  # 
 class ExportCommand:
     """``lprecover export``: which run, where to, how to shard, and whether to push."""
 
-    run: str = field(default="", metadata={"help": "A recovery run folder (written by lprecover/train.py)."})
-    output_dir: str = field(default="", metadata={"help": "Export folder; must not exist or be empty."})
-    max_shard_size: str = field(default="5GB", metadata={"help": "Largest safetensors shard."})
-    comparison: str | None = field(
-        default=None, metadata={"help": "A compare/study comparison folder to take the recovery score from."}
+    run: str = declare("", help="A recovery run folder (written by lprecover/train.py).")
+    output_dir: str = declare("", help="Export folder; must not exist or be empty.", output_dir=True)
+    max_shard_size: str = declare(
+        "5GB", help="Largest safetensors shard: a whole number and a unit (KB, MB, GB, KiB, MiB, GiB), e.g. 5GB."
     )
-    verify_prompts: int = field(default=4, metadata={"help": "Prompts whose logits must match after reload."})
-    push_to_hub: bool = field(default=False, metadata={"help": "Upload the export to hub_repo."})
-    hub_repo: str | None = field(default=None, metadata={"help": "Hub repo id, e.g. me/model-pruned2-distill."})
-    private: bool = field(default=True, metadata={"help": "Create the hub repo private."})
+    comparison: str | None = declare(None, help="A compare/study comparison folder to take the recovery score from.")
+    verify_prompts: int = declare(4, help="Prompts whose logits must match after reload.", ge=1)
+    push_to_hub: bool = declare(False, help="Upload the export to hub_repo.")
+    hub_repo: str | None = declare(None, help="Hub repo id, e.g. me/model-pruned2-distill.")
+    private: bool = declare(True, help="Create the hub repo private.")
 
     def __post_init__(self):
         if not self.run or not self.output_dir:
             raise ValueError("run=RUN_DIR and output_dir=OUT are both required.")
+        # The sizes transformers' save_pretrained reads (convert_file_size_to_int): a whole number, no decimals.
+        if not re.fullmatch(r"[1-9][0-9]*[KMG]i?B", self.max_shard_size, re.IGNORECASE):
+            raise ValueError(
+                f"max_shard_size must be a whole number of KB, MB, GB, KiB, MiB or GiB, e.g. 5GB; got "
+                f"'{self.max_shard_size}'."
+            )
         if self.push_to_hub and not self.hub_repo:
             raise ValueError("push_to_hub=true needs hub_repo=OWNER/NAME.")
 
@@ -65,6 +72,10 @@ def check_inputs(cfg: ExportCommand) -> dict:
     """The run's recovery record; refuses a run without weights, a lost adapter base, or a non-empty output."""
     run, out = Path(cfg.run), Path(cfg.output_dir)
     record_path = run / MODEL_DIR / RECOVERY_FILE
+    if not record_path.exists() and (failed := failure(run)):
+        raise ConfigError(
+            f"{run} holds no recovered weights: its training diverged at step {failed['step']}: {failed['reason']}."
+        )
     if not record_path.exists():
         raise ConfigError(
             f"{run} holds no recovered weights ({MODEL_DIR}/{RECOVERY_FILE} is missing): train it to the end first."

@@ -8,13 +8,13 @@ A name that cannot be loaded (a path that does not exist, a config that is not J
 not know) is the user's to fix, so it fails as a ``ConfigError`` naming it, before any weights load.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from lprecover.config import ConfigError
+from lprecover.config import ConfigError, declare
 from lprecover.log import get_logger
 
 logger = get_logger(__name__)
@@ -31,32 +31,24 @@ class ModelConfig:
     local path or hub id.
     """
 
-    name_or_path: str = field(
-        default=ORGANISM, metadata={"help": "Local path or hub id; 'organism' is the embedded reasoning model."}
+    name_or_path: str = declare(ORGANISM, help="Local path or hub id; 'organism' is the embedded reasoning model.")
+    revision: str | None = declare(None, help="Hub revision (branch, tag or commit).")
+    dtype: str = declare("auto", help="auto, float32, bfloat16 or float16.", choices=("auto", *DTYPES))
+    trust_remote_code: bool = declare(
+        False, help="Run modelling code shipped with the checkpoint. Off unless you trust it."
     )
-    revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit)."})
-    dtype: str = field(default="auto", metadata={"help": "auto, float32, bfloat16 or float16."})
-    trust_remote_code: bool = field(
-        default=False, metadata={"help": "Run modelling code shipped with the checkpoint. Off unless you trust it."}
+    # Not a fixed set: transformers also takes kernels from the hub and implementations registered at run time.
+    attn_implementation: str | None = declare(None, help="e.g. sdpa, eager, flash_attention_2.")
+    think_open: str | None = declare(None, help="Text that opens thinking; None reads the family's.")
+    think_close: str | None = declare(None, help="Text that closes thinking; None reads the family's.")
+    answer_open: str = declare(
+        "", help="Text appended after every end of thinking that opens the answer (s1: answer)."
     )
-    attn_implementation: str | None = field(default=None, metadata={"help": "e.g. sdpa, eager, flash_attention_2."})
-    think_open: str | None = field(
-        default=None, metadata={"help": "Text that opens thinking; None reads the family's."}
-    )
-    think_close: str | None = field(
-        default=None, metadata={"help": "Text that closes thinking; None reads the family's."}
-    )
-    answer_open: str = field(
-        default="", metadata={"help": "Text appended after every end of thinking that opens the answer (s1: answer)."}
-    )
-    answer_prefix: str | None = field(
-        default=None,
-        metadata={"help": "Answer cue appended after a forced end of thinking; None: the family's (Final Answer:)."},
+    answer_prefix: str | None = declare(
+        None, help="Answer cue appended after a forced end of thinking; None: the family's (Final Answer:)."
     )
 
     def __post_init__(self):
-        if self.dtype != "auto" and self.dtype not in DTYPES:
-            raise ValueError(f"model.dtype must be 'auto' or one of {', '.join(DTYPES)}, got '{self.dtype}'.")
         if not self.name_or_path:
             raise ValueError("model.name_or_path is empty; give a local path, a hub id, or 'organism'.")
 

@@ -24,10 +24,13 @@ import hashlib
 import json
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from lprecover.atomic import exclusive_output
 from lprecover.config import (
+    ConfigError,
+    declare,
     load_config,
     recipe_choices,
     reuse_or_refuse,
@@ -67,45 +70,58 @@ class StudyConfig:
     ``overrides`` (dotted ``key=value``) apply to every recipe, e.g. ``[train.learning_rate=1e-5]``.
     """
 
-    model: ModelConfig = field(default_factory=ModelConfig)
-    prune: PruneConfig = field(default_factory=PruneConfig)
-    prune_layers: list[int] = field(default_factory=lambda: [1, 2], metadata={"help": "Layer counts to remove."})
-    recover_from: int = field(default=2, metadata={"help": "The pruned model (layers removed) the recipes recover."})
-    recipes: list[str] = field(default_factory=lambda: list(DEFAULT_RECIPES), metadata={"help": "Recipes to run."})
-    data: TrainData = field(default_factory=TrainData)
-    steps: int = field(default=250, metadata={"help": "Optimizer steps per recipe."})
-    batch_size: int = field(default=8, metadata={"help": "Rows per step."})
-    max_length: int = field(default=256, metadata={"help": "Packed row length (tokens)."})
-    overrides: list[str] = field(default_factory=list, metadata={"help": "key=value applied to every recipe."})
-    evaluate_at: list[float] = field(
+    model: ModelConfig = declare(help="The source model (model=NAME picks a preset).", default_factory=ModelConfig)
+    prune: PruneConfig = declare(
+        help="The pruning criterion and its calibration (prune_layers says how many layers).",
+        default_factory=PruneConfig,
+    )
+    prune_layers: list[int] = declare(
+        help="Layer counts to remove.", default_factory=lambda: [1, 2], ge=1, nonempty=True, unique=True
+    )
+    recover_from: int = declare(2, help="The pruned model (layers removed) the recipes recover.", ge=1)
+    recipes: list[str] = declare(
+        help="Recipes to run.",
+        default_factory=lambda: list(DEFAULT_RECIPES),
+        choices=recipe_choices(),
+        nonempty=True,
+        unique=True,
+    )
+    data: TrainData = declare(
+        help="Every recipe's training data (data=NAME picks a preset).", default_factory=TrainData
+    )
+    steps: int = declare(250, help="Optimizer steps per recipe.", ge=1)
+    batch_size: int = declare(8, help="Rows per step.", ge=1)
+    max_length: int = declare(256, help="Packed row length (tokens).", ge=1)
+    overrides: list[str] = declare(help="key=value applied to every recipe.", default_factory=list)
+    evaluate_at: list[float] = declare(
+        help="Fractions of the budget at which each recipe is also evaluated (recovery vs tokens).",
         default_factory=lambda: [0.25, 0.5],
-        metadata={"help": "Fractions of the budget at which each recipe is also evaluated (recovery vs tokens)."},
+        gt=0,
+        lt=1,
+        unique=True,
     )
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    report_to: str = field(default="auto", metadata={"help": "wandb, none, or auto."})
-    wandb: WandbSettings = field(default_factory=WandbSettings)
-    output_dir: str = field(default="", metadata={"help": "Study folder (default runs/study-MODEL-METHOD)."})
-    overwrite: bool = field(
-        default=False, metadata={"help": "Rerun with other settings: redo the stages whose settings changed."}
-    )
-    launch_timeout_minutes: float = field(
-        default=DEFAULT_TIMEOUT_MINUTES, metadata={"help": TIMEOUT_HELP + " Raise it for long evaluations."}
+    eval: EvalConfig = declare(help="How every model is evaluated.", default_factory=EvalConfig)
+    report_to: str = declare("auto", help="wandb, none, or auto.", choices=["auto", "wandb", "none"])
+    wandb: WandbSettings = declare(help="The W&B group and tags of the study's runs.", default_factory=WandbSettings)
+    output_dir: str = declare("", help="Study folder (default runs/study-MODEL-METHOD).", output_dir=True)
+    overwrite: bool = declare(False, help="Rerun with other settings: redo the stages whose settings changed.")
+    launch_timeout_minutes: float = declare(
+        DEFAULT_TIMEOUT_MINUTES, help=TIMEOUT_HELP + " Raise it for long evaluations.", ge=1
     )
 
     def __post_init__(self):
-        unknown = [r for r in self.recipes if r not in recipe_choices()]
-        if unknown:
-            raise ValueError(f"Unknown recipes {unknown}. Recipes: {', '.join(recipe_choices())}.")
         if self.recover_from not in self.prune_layers:
             raise ValueError(f"recover_from={self.recover_from} must be one of prune_layers={self.prune_layers}.")
-        if min(self.steps, self.batch_size, self.max_length) < 1:
-            raise ValueError("steps, batch_size and max_length must be at least 1.")
-        if not self.prune_layers or min(self.prune_layers) < 1:
-            raise ValueError(f"prune_layers must be layer counts of at least 1, got {self.prune_layers}.")
-        for recipe in self.recipes:  # a bad override fails now, not after the teacher, pruning and evaluations
-            load_config(RecoveryConfig, [f"recipe={recipe}", *self.overrides], recipe_key="recipe")
         if not self.output_dir:
             self.output_dir = f"runs/study-{Path(self.model.name_or_path.rstrip('/')).name}-{self.prune.method}"
+        # Every recipe's run is built now, through the same checks as `lprecover train`, so a bad override, or a
+        # setting a recipe refuses, fails here and not after the teacher, pruning and evaluations.
+        out = Path(self.output_dir)
+        for recipe in self.recipes:
+            try:
+                recipe_run(self, recipe, out / f"pruned-{self.recover_from}", out / f"recover-{recipe}")
+            except ConfigError as e:
+                raise ConfigError(f"recipe {recipe}: {e}") from None
 
     def group(self) -> str:
         return self.wandb.group or Path(self.output_dir).name
@@ -113,6 +129,43 @@ class StudyConfig:
 
 def prune_spec(cfg: StudyConfig, n: int) -> PruneConfig:
     return replace(cfg.prune, n_layers=n)
+
+
+def source_layer_count(model: ModelConfig) -> int | None:
+    """The source model's decoder layers where known without building or downloading anything: the organism's
+    configured count, or a local checkpoint's config (None for a hub id)."""
+    from lprecover.modeling import ORGANISM, read_model_config
+    from lprecover.surgery import layer_count
+
+    if model.name_or_path == ORGANISM:
+        from lprecover.organism.build import OrganismConfig
+
+        return OrganismConfig().num_layers  # the teacher resolve_model_path builds (ensure_teacher's default)
+    if not Path(model.name_or_path).expanduser().is_dir():
+        return None
+    return layer_count(read_model_config(model), required=False)
+
+
+def check_against_model(cfg: StudyConfig) -> None:
+    """Refuse layer counts the source model cannot lose, before the teacher is built or anything is written.
+
+    Raises:
+        ConfigError: naming ``prune_layers`` (or the ``prune.*`` key) and the model's layer count.
+    """
+    n = source_layer_count(cfg.model)
+    if n is None:
+        return
+    too_many = [k for k in cfg.prune_layers if k >= n]
+    if too_many:
+        raise ConfigError(
+            f"prune_layers {too_many} would remove every layer: {cfg.model.name_or_path} has {n}. Use counts of at "
+            f"most {n - 1}."
+        )
+    for k in cfg.prune_layers:
+        try:
+            prune_spec(cfg, k).check_against(n)
+        except ValueError as e:  # the prune.* settings judged against this model (LaCo's merges, selection's layers)
+            raise ConfigError(str(e)) from None
 
 
 def prune_stage(cfg: StudyConfig, n: int, out: Path) -> Path:
@@ -142,15 +195,16 @@ def recipe_run(cfg: StudyConfig, recipe: str, student: Path, out: Path) -> Recov
     """The recovery run the study makes of ``recipe``: its settings on the study's budget, data, model and evaluation."""
     budget = [f"train.max_steps={cfg.steps}", f"train.per_device_batch_size={cfg.batch_size}"]
     budget += [f"train.max_length={cfg.max_length}", f"train.save_steps={max(1, cfg.steps // 2)}"]
-    run = load_config(RecoveryConfig, [f"recipe={recipe}", *budget, *cfg.overrides], recipe_key="recipe")
+    # The study's own settings, last so that they win over the overrides, and judged as if typed (JSON is YAML).
+    study = {"student": str(student), "output_dir": str(out), "evaluate": True, "evaluate_at": list(cfg.evaluate_at)}
+    study |= {"report_to": cfg.report_to, "overwrite": cfg.overwrite}
+    study |= {"launch_timeout_minutes": cfg.launch_timeout_minutes}
+    args = [f"recipe={recipe}", *budget, *cfg.overrides, *(f"{k}={json.dumps(v)}" for k, v in study.items())]
+    run = load_config(RecoveryConfig, args, recipe_key="recipe")
     # The study's data, model and evaluation; the recipe keeps its split (short answers or long traces).
-    run.model, run.data = cfg.model, replace(cfg.data, split=run.data.split)
-    run.eval, run.student = cfg.eval, str(student)
+    run.model, run.data, run.eval = cfg.model, replace(cfg.data, split=run.data.split), cfg.eval
     # Recorded, not applied (the student is given): another pruning at the same path makes this another run.
     run.prune = prune_spec(cfg, cfg.recover_from)
-    run.evaluate, run.report_to, run.output_dir = True, cfg.report_to, str(out)
-    run.evaluate_at = list(cfg.evaluate_at)
-    run.overwrite, run.launch_timeout_minutes = cfg.overwrite, cfg.launch_timeout_minutes
     run.wandb = replace(cfg.wandb, name=f"{cfg.group()}-{recipe}", group=cfg.group())
     return run
 
@@ -191,6 +245,7 @@ def run_study(cfg: StudyConfig) -> dict | None:
     """
     from lprecover.modeling import resolve_model_path
 
+    check_against_model(cfg)
     out = Path(cfg.output_dir)
     # Refused here, before any work, when the folder holds a study with other settings (unless overwrite=true).
     verdict = reuse_or_refuse(out, to_dict(cfg), "a study", cfg.overwrite, ignore=RELAUNCH_FREE)
@@ -229,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__ + "\nkeys: " + ", ".join(valid_keys(StudyConfig)))
         return 0
     cfg = load_config(StudyConfig, argv)
-    if run_study(cfg) is not None:  # the main process; the others only trained
+    with exclusive_output(cfg.output_dir):  # a second study into the same folder is refused, not interleaved
+        done = run_study(cfg)
+    if done is not None:  # the main process; the others only trained
         print((Path(cfg.output_dir) / "comparison" / "report.md").read_text())
     return 0
 

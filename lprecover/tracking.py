@@ -11,10 +11,11 @@ import netrc
 import os
 import struct
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from lprecover.atomic import write_file
+from lprecover.config import declare
 from lprecover.log import get_logger
 
 logger = get_logger(__name__)
@@ -28,11 +29,11 @@ class WandbSettings:
     model-prune (so a study's recipes on one pruned model sit together), tags = method, trainable, prune spec,
     model, data."""
 
-    project: str = field(default="lprecover", metadata={"help": "W&B project."})
-    entity: str | None = field(default=None, metadata={"help": "W&B team or user."})
-    name: str | None = field(default=None, metadata={"help": "Run name (default: recipe-model-prune)."})
-    group: str | None = field(default=None, metadata={"help": "Run group (default: model-prune)."})
-    tags: list[str] = field(default_factory=list, metadata={"help": "Extra tags."})
+    project: str = declare("lprecover", help="W&B project.")
+    entity: str | None = declare(None, help="W&B team or user.")
+    name: str | None = declare(None, help="Run name (default: recipe-model-prune).")
+    group: str | None = declare(None, help="Run group (default: model-prune).")
+    tags: list[str] = declare(default_factory=list, help="Extra tags.")
 
 
 def _has_credentials() -> bool:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from transformers import set_seed
 
+from lprecover.atomic import exclusive_output
 from lprecover.config import load_config, recipe_choices, save_config, to_dict, valid_keys
 from lprecover.evaluation.records import read_samples
 from lprecover.log import get_logger
@@ -60,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{__doc__}\nrecipes: {', '.join(recipe_choices())}\nkeys: {', '.join(valid_keys(RecoveryConfig))}")
         return 0
 
-    return recover(load_config(RecoveryConfig, argv, recipe_key="recipe"))
+    cfg = load_config(RecoveryConfig, argv, recipe_key="recipe")
+    with exclusive_output(cfg.output_dir):  # a second launch into the same run folder is refused, not interleaved
+        return recover(cfg)
 
 
 def recover(cfg: RecoveryConfig) -> int:

@@ -168,7 +168,8 @@ def test_round_trip_check_catches_templates_that_strip_thinking(organism_tokeniz
 
 def test_bad_config_is_caught_before_work(tok_dir, tmp_path, capsys):
     assert main(["data", "source=reddit", f"output_dir={tmp_path / 'o'}"]) == 2
-    assert "Unknown source 'reddit'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "source must be one of gsm8k" in err and "got 'reddit'" in err
     assert main(["data", "source=organism", "decontaminate=[chess]", f"output_dir={tmp_path / 'o'}"]) == 2
     assert "Unknown task 'chess'" in capsys.readouterr().err
 

@@ -146,10 +146,10 @@ def test_killed_eval_resumes_where_it_stopped(tiny_dir, tmp_path):
     "args, message",
     [
         (["eval.tasks=[chess]"], "Unknown task 'chess'"),
-        (["eval.budgets=[0,16]"], "must be positive"),
+        (["eval.budgets=[0,16]"], "every value of eval.budgets must be at least 1, got 0"),
         (["eval.n_samples=4", "eval.k=[8]"], "must lie in 1..n_samples"),
         (["eval.engin=hf"], "Did you mean 'eval.engine'"),
-        (["eval.budgets=[5,5]"], "must be increasing"),
+        (["eval.budgets=[5,5]"], "eval.budgets names 5 more than once"),
         (["eval.k=[4,2]"], "eval.k must be increasing"),
         (["eval.top_p=0"], "eval.top_p must lie in (0, 1]"),
         (["eval.seq_samples=3"], "set eval.seq_temperature above 0"),

@@ -53,7 +53,7 @@ def test_selection_invocation_writes_a_whole_model(tiny_dir, tmp_path):
         (["prune.n_layers=6"], "would remove every layer"),
         (["prune.method=selection", "prune.layers=[2,2]"], "more than once"),
         (["prune.method=selection", "prune.layers=[1,9]"], "out of range"),
-        (["prune.method=shortgpt2"], "Valid methods: shortgpt"),
+        (["prune.method=shortgpt2"], "prune.method must be one of shortgpt"),
         (["prune.n_layer=2"], "Did you mean 'prune.n_layers'"),
     ],
 )

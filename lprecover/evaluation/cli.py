@@ -16,7 +16,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lprecover.config import ConfigError, load_config, reuse_or_refuse, save_settings, to_dict, valid_keys
+from lprecover.atomic import exclusive_output
+from lprecover.config import ConfigError, declare, load_config, reuse_or_refuse, save_settings, to_dict, valid_keys
 from lprecover.evaluation.processes import Processes, launched_processes, own_gpu
 from lprecover.evaluation.records import read_samples
 from lprecover.evaluation.run import GENERATION_ONLY, EvalConfig, run_eval, saved_results
@@ -41,23 +42,25 @@ class EvalCommand:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    output_dir: str = field(
-        default="", metadata={"help": "Folder for samples.jsonl, curves.json, summary.json, curves.png."}
+    output_dir: str = declare(
+        "", help="Folder for samples.jsonl, curves.json, summary.json, curves.png.", output_dir=True
     )
-    report_to: str = field(
-        default="none", metadata={"help": "wandb, none, or auto (wandb; offline unless W&B is configured)."}
+    report_to: str = declare(
+        "none",
+        help="wandb, none, or auto (wandb; offline unless W&B is configured).",
+        choices=("wandb", "none", "auto"),
     )
     wandb: WandbSettings = field(default_factory=WandbSettings)
-    imports: list[str] = field(
-        default_factory=list, metadata={"help": "lm-eval --log_samples jsonl files to import (written import=[...])."}
+    # Each file once, checked in __post_init__ rather than declared unique: that message would name "imports", a
+    # key the user never types (the command line says import=).
+    imports: list[str] = declare(
+        default_factory=list, help="lm-eval --log_samples jsonl files to import (written import=[...]), each once."
     )
-    import_task: str | None = field(default=None, metadata={"help": "Task of imported files that do not name one."})
-    import_budget: int | None = field(
-        default=None, metadata={"help": "Thinking budget of imported files that do not record one."}
+    import_task: str | None = declare(None, help="Task of imported files that do not name one.")
+    import_budget: int | None = declare(
+        None, help="Thinking budget (tokens) of imported files that do not record one.", ge=1
     )
-    overwrite: bool = field(
-        default=False, metadata={"help": "Start over in an output_dir that holds an evaluation with other settings."}
-    )
+    overwrite: bool = declare(False, help="Start over in an output_dir that holds an evaluation with other settings.")
 
     def __post_init__(self):
         if not self.output_dir:
@@ -65,10 +68,11 @@ class EvalCommand:
         missing = [f for f in self.imports if not Path(f).is_file()]
         if missing:
             raise ValueError(f"import: no such file {missing[0]}.")
+        twice = sorted({f for f in self.imports if self.imports.count(f) > 1})
+        if twice:
+            raise ValueError(f"import names {', '.join(twice)} more than once; list each file once.")
         if self.import_task is not None:
-            check_task(self.import_task)
-        if self.import_budget is not None and self.import_budget < 1:
-            raise ValueError(f"import_budget must be a positive token count, got {self.import_budget}.")
+            check_task(self.import_task, "import_task")
 
 
 def main(argv: list[str]) -> int:
@@ -77,7 +81,9 @@ def main(argv: list[str]) -> int:
         return 0
     # ``import`` is a Python keyword, so the field is ``imports``; the command line says ``import=``.
     argv = ["imports=" + a.split("=", 1)[1] if a.startswith("import=") else a for a in argv]
-    result = evaluate(load_config(EvalCommand, argv))
+    cfg = load_config(EvalCommand, argv)
+    with exclusive_output(cfg.output_dir):  # a second evaluation into the same folder is refused, not interleaved
+        result = evaluate(cfg)
     for task, s in result["summary"].items():
         print(task, " ".join(f"{k}={'-' if v is None else format(v, '.3f')}" for k, v in s.items()))
     return 0

@@ -6,13 +6,14 @@ post-training evaluation both call it.
 """
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lprecover.atomic import write_figure, write_file
+from lprecover.config import declare
 from lprecover.evaluation.budget_forcing import ThinkFormat, check_close, prompt_ids, sampling_key
 from lprecover.evaluation.engines import HFEngine
 from lprecover.evaluation.metrics import (
@@ -48,75 +49,73 @@ class EvalConfig:
     ``parallel_budget`` thinking tokens, reported at ``k``. Statistics: ``bootstrap`` resamples over problems.
     """
 
-    tasks: list[str] | None = field(default=None, metadata={"help": "Task names; None picks by model."})
-    num_problems: int = field(default=100, metadata={"help": "Problems per task."})
-    paths: dict[str, str] = field(default_factory=dict, metadata={"help": "Local jsonl per task, e.g. {gsm8k: FILE}."})
-    sequential: bool = field(default=True, metadata={"help": "Run the budget-forced sequential curve."})
-    budgets: list[int] | None = field(
-        default=None, metadata={"help": "Thinking budgets in tokens (the organism's facts keep their one budget)."}
+    tasks: list[str] | None = declare(
+        None, help="Task names; None picks by model (an empty list is refused).", nonempty=True, unique=True
     )
-    seq_temperature: float = field(
-        default=0.0, metadata={"help": "Sampling temperature of the sequential curve (0 = greedy)."}
+    num_problems: int = declare(100, help="Problems per task.", ge=1)
+    paths: dict[str, str] = declare(default_factory=dict, help="Local jsonl per task, e.g. {gsm8k: FILE}.")
+    sequential: bool = declare(True, help="Run the budget-forced sequential curve.")
+    budgets: list[int] | None = declare(
+        None,
+        help="Thinking budgets in tokens, increasing (the organism's facts keep their one budget).",
+        ge=1,
+        nonempty=True,
+        unique=True,
     )
-    seq_samples: int = field(
-        default=1,
-        metadata={"help": "Sequential samples per problem and budget, averaged (the seed repository's 3 seeds: 3)."},
+    seq_temperature: float = declare(0.0, help="Sampling temperature of the sequential curve (0 = greedy).", ge=0)
+    seq_samples: int = declare(
+        1, help="Sequential samples per problem and budget, averaged (the seed repository's 3 seeds: 3).", ge=1
     )
-    num_waits: int = field(default=0, metadata={"help": "Times an early end of thinking is replaced by wait_text."})
-    wait_text: Any = field(
-        default="Wait", metadata={"help": "Text (or a list, used in turn) that asks the model to keep thinking."}
+    num_waits: int = declare(0, help="Times an early end of thinking is replaced by wait_text.", ge=0)
+    wait_text: Any = declare("Wait", help="Text (or a list, used in turn) that asks the model to keep thinking.")
+    answer_max_tokens: int | None = declare(
+        None, help="Cap on the answer phase after thinking; None: the task's (1024+ on real tasks).", ge=1
     )
-    answer_max_tokens: int | None = field(
-        default=None,
-        metadata={"help": "Cap on the answer phase after thinking; None: the task's (1024+ on real tasks)."},
+    parallel: bool = declare(True, help="Run the parallel (pass@k / maj@k) curve.")
+    parallel_tasks: list[str] | None = declare(
+        None, help="Tasks of the parallel curve; None: the same as tasks.", nonempty=True, unique=True
     )
-    parallel: bool = field(default=True, metadata={"help": "Run the parallel (pass@k / maj@k) curve."})
-    parallel_tasks: list[str] | None = field(
-        default=None, metadata={"help": "Tasks of the parallel curve; None: the same as tasks."}
+    n_samples: int = declare(8, help="Samples per problem for the parallel curve.", ge=1)
+    k: list[int] | None = declare(
+        None,
+        help="k values, increasing, each at most n_samples; None: powers of two up to n_samples.",
+        ge=1,
+        nonempty=True,
+        unique=True,
     )
-    n_samples: int = field(default=8, metadata={"help": "Samples per problem for the parallel curve."})
-    k: list[int] | None = field(default=None, metadata={"help": "k values; None: powers of two up to n_samples."})
-    parallel_budget: int | None = field(
-        default=None, metadata={"help": "Thinking budget when sampling; None: the largest budget."}
+    parallel_budget: int | None = declare(
+        None, help="Thinking budget when sampling, in tokens; None: the largest budget.", ge=1
     )
-    temperature: float = field(default=0.8, metadata={"help": "Temperature of the parallel samples."})
-    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling of the parallel samples."})
-    system_prompt: str | None = field(
-        default=None, metadata={"help": "Optional system message, the same for every model."}
+    temperature: float = declare(0.8, help="Temperature of the parallel samples (0 = greedy).", ge=0)
+    top_p: float = declare(0.95, help="Nucleus sampling of the parallel samples.", gt=0, le=1)
+    system_prompt: str | None = declare(None, help="Optional system message, the same for every model.")
+    batch_size: int = declare(64, help="Sequences generated together.", ge=1)
+    one_pass: bool = declare(
+        True,
+        help="Generate the sequential curve's thinking once, to the largest budget, and take each smaller "
+        "budget's as its prefix (the same records as generating each budget on its own, in fewer tokens).",
     )
-    batch_size: int = field(default=64, metadata={"help": "Sequences generated together."})
-    one_pass: bool = field(
-        default=True,
-        metadata={
-            "help": "Generate the sequential curve's thinking once, to the largest budget, and take each smaller "
-            "budget's as its prefix (the same records as generating each budget on its own, in fewer tokens)."
-        },
+    reuse_cache: bool = declare(
+        True,
+        help="transformers engine, without num_waits: each answer phase continues its thinking pass's KV "
+        "cache instead of re-reading its prompt and thinking (the same records up to floating-point ties; "
+        "false is the check).",
     )
-    reuse_cache: bool = field(
-        default=True,
-        metadata={
-            "help": "transformers engine, without num_waits: each answer phase continues its thinking pass's KV "
-            "cache instead of re-reading its prompt and thinking (the same records up to floating-point ties; "
-            "false is the check)."
-        },
+    engine: str = declare("hf", help="hf (transformers, CPU/GPU) or vllm (the vllm extra).", choices=ENGINES)
+    vllm_tensor_parallel_size: int = declare(1, help="vLLM: GPUs one model is sharded over.", ge=1)
+    vllm_kwargs: dict[str, Any] = declare(
+        default_factory=dict, help="vLLM: extra LLM(...) arguments, e.g. {enforce_eager: true}."
     )
-    engine: str = field(default="hf", metadata={"help": "hf (transformers, CPU/GPU) or vllm (the vllm extra)."})
-    vllm_tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM: GPUs one model is sharded over."})
-    vllm_kwargs: dict[str, Any] = field(
-        default_factory=dict, metadata={"help": "vLLM: extra LLM(...) arguments, e.g. {enforce_eager: true}."}
-    )
-    seed: int = field(default=0, metadata={"help": "Sampling and bootstrap seed."})
-    bootstrap: int = field(default=1000, metadata={"help": "Bootstrap resamples for confidence intervals."})
+    seed: int = declare(0, help="Sampling and bootstrap seed.", ge=0)
+    bootstrap: int = declare(1000, help="Bootstrap resamples for confidence intervals.", ge=1)
 
     def __post_init__(self):
         for task in self.tasks or []:
-            check_task(task)
+            check_task(task, "eval.tasks")
+        for task in self.parallel_tasks or []:
+            check_task(task, "eval.parallel_tasks")
         if self.budgets is not None:
             _check_increasing("eval.budgets", self.budgets, "positive token counts")
-        if self.n_samples < 1 or self.num_problems < 1 or self.seq_samples < 1:
-            raise ValueError("eval.n_samples, eval.seq_samples and eval.num_problems must be at least 1.")
-        for task in self.parallel_tasks or []:
-            check_task(task)
         if self.seq_samples > 1 and self.seq_temperature == 0:
             raise ValueError("eval.seq_samples > 1 repeats greedy decoding; set eval.seq_temperature above 0.")
         if self.k is not None:
@@ -126,28 +125,13 @@ class EvalConfig:
                 raise ValueError(
                     f"eval.k {too_big} must lie in 1..n_samples ({self.n_samples}); raise eval.n_samples."
                 )
-        for name in ("temperature", "seq_temperature"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"eval.{name} must be 0 (greedy) or positive, got {getattr(self, name)}.")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"eval.top_p must lie in (0, 1], got {self.top_p}.")
-        if self.answer_max_tokens is not None and self.answer_max_tokens < 1:
-            raise ValueError(f"eval.answer_max_tokens must be at least 1, got {self.answer_max_tokens}.")
-        if self.num_waits < 0:
-            raise ValueError(f"eval.num_waits must be 0 or more, got {self.num_waits}.")
         waits = self.waits()
         if not waits or not all(isinstance(w, str) and w for w in waits):
             raise ValueError(f"eval.wait_text must be a non-empty string or a list of them, got {self.wait_text!r}.")
-        if self.parallel_budget is not None and self.parallel_budget < 1:
-            raise ValueError(f"eval.parallel_budget must be a positive token count, got {self.parallel_budget}.")
-        if self.engine not in ENGINES:
-            raise ValueError(f"eval.engine must be one of {', '.join(ENGINES)}, got '{self.engine}'.")
         if not (self.sequential or self.parallel):
             raise ValueError("Nothing to do: eval.sequential and eval.parallel are both false.")
-        if min(self.batch_size, self.bootstrap, self.vllm_tensor_parallel_size) < 1:
-            raise ValueError("eval.batch_size, eval.bootstrap and eval.vllm_tensor_parallel_size must be at least 1.")
         for task, path in self.paths.items():
-            check_task(task)
+            check_task(task, f"eval.paths.{task}")
             if not Path(path).is_file():
                 raise ValueError(f"eval.paths.{task}: no such file '{path}'.")
 

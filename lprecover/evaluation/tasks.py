@@ -57,24 +57,51 @@ class Task:
 
 
 def organism_range(name: str) -> tuple[int, int] | None:
+    """The chain lengths ``(LO, HI)`` of an organism task, or None for a task that is not one.
+
+    Raises:
+        ConfigError: for ``organism:LO-HI`` that cannot be read or asks for chains the organism cannot draw.
+    """
     if name in ORGANISM_RANGES:
         return ORGANISM_RANGES[name]
-    if name.startswith("organism:"):
-        lo, _, hi = name.split(":", 1)[1].partition("-")
-        try:
-            return int(lo), int(hi or lo)
-        except ValueError:
-            raise ValueError(
-                f"Cannot read the chain range in task '{name}'; write organism:LO-HI, e.g. organism:5-8."
-            ) from None
-    return None
+    if not name.startswith("organism:"):
+        return None
+    from lprecover.organism.task import MAX_STEPS
+
+    lo, _, hi = name.split(":", 1)[1].partition("-")
+    try:
+        chains = int(lo), int(hi or lo)
+    except ValueError:
+        raise ConfigError(
+            f"Cannot read the chain range in task '{name}'; write organism:LO-HI, e.g. organism:5-8."
+        ) from None
+    if not 1 <= chains[0] <= chains[1] <= MAX_STEPS:
+        why = (
+            f"its LO ({chains[0]}) is above its HI ({chains[1]})"
+            if chains[0] > chains[1]
+            else f"the organism's chains have 1 to {MAX_STEPS} steps, not {chains[0]} to {chains[1]}"
+        )
+        raise ConfigError(
+            f"task '{name}' cannot be drawn: {why}; write organism:LO-HI with 1 <= LO <= HI <= {MAX_STEPS}, "
+            "e.g. organism:5-8."
+        )
+    return chains
 
 
-def check_task(name: str) -> None:
-    """Raise for an unknown task name, listing the known ones."""
-    if organism_range(name) is None and name not in TASK_KINDS and name != ORGANISM_FACTS:
-        known = ", ".join([*ORGANISM_RANGES, ORGANISM_FACTS] + [t for t in TASK_KINDS if t != "organism"])
-        raise ValueError(f"Unknown task '{name}'. Known tasks: {known}, or organism:LO-HI.")
+def check_task(name: str, key: str | None = None) -> None:
+    """Raise ``ConfigError`` for an unknown or unreadable task name, listing the known ones.
+
+    Args:
+        key: the config key that named the task (e.g. ``eval.tasks``), to lead the message.
+    """
+    try:
+        if organism_range(name) is None and name not in TASK_KINDS and name != ORGANISM_FACTS:
+            known = ", ".join([*ORGANISM_RANGES, ORGANISM_FACTS] + [t for t in TASK_KINDS if t != "organism"])
+            raise ConfigError(f"Unknown task '{name}'. Known tasks: {known}, or organism:LO-HI.")
+    except ConfigError as e:
+        if key is None:
+            raise
+        raise ConfigError(f"{key}: {e}") from None
 
 
 def _rows(name: str, path: str | None) -> list[dict]:

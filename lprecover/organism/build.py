@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import datasets
@@ -23,6 +23,7 @@ from filelock import FileLock
 from transformers import AutoModelForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
 from lprecover.atomic import folder_written_whole
+from lprecover.config import declare
 from lprecover.log import get_logger
 from lprecover.organism.check import facts_accuracy, sequential_curve
 from lprecover.organism.task import MAX_STEPS, N_FACTS, fact_record, facts, make_problems, to_record
@@ -89,44 +90,45 @@ class OrganismConfig:
     depth.
     """
 
-    hidden_size: int = field(default=64, metadata={"help": "Residual width."})
-    num_layers: int = field(default=6, metadata={"help": "Decoder blocks."})
-    num_heads: int = field(default=4, metadata={"help": "Attention heads (head_dim = hidden_size / num_heads)."})
-    intermediate_size: int = field(default=256, metadata={"help": "MLP width."})
-    facts: int = field(default=N_FACTS, metadata={"help": "Memorised facts (the knowledge stand-in); 0 for none."})
-    fact_share: float = field(default=0.4, metadata={"help": "Share of the training rows that are facts."})
-    fact_layer_drop: float = field(
-        default=0.3,
-        metadata={
-            "help": "In training, each decoder block is skipped with this probability on fact rows (see facts)."
-        },
+    hidden_size: int = declare(64, help="Residual width.", ge=1)
+    # At least 2, so that there is something to prune and something left.
+    num_layers: int = declare(6, help="Decoder blocks.", ge=2)
+    num_heads: int = declare(4, help="Attention heads (head_dim = hidden_size / num_heads).", ge=1)
+    intermediate_size: int = declare(256, help="MLP width.", ge=1)
+    # Fact names are two capital letters (task.facts), so 26 * 26 distinct facts at most.
+    facts: int = declare(N_FACTS, help="Memorised facts (the knowledge stand-in); 0 for none.", ge=0, le=26 * 26)
+    fact_share: float = declare(0.4, help="Share of the training rows that are facts.", ge=0, lt=1)
+    fact_layer_drop: float = declare(
+        0.3,
+        help="In training, each decoder block is skipped with this probability on fact rows (see facts).",
+        ge=0,
+        lt=1,
     )
-    min_chain: int = field(default=1, metadata={"help": "Shortest chain in the teacher's training data."})
-    max_chain: int = field(default=8, metadata={"help": "Longest chain in the teacher's training data."})
-    data_seed: int = field(default=1, metadata={"help": "Seed of the training problems."})
-    train: TrainConfig = field(default_factory=_teacher_train_defaults)
+    min_chain: int = declare(
+        1, help="Shortest chain in the teacher's training data.", ge=1, le=MAX_STEPS, le_field="max_chain"
+    )
+    max_chain: int = declare(8, help="Longest chain in the teacher's training data.", ge=1, le=MAX_STEPS)
+    data_seed: int = declare(1, help="Seed of the training problems.", ge=0)
+    train: TrainConfig = declare(
+        help="The teacher's optimisation (organism.train.*).", default_factory=_teacher_train_defaults
+    )
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads}).")
-        if not 1 <= self.min_chain <= self.max_chain <= MAX_STEPS:
             raise ValueError(
-                f"Need 1 <= min_chain <= max_chain <= {MAX_STEPS}, got {self.min_chain}..{self.max_chain}."
-            )
-        if not 0 <= self.facts <= 26 * 26 or not 0 <= self.fact_share < 1 or not 0 <= self.fact_layer_drop < 1:
-            raise ValueError(
-                "Need 0 <= facts <= 676, 0 <= fact_share < 1 and 0 <= fact_layer_drop < 1, got "
-                f"{self.facts}, {self.fact_share}, {self.fact_layer_drop}."
+                f"organism.hidden_size ({self.hidden_size}) must be divisible by organism.num_heads "
+                f"({self.num_heads})."
             )
         if self.facts and not self.fact_share:
-            raise ValueError(f"fact_share is 0, so none of the {self.facts} facts would be trained; set facts=0.")
+            raise ValueError(
+                f"organism.fact_share is 0, so none of the {self.facts} facts would be trained; set organism.facts=0."
+            )
         if self.fact_layer_drop and self.train.packing:
             raise ValueError(
-                "fact_layer_drop skips blocks on whole rows that hold a fact; with train.packing=true chains share "
-                "those rows. Set train.packing=false or fact_layer_drop=0."
+                "organism.fact_layer_drop skips blocks on whole rows that hold a fact; with "
+                "organism.train.packing=true chains share those rows. Set organism.train.packing=false or "
+                "organism.fact_layer_drop=0."
             )
-        if self.num_layers < 2:
-            raise ValueError(f"num_layers must be at least 2 so there is something to prune, got {self.num_layers}.")
 
     def fingerprint(self) -> str:
         blob = json.dumps({"v": TASK_VERSION, **asdict(self)}, sort_keys=True)

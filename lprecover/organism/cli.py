@@ -2,9 +2,9 @@
 
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from lprecover.config import ConfigError, load_config, valid_keys
+from lprecover.config import ConfigError, declare, load_config, valid_keys
 from lprecover.log import get_logger
 from lprecover.organism.build import CARD, OrganismConfig, ensure_teacher, teacher_dir
 
@@ -23,7 +23,11 @@ keys: {keys}
 
 @dataclass
 class OrganismCommand:
-    organism: OrganismConfig = field(default_factory=OrganismConfig)
+    """``lprecover organism build|info``: the teacher's settings (its cache folder is named by their hash)."""
+
+    organism: OrganismConfig = declare(
+        help="The teacher: architecture, training data and optimisation.", default_factory=OrganismConfig
+    )
 
 
 def _print_curve(card: dict) -> None:

@@ -4,13 +4,13 @@ lprecover prune model=organism prune.method=shortgpt prune.n_layers=2 output_dir
 lprecover prune model.name_or_path=PATH prune.method=selection prune.layers=[3,4] output_dir=OUT
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import yaml
 from transformers import AutoModelForCausalLM
 
-from lprecover.config import CONFIG_FILE, ConfigError, load_config, reuse_or_refuse, to_dict, valid_keys
+from lprecover.config import CONFIG_FILE, ConfigError, declare, load_config, reuse_or_refuse, to_dict, valid_keys
 from lprecover.log import get_logger
 from lprecover.modeling import ModelConfig, load_model_and_tokenizer, read_model_config
 from lprecover.pruning.prune import PruneConfig, prune_model, save_pruned
@@ -23,12 +23,12 @@ logger = get_logger(__name__)
 class PruneCommand:
     """``lprecover prune``: which model, how to prune it, and where to save it."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)
-    prune: PruneConfig = field(default_factory=PruneConfig)
-    output_dir: str = field(
-        default="", metadata={"help": "Folder for the pruned model (written whole or not at all)."}
+    model: ModelConfig = declare(help="The model to prune (model=NAME picks a preset).", default_factory=ModelConfig)
+    prune: PruneConfig = declare(
+        help="How to prune: the criterion, its layers and calibration.", default_factory=PruneConfig
     )
-    overwrite: bool = field(default=False, metadata={"help": "Replace an output_dir that holds a different model."})
+    output_dir: str = declare("", help="Folder for the pruned model (written whole or not at all).", output_dir=True)
+    overwrite: bool = declare(False, help="Replace an output_dir that holds a different model.")
 
     def __post_init__(self):
         if not self.output_dir:

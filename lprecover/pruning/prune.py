@@ -8,13 +8,13 @@ Recipes call ``prune_model`` when they prune before recovering; ``lprecover prun
 """
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from lprecover.atomic import folder_written_whole
-from lprecover.config import CONFIG_FILE, reuse_or_refuse, to_dict
+from lprecover.config import CONFIG_FILE, declare, reuse_or_refuse, to_dict
 from lprecover.log import get_logger
 from lprecover.modeling import ModelConfig, load_model_and_tokenizer
 from lprecover.pruning.calibration import SOURCES, build_calibration, check_source
@@ -37,43 +37,36 @@ class PruneConfig:
     LaCo: ``laco_merge_count`` layers merged per step at cosine ``laco_threshold``, from layer ``laco_min_layer`` up.
     """
 
-    method: str = field(default="shortgpt", metadata={"help": f"One of: {', '.join(CRITERIA)}."})
-    n_layers: int = field(default=2, metadata={"help": "Layers to remove."})
-    layers: list[int] | None = field(default=None, metadata={"help": "Explicit layer indices, for method=selection."})
-    calibration: str = field(default="auto", metadata={"help": f"{', '.join(SOURCES)} or hf:DATASET."})
-    calibration_path: str | None = field(default=None, metadata={"help": "Local file for the calibration source."})
-    num_samples: int = field(default=64, metadata={"help": "Calibration texts."})
-    seq_len: int = field(default=512, metadata={"help": "Tokens per calibration text (and trace length for traces)."})
-    batch_size: int = field(default=8, metadata={"help": "Calibration batch size."})
-    seed: int = field(default=0, metadata={"help": "Seed for calibration sampling and method=random."})
-    laco_merge_count: int = field(default=2, metadata={"help": "LaCo: layers merged into one per step."})
-    laco_threshold: float = field(
-        default=0.85, metadata={"help": "LaCo: minimum final-state cosine to accept a merge."}
+    method: str = declare("shortgpt", help=f"One of: {', '.join(CRITERIA)}.", choices=list(CRITERIA))
+    n_layers: int = declare(2, help="Layers to remove.", ge=1)
+    layers: list[int] | None = declare(
+        None, help="Explicit layer indices, for method=selection.", ge=0, nonempty=True, unique=True
     )
-    laco_min_layer: int = field(default=1, metadata={"help": "LaCo: lowest layer that may absorb others."})
-    laco_interval: int = field(default=1, metadata={"help": "LaCo: layers skipped after an accepted merge."})
+    # Not choices: besides the named sources it takes any hf:DATASET (checked by calibration.check_source).
+    calibration: str = declare("auto", help=f"{', '.join(SOURCES)} or hf:DATASET.")
+    calibration_path: str | None = declare(None, help="Local file for the calibration source.")
+    num_samples: int = declare(64, help="Calibration texts.", ge=1)
+    seq_len: int = declare(512, help="Tokens per calibration text (and trace length for traces).", ge=8)
+    batch_size: int = declare(8, help="Calibration batch size.", ge=1)
+    seed: int = declare(0, help="Seed for calibration sampling and method=random.", ge=0)
+    laco_merge_count: int = declare(2, help="LaCo: layers merged into one per step.", ge=1)
+    # A cosine similarity: -1 accepts every merge, 1 only merges that change nothing.
+    laco_threshold: float = declare(0.85, help="LaCo: minimum final-state cosine to accept a merge.", ge=-1, le=1)
+    laco_min_layer: int = declare(1, help="LaCo: lowest layer that may absorb others.", ge=0)
+    laco_interval: int = declare(1, help="LaCo: layers skipped after an accepted merge.", ge=1)
 
     def __post_init__(self):
-        if self.method not in CRITERIA:
-            raise ValueError(f"Unknown prune.method '{self.method}'. Valid methods: {', '.join(CRITERIA)}.")
         if self.method == "selection":
             if not self.layers:
                 raise ValueError("prune.method=selection needs prune.layers=[i,j,...] naming the layers to remove.")
-            dupes = sorted({i for i in self.layers if self.layers.count(i) > 1})
-            if dupes:
-                raise ValueError(f"prune.layers lists layer(s) {dupes} more than once.")
             self.n_layers = len(self.layers)
         elif self.layers:
             raise ValueError(f"prune.layers is only read by method=selection, not '{self.method}'.")
-        if self.n_layers < 1:
-            raise ValueError(f"prune.n_layers must be at least 1, got {self.n_layers}.")
         check_source(self.calibration)
         if self.calibration == "text" and not self.calibration_path:
             raise ValueError("prune.calibration=text needs prune.calibration_path=FILE (.txt or .jsonl with 'text').")
         if self.calibration_path and not Path(self.calibration_path).is_file():
             raise ValueError(f"prune.calibration_path '{self.calibration_path}' is not a file.")
-        if self.num_samples < 1 or self.seq_len < 8 or self.batch_size < 1:
-            raise ValueError("prune.num_samples and prune.batch_size must be >= 1 and prune.seq_len >= 8.")
 
     def check_against(self, num_layers: int) -> None:
         """Errors that need the model's layer count, raised before any weights load."""
@@ -84,6 +77,24 @@ class PruneConfig:
             )
         if self.layers:
             validate_layers(self.layers, num_layers, "prune.layers")
+        if self.method == "laco":
+            self._check_laco(num_layers)
+
+    def _check_laco(self, num_layers: int) -> None:
+        """LaCo walks down from layer ``num_layers - laco_merge_count - 1`` (the highest that has ``laco_merge_count``
+        layers above it to absorb) to ``laco_min_layer``: refuse settings that leave that walk empty."""
+        if self.laco_min_layer >= num_layers - 1:
+            raise ValueError(
+                f"prune.laco_min_layer={self.laco_min_layer} leaves no layer to merge into: the model has {num_layers} "
+                f"layers, and a merge needs one above it. Use at most {num_layers - 2}."
+            )
+        top = num_layers - self.laco_merge_count - 1
+        if top < self.laco_min_layer:
+            raise ValueError(
+                f"prune.laco_merge_count={self.laco_merge_count} leaves no layer to merge into: a layer from "
+                f"prune.laco_min_layer={self.laco_min_layer} up must have that many of the model's {num_layers} "
+                f"layers above it. Use prune.laco_merge_count at most {num_layers - 1 - self.laco_min_layer}."
+            )
 
 
 def is_organism(model) -> bool:

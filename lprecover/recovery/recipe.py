@@ -7,12 +7,13 @@ spec from ``prune.*``, or ``student=PATH`` for a checkpoint that is already prun
 
 import importlib.util
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from data_prep.build import OrganismData
 from data_prep.sources import SOURCES
+from lprecover.config import declare, recipe_choices
 from lprecover.evaluation.run import EvalConfig
 from lprecover.modeling import ModelConfig
 from lprecover.pruning.prune import PruneConfig
@@ -35,42 +36,35 @@ class TrainData:
     built once with the model's tokenizer and cached.
     """
 
-    dataset: str | None = field(
-        default=None, metadata={"help": "Built folder or messages jsonl; when set, the build spec is ignored."}
+    dataset: str | None = declare(None, help="Built folder or messages jsonl; when set, the build spec is ignored.")
+    source: str = declare("organism", help=f"Build from: {', '.join(SOURCES)}.", choices=list(SOURCES))
+    source_path: str | None = declare(None, help="Local file of the source instead of the hub.")
+    hub_id: str | None = declare(None, help="Override the source's hub dataset id.")
+    split: str = declare(
+        "longcot", help="longcot (trace + answer) or short (answer only).", choices=["longcot", "short"]
     )
-    source: str = field(default="organism", metadata={"help": f"Build from: {', '.join(SOURCES)}."})
-    source_path: str | None = field(default=None, metadata={"help": "Local file of the source instead of the hub."})
-    hub_id: str | None = field(default=None, metadata={"help": "Override the source's hub dataset id."})
-    split: str = field(default="longcot", metadata={"help": "longcot (trace + answer) or short (answer only)."})
-    max_length: int | None = field(default=None, metadata={"help": "Drop rows longer than this many tokens."})
-    limit: int | None = field(default=None, metadata={"help": "Use only the first N source rows."})
-    decontaminate: list[str] = field(default_factory=list, metadata={"help": "Evaluation tasks to hold out."})
-    eval_paths: dict[str, str] = field(
-        default_factory=dict, metadata={"help": "Local test files of those tasks, e.g. {gsm8k: test.jsonl}."}
+    max_length: int | None = declare(None, help="Drop rows longer than this many tokens.", ge=1)
+    limit: int | None = declare(None, help="Use only the first N source rows.", ge=1)
+    decontaminate: list[str] = declare(help="Evaluation tasks to hold out.", default_factory=list, unique=True)
+    eval_paths: dict[str, str] = declare(
+        help="Local test files of those tasks, e.g. {gsm8k: test.jsonl}.", default_factory=dict
     )
-    organism: OrganismData = field(default_factory=OrganismData)
-
-    def __post_init__(self):
-        if self.split not in ("longcot", "short"):
-            raise ValueError(f"data.split must be 'longcot' or 'short', got '{self.split}'.")
-        if self.source not in SOURCES:
-            raise ValueError(f"Unknown data.source '{self.source}'. Sources: {', '.join(SOURCES)}.")
+    organism: OrganismData = declare(
+        help="The organism build spec (data.source=organism), as `lprecover data` takes it.",
+        default_factory=OrganismData,
+    )
 
 
 @dataclass
 class LoraSettings:
     """PEFT LoRA: rank ``r``, ``alpha``, ``dropout`` on ``target_modules`` ('all-linear': every linear but lm_head)."""
 
-    r: int = field(default=16, metadata={"help": "Adapter rank."})
-    alpha: int = field(default=32, metadata={"help": "Scaling numerator (scale = alpha / r)."})
-    dropout: float = field(default=0.05, metadata={"help": "Dropout on the adapter input."})
-    target_modules: list[str] | str = field(
-        default="all-linear", metadata={"help": "'all-linear' or module name suffixes, e.g. [q_proj, v_proj]."}
+    r: int = declare(16, help="Adapter rank.", ge=1)
+    alpha: int = declare(32, help="Scaling numerator (scale = alpha / r).", gt=0)
+    dropout: float = declare(0.05, help="Dropout on the adapter input.", ge=0, lt=1)
+    target_modules: list[str] | str = declare(
+        "all-linear", help="'all-linear' or module name suffixes, e.g. [q_proj, v_proj].", nonempty=True, unique=True
     )
-
-    def __post_init__(self):
-        if self.r < 1 or self.alpha <= 0 or not 0 <= self.dropout < 1:
-            raise ValueError("lora.r must be >= 1, lora.alpha > 0 and lora.dropout in [0, 1).")
 
 
 @dataclass
@@ -78,11 +72,7 @@ class PartialSettings:
     """Partial-layer recovery: the ``width`` kept layers on each side of every removed gap train, with the final
     norm and ``lm_head``; everything else stays frozen."""
 
-    width: int = field(default=1, metadata={"help": "Kept layers on each side of a gap that train."})
-
-    def __post_init__(self):
-        if self.width < 1:
-            raise ValueError(f"partial.width must be at least 1, got {self.width}.")
+    width: int = declare(1, help="Kept layers on each side of a gap that train.", ge=1)
 
 
 @dataclass
@@ -97,47 +87,34 @@ class DistillSettings:
     reads the teacher's top-k log-probabilities from a store instead of running the teacher.
     """
 
-    divergence: str = field(default="forward_kl", metadata={"help": f"One of: {', '.join(DIVERGENCES)}."})
-    beta: float = field(default=0.5, metadata={"help": "Generalized JSD mixing weight (divergence=jsd)."})
-    temperature: float = field(
-        default=1.0, metadata={"help": "Softens both distributions; the loss is scaled by T^2."}
+    divergence: str = declare("forward_kl", help=f"One of: {', '.join(DIVERGENCES)}.", choices=list(DIVERGENCES))
+    # Read only for jsd, whose generalized JSD is a mixture strictly inside (0, 1); its ends are the two KLs, which
+    # divergence=forward_kl and reverse_kl name.
+    beta: float = declare(0.5, help="Generalized JSD mixing weight (divergence=jsd).", gt=0, lt=1)
+    temperature: float = declare(1.0, help="Softens both distributions; the loss is scaled by T^2.", gt=0)
+    kd_weight: float = declare(1.0, help="Weight of the logit divergence.", ge=0)
+    ce_weight: float = declare(0.0, help="Weight of the cross-entropy on the data's tokens.", ge=0)
+    hidden_loss: str = declare(
+        "mse", help="mse (scaled by the teacher's norm) or cosine.", choices=list(HIDDEN_LOSSES)
     )
-    kd_weight: float = field(default=1.0, metadata={"help": "Weight of the logit divergence."})
-    ce_weight: float = field(default=0.0, metadata={"help": "Weight of the cross-entropy on the data's tokens."})
-    hidden_loss: str = field(default="mse", metadata={"help": "mse (scaled by the teacher's norm) or cosine."})
-    hidden_weight: float = field(default=1.0, metadata={"help": "Weight of the hidden-state loss (distill_hidden)."})
-    teacher_logits: str | None = field(
-        default=None,
-        metadata={
-            "help": "method=distill: a store written by `lprecover teacher-logits` with this run's data and train "
-            "settings; the loss reads the teacher's top-k log-probabilities from it and no teacher is loaded."
-        },
+    hidden_weight: float = declare(1.0, help="Weight of the hidden-state loss (distill_hidden).", ge=0)
+    teacher_logits: str | None = declare(
+        None,
+        help="method=distill: a store written by `lprecover teacher-logits` with this run's data and train "
+        "settings; the loss reads the teacher's top-k log-probabilities from it and no teacher is loaded.",
     )
-    max_new_tokens: int = field(default=256, metadata={"help": "On-policy: tokens the student generates."})
-    use_vllm: bool = field(
-        default=False,
-        metadata={"help": "On-policy: the student generates with vLLM (TRL's use_vllm; the vllm extra, GPUs)."},
+    max_new_tokens: int = declare(256, help="On-policy: tokens the student generates.", ge=1)
+    use_vllm: bool = declare(
+        False, help="On-policy: the student generates with vLLM (TRL's use_vllm; the vllm extra, GPUs)."
     )
-    vllm: dict[str, Any] = field(
+    vllm: dict[str, Any] = declare(
+        help="On-policy with use_vllm: TRL's vllm_* options without the prefix, e.g. {mode: server, "
+        "server_base_url: 'http://host:8000'} or {mode: colocate, gpu_memory_utilization: 0.3}.",
         default_factory=dict,
-        metadata={
-            "help": "On-policy with use_vllm: TRL's vllm_* options without the prefix, e.g. {mode: server, "
-            "server_base_url: 'http://host:8000'} or {mode: colocate, gpu_memory_utilization: 0.3}."
-        },
     )
 
     def __post_init__(self):
         self._check_vllm()
-        if self.divergence not in DIVERGENCES:
-            raise ValueError(f"distill.divergence must be one of {', '.join(DIVERGENCES)}, got '{self.divergence}'.")
-        if not 0 < self.beta < 1 and self.divergence == "jsd":
-            raise ValueError(f"distill.beta must lie strictly between 0 and 1 for jsd, got {self.beta}.")
-        if self.temperature <= 0:
-            raise ValueError(f"distill.temperature must be positive, got {self.temperature}.")
-        if min(self.kd_weight, self.ce_weight, self.hidden_weight) < 0:
-            raise ValueError("distill.kd_weight, ce_weight and hidden_weight must not be negative.")
-        if self.hidden_loss not in HIDDEN_LOSSES:
-            raise ValueError(f"distill.hidden_loss must be one of {', '.join(HIDDEN_LOSSES)}.")
 
     def _check_vllm(self) -> None:
         if self.vllm and not self.use_vllm:
@@ -182,54 +159,62 @@ class RecoveryConfig:
     After: ``evaluate`` with the ``eval`` settings.
     """
 
-    recipe: str | None = field(default=None, metadata={"help": "Recipe file in recipes/ (recipe=NAME)."})
-    method: str = field(default="sft", metadata={"help": f"Recovery loss: {', '.join(METHODS)}."})
-    trainable: str = field(default="full", metadata={"help": f"What trains: {', '.join(TRAINABLE)}."})
-    model: ModelConfig = field(default_factory=ModelConfig)
-    student: str | None = field(
-        default=None, metadata={"help": "An already pruned checkpoint to recover (prune.* is then ignored)."}
+    recipe: str | None = declare(None, help="Recipe file in recipes/ (recipe=NAME).", choices=recipe_choices())
+    method: str = declare("sft", help=f"Recovery loss: {', '.join(METHODS)}.", choices=list(METHODS))
+    trainable: str = declare("full", help=f"What trains: {', '.join(TRAINABLE)}.", choices=list(TRAINABLE))
+    model: ModelConfig = declare(
+        help="The unpruned source model (model=NAME picks a preset).", default_factory=ModelConfig
     )
-    teacher: str | None = field(
-        default=None, metadata={"help": "Distillation teacher (default: the unpruned source model)."}
+    student: str | None = declare(None, help="An already pruned checkpoint to recover (prune.* is then ignored).")
+    teacher: str | None = declare(None, help="Distillation teacher (default: the unpruned source model).")
+    prune: PruneConfig = declare(
+        help="How the source is pruned before recovery (unless student is given).", default_factory=PruneConfig
     )
-    prune: PruneConfig = field(default_factory=PruneConfig)
-    data: TrainData = field(default_factory=TrainData)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    partial: PartialSettings = field(default_factory=PartialSettings)
-    distill: DistillSettings = field(default_factory=DistillSettings)
-    evaluate: bool = field(default=False, metadata={"help": "Evaluate the recovered model when training ends."})
-    evaluate_at: list[float] = field(
+    data: TrainData = declare(help="The training set (data=NAME picks a preset).", default_factory=TrainData)
+    train: TrainConfig = declare(help="Optimisation and checkpoints.", default_factory=TrainConfig)
+    lora: LoraSettings = declare(help="LoRA adapters (trainable=lora).", default_factory=LoraSettings)
+    partial: PartialSettings = declare(
+        help="The layers that train (trainable=partial).", default_factory=PartialSettings
+    )
+    distill: DistillSettings = declare(
+        help="The distillation loss (the distill* methods).", default_factory=DistillSettings
+    )
+    evaluate: bool = declare(False, help="Evaluate the recovered model when training ends.")
+    evaluate_at: list[float] = declare(
+        help="Fractions of train.max_steps (e.g. [0.25,0.5]) at which the model is also saved "
+        "(model-step-N/) and, with evaluate=true, evaluated (eval-step-N/): recovery against training tokens.",
         default_factory=list,
-        metadata={
-            "help": "Fractions of train.max_steps (e.g. [0.25,0.5]) at which the model is also saved "
-            "(model-step-N/) and, with evaluate=true, evaluated (eval-step-N/): recovery against training tokens."
-        },
+        gt=0,
+        lt=1,
+        unique=True,
     )
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    report_to: str = field(
-        default="auto",
-        metadata={"help": "wandb, none, or auto (wandb; offline unless W&B credentials or WANDB_MODE are set)."},
+    eval: EvalConfig = declare(help="Evaluation settings (evaluate=true, evaluate_at).", default_factory=EvalConfig)
+    report_to: str = declare(
+        "auto",
+        help="wandb, none, or auto (wandb; offline unless W&B credentials or WANDB_MODE are set).",
+        choices=["auto", "wandb", "none"],
     )
-    wandb: WandbSettings = field(default_factory=WandbSettings)
-    output_dir: str = field(default="", metadata={"help": "Run folder (default: runs/<run name>)."})
-    resume: str = field(
-        default="auto", metadata={"help": "auto (continue from the last checkpoint), never, or a checkpoint path."}
-    )
-    overwrite: bool = field(default=False, metadata={"help": "Replace an output_dir that holds a different run."})
-    launch_timeout_minutes: float = field(default=DEFAULT_TIMEOUT_MINUTES, metadata={"help": TIMEOUT_HELP})
+    wandb: WandbSettings = declare(help="The W&B run's name, group and tags.", default_factory=WandbSettings)
+    output_dir: str = declare("", help="Run folder (default: runs/<run name>).", output_dir=True)
+    # Not choices: besides auto and never it takes any checkpoint folder, checked in __post_init__.
+    resume: str = declare("auto", help="auto (continue from the last checkpoint), never, or a checkpoint path.")
+    overwrite: bool = declare(False, help="Replace an output_dir that holds a different run.")
+    launch_timeout_minutes: float = declare(DEFAULT_TIMEOUT_MINUTES, help=TIMEOUT_HELP, ge=1)
 
     def __post_init__(self):
-        if self.launch_timeout_minutes <= 0:
-            raise ValueError(f"launch_timeout_minutes must be positive, got {self.launch_timeout_minutes}.")
-        if self.method not in METHODS:
-            raise ValueError(f"Unknown method '{self.method}'. Methods: {', '.join(METHODS)}.")
-        if self.trainable not in TRAINABLE:
-            raise ValueError(f"Unknown trainable '{self.trainable}'. Choose one of: {', '.join(TRAINABLE)}.")
-        if self.report_to not in ("auto", "wandb", "none"):
-            raise ValueError(f"report_to must be auto, wandb or none, got '{self.report_to}'.")
         if self.resume not in ("auto", "never") and not Path(self.resume).is_dir():
             raise ValueError(f"resume must be auto, never, or an existing checkpoint folder; '{self.resume}' is none.")
+        # The loss terms each method sums (recovery/distill.py); with every weight 0 the loss is no tensor at all.
+        weights = {
+            "distill": ("kd_weight", "ce_weight"),
+            "distill_hidden": ("kd_weight", "ce_weight", "hidden_weight"),
+        }
+        terms = weights.get(self.method, ())
+        if terms and not any(getattr(self.distill, w) for w in terms):
+            raise ValueError(
+                f"method {self.method} trains on {' + '.join(f'distill.{w}' for w in terms)}, and all are 0, so "
+                "there is no loss to train on; set one of them above 0."
+            )
         if self.distill.use_vllm and self.method != "distill_onpolicy":
             raise ValueError(
                 f"distill.use_vllm is for on-policy distillation (recipe=distill_onpolicy); method {self.method} "
@@ -241,9 +226,6 @@ class RecoveryConfig:
                 f"distill.teacher_logits holds the teacher's output distributions, which method distill reads; method "
                 f"{self.method} needs {'the teacher itself' if self.distills else 'no teacher'}: drop the key."
             )
-        bad = [f for f in self.evaluate_at if not 0 < f < 1]
-        if bad:
-            raise ValueError(f"evaluate_at takes fractions of train.max_steps strictly between 0 and 1; got {bad}.")
         if not self.output_dir:
             self.output_dir = str(Path(os.environ.get("LPRECOVER_RUNS", "runs")) / self.run_name())
 

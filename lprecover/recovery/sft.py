@@ -4,10 +4,11 @@ The organism teacher is trained here, and the SFT recovery recipes reuse it, so 
 through the same data path: the chat template, assistant-only loss, and packing.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from trl import SFTConfig, SFTTrainer
 
+from lprecover.config import declare
 from lprecover.log import get_logger
 from lprecover.recovery.launch import training_device_kwargs
 
@@ -23,32 +24,37 @@ class TrainConfig:
     Checkpoints: every ``save_steps``, the newest ``save_total_limit`` kept.
     """
 
-    max_steps: int = field(default=200, metadata={"help": "Optimizer steps to run."})
-    learning_rate: float = field(default=1e-5, metadata={"help": "Peak learning rate."})
-    lr_scheduler: str = field(default="cosine", metadata={"help": "transformers scheduler name."})
-    warmup_ratio: float = field(default=0.05, metadata={"help": "Fraction of steps spent warming up."})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
-    per_device_batch_size: int = field(default=8, metadata={"help": "Rows per device per micro-step."})
-    grad_accum: int = field(default=1, metadata={"help": "Micro-steps per optimizer step."})
-    max_length: int = field(default=4096, metadata={"help": "Longest tokenized row (and packed row length)."})
-    packing: bool = field(
-        default=True,
-        metadata={"help": "Pack rows into max_length blocks without cross-attention (padding-free); no pad FLOPs."},
+    max_steps: int = declare(200, help="Optimizer steps to run.", ge=1)
+    learning_rate: float = declare(1e-5, help="Peak learning rate.", gt=0)
+    # The transformers schedulers that run on these settings alone: the others need lr_scheduler_kwargs (min_lr,
+    # num_decay_steps) or an evaluation loop (reduce_lr_on_plateau, greedy), which no recipe sets up.
+    lr_scheduler: str = declare(
+        "cosine",
+        help="transformers scheduler name.",
+        choices=[
+            "linear",
+            "cosine",
+            "cosine_with_restarts",
+            "polynomial",
+            "constant",
+            "constant_with_warmup",
+            "inverse_sqrt",
+        ],
     )
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for activation memory."})
-    seed: int = field(default=0, metadata={"help": "Seed for data order and initialisation."})
-    logging_steps: int = field(default=10, metadata={"help": "Log metrics every N steps."})
-    save_steps: int = field(default=100, metadata={"help": "Checkpoint every N steps (0: only at the end)."})
-    save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept on disk."})
-
-    def __post_init__(self):
-        for name in ("max_steps", "per_device_batch_size", "grad_accum", "max_length"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"train.{name} must be at least 1, got {getattr(self, name)}.")
-        if self.learning_rate <= 0:
-            raise ValueError(f"train.learning_rate must be positive, got {self.learning_rate}.")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
+    warmup_ratio: float = declare(0.05, help="Fraction of steps spent warming up.", ge=0, lt=1)
+    weight_decay: float = declare(0.0, help="AdamW weight decay.", ge=0)
+    per_device_batch_size: int = declare(8, help="Rows per device per micro-step.", ge=1)
+    grad_accum: int = declare(1, help="Micro-steps per optimizer step.", ge=1)
+    max_length: int = declare(4096, help="Longest tokenized row (and packed row length).", ge=1)
+    packing: bool = declare(
+        True, help="Pack rows into max_length blocks without cross-attention (padding-free); no pad FLOPs."
+    )
+    gradient_checkpointing: bool = declare(False, help="Trade compute for activation memory.")
+    seed: int = declare(0, help="Seed for data order and initialisation.", ge=0)
+    logging_steps: int = declare(10, help="Log metrics every N steps.", ge=1)
+    save_steps: int = declare(100, help="Checkpoint every N steps (0: only at the end).", ge=0)
+    # 0 is the Trainer's own "no limit" (transformers' rotate_checkpoints, outputs.mark_complete_checkpoints).
+    save_total_limit: int = declare(2, help="Checkpoints kept on disk (0: every one).", ge=0)
 
 
 def trainer_kwargs(train: TrainConfig, output_dir: str, report_to: list[str] | str = "none") -> dict:

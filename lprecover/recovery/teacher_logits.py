@@ -44,7 +44,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -54,8 +54,16 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
-from lprecover.atomic import write_file
-from lprecover.config import ConfigError, load_config, recipe_choices, reuse_or_refuse, save_settings, to_dict
+from lprecover.atomic import exclusive_output, write_file
+from lprecover.config import (
+    ConfigError,
+    declare,
+    load_config,
+    recipe_choices,
+    reuse_or_refuse,
+    save_settings,
+    to_dict,
+)
 from lprecover.evaluation.processes import launched_processes, own_gpu
 from lprecover.log import get_logger
 from lprecover.recovery.recipe import RecoveryConfig
@@ -242,33 +250,28 @@ class StoredTeacher:
 class StoreSettings:
     """Where and how compactly the teacher's log-probabilities are written."""
 
-    out: str = field(default="", metadata={"help": "The store folder (required); distill.teacher_logits reads it."})
-    k: int = field(default=64, metadata={"help": "Top tokens kept per position (the rest is one tail bucket)."})
-    dtype: str = field(default="float16", metadata={"help": "Log-probabilities as float16 or float32."})
-    rows_per_shard: int = field(default=256, metadata={"help": "Prepared (packed) rows per shard file."})
-    batch_size: int = field(default=0, metadata={"help": "Rows per teacher forward (0: train.per_device_batch_size)."})
-    engine: str = field(
-        default="transformers",
-        metadata={"help": "transformers (the trainer's own forward) or vllm (prompt log-probs; temperature 1 only)."},
+    out: str = declare("", help="The store folder (required); distill.teacher_logits reads it.", output_dir=True)
+    k: int = declare(64, help="Top tokens kept per position (the rest is one tail bucket).", ge=1)
+    dtype: str = declare("float16", help="Log-probabilities as float16 or float32.", choices=list(DTYPES))
+    rows_per_shard: int = declare(256, help="Prepared (packed) rows per shard file.", ge=1)
+    batch_size: int = declare(0, help="Rows per teacher forward (0: train.per_device_batch_size).", ge=0)
+    engine: str = declare(
+        "transformers",
+        help="transformers (the trainer's own forward) or vllm (prompt log-probs; temperature 1 only).",
+        choices=list(ENGINES),
     )
-    vllm_kwargs: dict[str, Any] = field(
-        default_factory=dict, metadata={"help": "Extra vllm.LLM arguments, e.g. {tensor_parallel_size: 8}."}
+    vllm_kwargs: dict[str, Any] = declare(
+        help="Extra vllm.LLM arguments, e.g. {tensor_parallel_size: 8}.", default_factory=dict
     )
-
-    def __post_init__(self):
-        if self.engine not in ENGINES:
-            raise ValueError(f"store.engine must be one of {', '.join(ENGINES)}, got '{self.engine}'.")
-        if self.k < 1 or self.rows_per_shard < 1 or self.batch_size < 0:
-            raise ValueError("store.k and store.rows_per_shard must be at least 1, store.batch_size at least 0.")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"store.dtype must be one of {', '.join(DTYPES)}, got '{self.dtype}'.")
 
 
 @dataclass
 class TeacherLogitsConfig(RecoveryConfig):
     """A distillation recipe with its overrides (data, model, teacher, train.*), plus where to store the teacher."""
 
-    store: StoreSettings = field(default_factory=StoreSettings)
+    store: StoreSettings = declare(
+        help="Where and how compactly the teacher's log-probabilities are written.", default_factory=StoreSettings
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -509,5 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print(f"{__doc__}\nrecipes: {', '.join(recipe_choices())}")
         return 0
-    write_store(load_config(TeacherLogitsConfig, argv, recipe_key="recipe"))
+    cfg = load_config(TeacherLogitsConfig, argv, recipe_key="recipe")
+    with exclusive_output(cfg.store.out, "store.out"):
+        write_store(cfg)
     return 0
