@@ -14,9 +14,11 @@ the same settings reuses it, one with other settings is refused (overwrite=true 
 """
 
 import json
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import datasets
 import numpy as np
@@ -26,7 +28,16 @@ from data_prep.formats import FORMATS, assistant_turn, check_round_trip, resolve
 from data_prep.quality import contamination, exact_duplicates, near_duplicates
 from data_prep.sources import PARSERS, SOURCES, Example, RowError, mapped, read_rows
 from lprecover.atomic import exclusive_output, folder_written_whole
-from lprecover.config import CONFIG_FILE, ConfigError, declare, load_config, reuse_or_refuse, to_dict, valid_keys
+from lprecover.config import (
+    CONFIG_FILE,
+    ConfigError,
+    declare,
+    load_config,
+    reuse_or_refuse,
+    save_settings,
+    to_dict,
+    valid_keys,
+)
 from lprecover.log import get_logger
 from lprecover.modeling import ModelConfig, load_tokenizer
 from lprecover.organism.task import MAX_STEPS
@@ -138,6 +149,7 @@ def _parse(cfg: DataConfig, source: str, counts: dict) -> list[Example]:
 def _teacher_examples(cfg: DataConfig, counts: dict, stats: dict) -> list[Example]:
     """Let the teacher think on each problem through the evaluation engine; optionally keep only correct traces."""
     from lprecover.evaluation.budget_forcing import budget_forced_generate, prompt_ids
+    from lprecover.evaluation.records import SampleStore
     from lprecover.evaluation.run import think_format
     from lprecover.evaluation.scoring import answers_match, extract_answer
     from lprecover.modeling import default_device, load_model_and_tokenizer
@@ -151,18 +163,39 @@ def _teacher_examples(cfg: DataConfig, counts: dict, stats: dict) -> list[Exampl
     model, tok = load_model_and_tokenizer(cfg.model, default_device())
     fmt = think_format(tok, cfg.model, organism=is_organism(model))
     prompts = [prompt_ids(tok, p.problem, fmt) for p in problems]
-    gens = budget_forced_generate(
-        model,
-        tok,
-        prompts,
-        t.budget,
-        fmt,
-        answer_max_tokens=t.answer_max_tokens,
-        batch_size=t.batch_size,
-        temperature=t.temperature,
-        top_p=t.top_p,
-        show_progress=True,
-    )
+    # Traces are appended to a store beside the output as chunks finish, so a killed build resumes where it
+    # stopped; each prompt samples with its own key (its index), so the traces do not depend on the chunking.
+    store = SampleStore(_open_traces(cfg))
+    key = {i: ("teacher", "trace", f"{i}:{p.id}", t.budget, 0) for i, p in enumerate(problems)}
+    pending = [i for i in range(len(problems)) if key[i] not in store]
+    if len(pending) < len(problems):
+        logger.info(
+            "Resuming teacher traces: %d of %d already generated.", len(problems) - len(pending), len(problems)
+        )
+    chunk = 4 * t.batch_size
+    for start in range(0, len(pending), chunk):
+        idx = pending[start : start + chunk]
+        made = budget_forced_generate(
+            model,
+            tok,
+            [prompts[i] for i in idx],
+            t.budget,
+            fmt,
+            answer_max_tokens=t.answer_max_tokens,
+            batch_size=t.batch_size,
+            temperature=t.temperature,
+            top_p=t.top_p,
+            keys=idx,
+            show_progress=True,
+        )
+        store.append(
+            [
+                dict(zip(("task", "mode", "problem_id", "budget", "sample"), key[i]))
+                | {"thinking": g.thinking, "answer": g.answer, "response": g.response}
+                for i, g in zip(idx, made)
+            ]
+        )
+    gens = [SimpleNamespace(**store.records[key[i]]) for i in range(len(problems))]
     out = []
     for p, g in zip(problems, gens):
         # Scored on what the model was made to say (the forced cue included); a model without thinking delimiters
@@ -195,6 +228,23 @@ def _test_items(cfg: DataConfig) -> dict[str, list[tuple[str, str]]]:
         # Compare the problem statement, not the instruction every prompt of the task shares.
         tests[name] = [(p.id, p.prompt.split("\n\n")[0]) for p in task.problems]
     return tests
+
+
+def _traces_folder(cfg: DataConfig) -> Path:
+    """Where teacher traces gather while a build runs: beside the output (which is written whole at the end).
+    ``build`` removes it once the data set is in place."""
+    out = Path(cfg.output_dir)
+    return out.with_name(f".{out.name}.teacher-traces")
+
+
+def _open_traces(cfg: DataConfig) -> Path:
+    """The traces folder, kept from a killed build with the same settings, started afresh for other settings."""
+    folder = _traces_folder(cfg)
+    settings = build_settings(cfg) | {"output_dir": None, "overwrite": None}
+    if reuse_or_refuse(folder, settings, "partial teacher traces", overwrite=True) == "fresh" and folder.exists():
+        shutil.rmtree(folder)
+    save_settings(folder, settings)
+    return folder
 
 
 def build_settings(cfg: DataConfig) -> dict:
@@ -291,6 +341,8 @@ def build(cfg: DataConfig) -> dict:
         },
     }
     _write(out, rows, stats, report, cfg)
+    if cfg.source == "teacher":
+        shutil.rmtree(_traces_folder(cfg), ignore_errors=True)  # the data set holds them now
     logger.info(
         "Built %d rows (%s); dropped %s; tokens mean %.0f, p90 %.0f, max %d",
         len(rows),

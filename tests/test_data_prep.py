@@ -186,6 +186,39 @@ def test_teacher_traces_are_verified_and_record_their_sampling(teacher_path, tmp
         assert reply.endswith(f"</think>{row['answer']}") and "=" in reply
 
 
+@pytest.mark.slow
+def test_teacher_traces_resume_after_a_crash_and_match_an_uninterrupted_build(teacher_path, tmp_path, monkeypatch):
+    """A build that dies after its first chunk of 16 traces keeps them; the relaunch generates the other 32 only and
+    writes the rows an uninterrupted build writes (each prompt samples with its own key), then drops the store."""
+    from lprecover.evaluation import budget_forcing
+
+    args = ("source=teacher", "model=organism", "organism.n=48", "teacher.budget=48", "teacher.batch_size=4")
+    _, whole = _build(teacher_path, tmp_path / "whole", *args)
+    real, sizes = budget_forcing.budget_forced_generate, []
+
+    def dies_after_one_chunk(model, tok, prompts, *rest, **kwargs):
+        if sizes:
+            raise KeyboardInterrupt  # a kill between chunks; a kill inside one loses at most that chunk
+        sizes.append(len(prompts))
+        return real(model, tok, prompts, *rest, **kwargs)
+
+    monkeypatch.setattr(budget_forcing, "budget_forced_generate", dies_after_one_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        _build(teacher_path, tmp_path / "cut", *args)
+    store = tmp_path / "cut" / ".out.teacher-traces" / "samples.jsonl"
+    assert sizes == [16] and len(store.read_text().splitlines()) == 16 and not (tmp_path / "cut" / "out").exists()
+
+    def counting(model, tok, prompts, *rest, **kwargs):
+        sizes.append(len(prompts))
+        return real(model, tok, prompts, *rest, **kwargs)
+
+    monkeypatch.setattr(budget_forcing, "budget_forced_generate", counting)
+    _, resumed = _build(teacher_path, tmp_path / "cut", *args)
+    assert sizes == [16, 16, 16], "the relaunch generated only what the first run had not"
+    assert resumed.to_list() == whole.to_list()
+    assert not store.parent.exists()
+
+
 def test_dedup_treats_operators_digits_and_variables_as_content_and_ignores_wording_case_and_whitespace():
     # Another operator, operand or start value, or one more step, is another problem; so is another variable's case
     # (the organism's symbols K and k are two of its 53 values).
