@@ -38,7 +38,7 @@ from lprecover.recovery.outputs import (
     progress_steps_saved,
 )
 from lprecover.tracking import WandbSettings, finish_run, resolve_report_to, start_run
-from lprecover.verdict import decide, is_flat, sentence, slope_share_of_teacher
+from lprecover.verdict import decide, is_flat, measure_text, sentence, slope_share_of_teacher
 
 logger = get_logger(__name__)
 
@@ -403,15 +403,6 @@ def _fmt(v, digits=3) -> str:
     return str(v)
 
 
-def _measure_text(m: dict | None, digits: int = 2) -> str:
-    """``0.24 [0.13, 0.37]``, the value alone where no interval exists, ``-`` where undefined."""
-    if not m or m.get("value") is None:
-        return "-"
-    if m.get("ci_low") is None:
-        return f"{m['value']:.{digits}f}"
-    return f"{m['value']:.{digits}f} [{m['ci_low']:.{digits}f}, {m['ci_high']:.{digits}f}]"
-
-
 MEASURE_LEGEND = (
     "Measures (`evaluation/recovery.py`), with 95% paired bootstrap intervals over problems: **area share** = "
     "clip((A_r - A_p) / (A_t - A_p), 0, 1), the share of the sequential area pruning lost that recovery won back, "
@@ -441,8 +432,11 @@ def report_markdown(runs: list[Run], summary: dict, title: str) -> str:
             cells = [r["run"], _fmt(r["recipe"]), _fmt(removed), _fmt(r["training_tokens"])]
             cells += [_fmt(t["accuracy_by_budget"].get(b, t["accuracy_by_budget"].get(str(b)))) for b in budgets]
             cells += [_fmt(t["pass_at_1"]), _fmt(t["pass_at_k_max"]), _fmt(t["scaling_slope"])]
-            cells += [_measure_text(t.get("area_recovered_share")), _measure_text(t.get("area_ratio_to_teacher"))]
-            cells += [_measure_text(t.get("slope_ratio_to_teacher")), _fmt(t.get("verdict"))]
+            cells += [
+                measure_text(t.get("area_recovered_share"), missing="-"),
+                measure_text(t.get("area_ratio_to_teacher"), missing="-"),
+            ]
+            cells += [measure_text(t.get("slope_ratio_to_teacher"), missing="-"), _fmt(t.get("verdict"))]
             cells += [_fmt(t["control_accuracy"])] if summary["control_task"] else []
             if has_analysis:
                 a = t["analysis"] or {}
@@ -525,7 +519,12 @@ def _ranking_lines(summary: dict) -> list[str]:
             "| --- | --- | --- | --- | --- | --- | --- |",
         ]
         for i, r in enumerate(ranked, 1):
-            cells = [str(i), r["run"], _measure_text(r[key]), _measure_text(r["slope_ratio_to_teacher"])]
+            cells = [
+                str(i),
+                r["run"],
+                measure_text(r[key], missing="-"),
+                measure_text(r["slope_ratio_to_teacher"], missing="-"),
+            ]
             cells += [_fmt(r["verdict"]), _fmt(r["training_tokens"]), "yes" if r["separated_from_next"] else "-"]
             lines.append("| " + " | ".join(cells) + " |")
         leader = summary.get("slope_leader", {}).get(task)
@@ -552,8 +551,8 @@ def _progress_lines(summary: dict) -> list[str]:
         for r in rows:
             cells = [r["run"]]
             for p in r["tasks"][task]["progress"]:
-                area = _measure_text(p["area_recovered_share"])
-                slope = _measure_text(p["slope_ratio_to_teacher"])
+                area = measure_text(p["area_recovered_share"], missing="-")
+                slope = measure_text(p["slope_ratio_to_teacher"], missing="-")
                 cells.append(f"{_fmt(p['training_tokens'])} tokens: {area}; slope {slope}")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")

@@ -25,6 +25,7 @@ from lprecover.config import ConfigError, declare, load_config, load_settings, v
 from lprecover.log import get_logger
 from lprecover.readers import read_json
 from lprecover.recovery.outputs import EVAL_DIR, MODEL_DIR, RECOVERY_FILE, failure, load_recovered
+from lprecover.verdict import measure_text
 
 logger = get_logger(__name__)
 
@@ -58,14 +59,6 @@ class ExportCommand:
             )
         if self.push_to_hub and not self.hub_repo:
             raise ValueError("push_to_hub=true needs hub_repo=OWNER/NAME.")
-
-
-def _measure(m: dict | None) -> str:
-    """A measure to two decimals with its interval; 'undefined' for one the comparison left null."""
-    if not m or m.get("value") is None:
-        return "undefined"
-    ci = f" [{m['ci_low']:.2f}, {m['ci_high']:.2f}]" if m.get("ci_low") is not None else ""
-    return f"{m['value']:.2f}{ci}"
 
 
 def check_inputs(cfg: ExportCommand) -> dict:
@@ -187,10 +180,10 @@ def model_card(record: dict, run_cfg: dict, config, eval_dir: Path, verdicts: di
     if verdicts:
         for task, s in verdicts.items():
             lines.append(
-                f"Recovery on `{task}`: verdict `{s['verdict']}`; area share {_measure(s.get('area_recovered_share'))} "
+                f"Recovery on `{task}`: verdict `{s['verdict']}`; area share {measure_text(s.get('area_recovered_share'))} "
                 "(the share of the sequential-curve area pruning lost that recovery won back, 1 = all of it); area "
-                f"{_measure(s.get('area_ratio_to_teacher'))} times the unpruned teacher's; slope "
-                f"{_measure(s.get('slope_ratio_to_teacher'))} times the teacher's (accuracy per doubling of the budget)."
+                f"{measure_text(s.get('area_ratio_to_teacher'))} times the unpruned teacher's; slope "
+                f"{measure_text(s.get('slope_ratio_to_teacher'))} times the teacher's (accuracy per doubling of the budget)."
             )
         lines.append("")
     else:

@@ -74,10 +74,10 @@ def _pct(m: dict | None) -> str:
     return f"{_fixed(100 * m['value'], 0)}%{ci}"
 
 
-def _num(m: dict | None, digits: int = 2) -> str:
-    """A measure with its interval where one exists: ``0.40 [0.24, 0.55]``."""
+def measure_text(m: dict | None, digits: int = 2, missing: str = "undefined") -> str:
+    """A measure with its interval where one exists: ``0.40 [0.24, 0.55]``; ``missing`` where it is undefined."""
     if not m or m.get("value") is None:
-        return "undefined"
+        return missing
     ci = f" [{_fixed(m['ci_low'], digits)}, {_fixed(m['ci_high'], digits)}]" if m.get("ci_low") is not None else ""
     return f"{_fixed(m['value'], digits)}{ci}"
 
@@ -88,16 +88,20 @@ def _against_teacher(measures: dict) -> str:
     parts = []
     if ratio and ratio["value"] is not None:
         above = ratio["ci_low"] is not None and ratio["ci_low"] > 1
-        parts.append(f"its area is {_num(ratio)} times the teacher's" + (" (above the teacher)" if above else ""))
+        parts.append(
+            f"its area is {measure_text(ratio)} times the teacher's" + (" (above the teacher)" if above else "")
+        )
     else:
         parts.append(
-            f"its area is {_num(measures.get('recovered_area'))} against the teacher's "
-            f"{_num(measures.get('teacher_area'))}"
+            f"its area is {measure_text(measures.get('recovered_area'))} against the teacher's "
+            f"{measure_text(measures.get('teacher_area'))}"
         )
     if rho and rho["value"] is not None:
         parts.append(f"its slope {_pct(rho)} of the teacher's")
     elif "teacher_slope" in measures:
-        parts.append(f"the teacher's curve does not rise (slope {_num(measures['teacher_slope'], 3)} per doubling)")
+        parts.append(
+            f"the teacher's curve does not rise (slope {measure_text(measures['teacher_slope'], 3)} per doubling)"
+        )
     return ", ".join(parts)
 
 
@@ -107,8 +111,8 @@ def sentence(name: str, task: str, measures: dict, code: str) -> str:
     where = f"{name} on {task} ({problems} problem{'s' if problems != 1 else ''})"
     if code == NOTHING:
         return (
-            f"{where}: pruning lost nothing measurable (area lost {_num(measures['area_lost'])}"
-            + (f", slope lost {_num(measures['slope_lost'], 3)}" if "slope_lost" in measures else "")
+            f"{where}: pruning lost nothing measurable (area lost {measure_text(measures['area_lost'])}"
+            + (f", slope lost {measure_text(measures['slope_lost'], 3)}" if "slope_lost" in measures else "")
             + f"), so there was nothing to recover; {_against_teacher(measures)}."
         )
     share = measures["area_recovered_share"]
@@ -127,6 +131,6 @@ def sentence(name: str, task: str, measures: dict, code: str) -> str:
     if what == "area" and below >= MIN_AREA:
         notes.append(f"its area is {below:.2f} below the pruned model's")
     state += f" ({'; '.join(notes)})" if notes else ""
-    lost = _num(measures[f"{what}_lost"], 2 if what == "area" else 3)
+    lost = measure_text(measures[f"{what}_lost"], 2 if what == "area" else 3)
     unit = "of area" if what == "area" else "of slope per doubling"
     return f"{where}: {state}. Recovery won back {_pct(share)} of the {lost} {unit} that pruning lost; {_against_teacher(measures)}."
