@@ -28,6 +28,7 @@ from data_prep.formats import FORMATS, assistant_turn, check_round_trip, resolve
 from data_prep.quality import contamination, exact_duplicates, near_duplicates
 from data_prep.sources import PARSERS, SOURCES, Example, RowError, mapped, read_rows
 from lprecover.atomic import exclusive_output, folder_written_whole
+from lprecover.command import run
 from lprecover.config import (
     CONFIG_FILE,
     ConfigError,
@@ -36,7 +37,6 @@ from lprecover.config import (
     reuse_or_refuse,
     save_settings,
     to_dict,
-    valid_keys,
 )
 from lprecover.log import get_logger
 from lprecover.modeling import ModelConfig, load_tokenizer
@@ -375,10 +375,11 @@ def load_built(path: str | Path) -> datasets.Dataset:
     return datasets.load_from_disk(str(p / "data"))
 
 
+CONFIG = DataConfig  # the keys `--help` lists
+
+
 def main(argv: list[str]) -> int:
-    if argv and argv[0] in ("-h", "--help"):
-        print(__doc__ + "\nkeys: " + ", ".join(valid_keys(DataConfig)))
-        return 0
+    """Run the command on its ``key=value`` arguments (``lprecover.command.run`` adds ``--help`` and error lines)."""
     cfg = load_config(DataConfig, argv)
     try:
         with exclusive_output(cfg.output_dir):
@@ -390,6 +391,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    from lprecover.cli import main as cli_main
-
-    sys.exit(cli_main(["data", *sys.argv[1:]]))
+    sys.exit(run("data", sys.modules[__name__]))

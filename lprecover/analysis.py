@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from lprecover.atomic import write_figure, write_file
-from lprecover.config import ConfigError, declare, load_config, valid_keys
+from lprecover.config import ConfigError, declare, load_config
 from lprecover.evaluation.importer import file_task
 from lprecover.log import get_logger
 from lprecover.readers import read_jsonl
@@ -279,10 +279,11 @@ def analyze(cfg: AnalyzeCommand) -> dict:
     return result
 
 
+CONFIG = AnalyzeCommand  # the keys `--help` lists
+
+
 def main(argv: list[str]) -> int:
-    if argv and argv[0] in ("-h", "--help"):
-        print(__doc__ + "\nkeys: " + ", ".join(valid_keys(AnalyzeCommand)))
-        return 0
+    """Run the command on its ``key=value`` arguments (``lprecover.command.run`` adds ``--help`` and error lines)."""
     result = analyze(load_config(AnalyzeCommand, argv))
     for task, a in result["tasks"].items():
         keys = ("self_bleu", "repetition_rate", "reflection_per_trace", "thinking_tokens_mean", "accuracy")

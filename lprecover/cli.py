@@ -3,11 +3,7 @@
 import importlib
 import sys
 
-from lprecover.atomic import FolderBusy
-from lprecover.config import ConfigError
-from lprecover.log import get_logger
-
-logger = get_logger(__name__)
+from lprecover.command import run
 
 # command -> (module with main(argv), one-line help). Modules import lazily so `--help` stays instant.
 COMMANDS = {
@@ -60,12 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"lprecover: unknown command '{name}'.\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    try:
-        return module.main(rest) or 0
-    except (ConfigError, FolderBusy) as e:  # the user's to fix: one line; any other error keeps its traceback
-        print(f"lprecover {name}: {e}", file=sys.stderr)
-        return 2
+    return run(name, importlib.import_module(COMMANDS[name][0]), rest)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from lprecover.analysis import ANALYSIS_FILE
 from lprecover.atomic import write_figure, write_file
-from lprecover.config import ConfigError, declare, load_config, load_settings, save_config, to_dict, valid_keys
+from lprecover.config import ConfigError, declare, load_config, load_settings, save_config, to_dict
 from lprecover.evaluation.metrics import finite
 from lprecover.evaluation.recovery import recovery_measures
 from lprecover.log import get_logger
@@ -726,10 +726,11 @@ def _runs_from_wandb(cfg: CompareCommand) -> list[Run]:
     return out
 
 
+CONFIG = CompareCommand  # the keys `--help` lists
+
+
 def main(argv: list[str]) -> int:
-    if argv and argv[0] in ("-h", "--help"):
-        print(__doc__ + "\nkeys: " + ", ".join(valid_keys(CompareCommand)))
-        return 0
+    """Run the command on its ``key=value`` arguments (``lprecover.command.run`` adds ``--help`` and error lines)."""
     cfg = load_config(CompareCommand, argv)
     out = Path(cfg.output_dir)
     if cfg.teacher is not None:

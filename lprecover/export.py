@@ -21,7 +21,7 @@ import yaml
 from transformers import AutoModelForCausalLM
 
 from lprecover.atomic import folder_written_whole
-from lprecover.config import ConfigError, declare, load_config, load_settings, valid_keys
+from lprecover.config import ConfigError, declare, load_config, load_settings
 from lprecover.log import get_logger
 from lprecover.readers import read_json
 from lprecover.recovery.outputs import EVAL_DIR, MODEL_DIR, RECOVERY_FILE, failure, load_recovered
@@ -233,10 +233,11 @@ def export(cfg: ExportCommand) -> Path:
     return out
 
 
+CONFIG = ExportCommand  # the keys `--help` lists
+
+
 def main(argv: list[str]) -> int:
-    if argv and argv[0] in ("-h", "--help"):
-        print(__doc__ + "\nkeys: " + ", ".join(valid_keys(ExportCommand)))
-        return 0
+    """Run the command on its ``key=value`` arguments (``lprecover.command.run`` adds ``--help`` and error lines)."""
     cfg = load_config(ExportCommand, argv)
     out = export(cfg)
     print(f"exported {cfg.run} to {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lprecover.atomic import exclusive_output
+from lprecover.command import run
 from lprecover.config import (
     ConfigError,
     declare,
@@ -37,7 +38,6 @@ from lprecover.config import (
     save_config,
     save_settings,
     to_dict,
-    valid_keys,
 )
 from lprecover.evaluation.run import GENERATION_ONLY, EvalConfig
 from lprecover.log import get_logger
@@ -278,11 +278,11 @@ def run_study(cfg: StudyConfig) -> dict | None:
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("-h", "--help"):
-        print(__doc__ + "\nkeys: " + ", ".join(valid_keys(StudyConfig)))
-        return 0
+CONFIG = StudyConfig  # the keys `--help` lists
+
+
+def main(argv: list[str]) -> int:
+    """Run the command on its ``key=value`` arguments (``lprecover.command.run`` adds ``--help`` and error lines)."""
     cfg = load_config(StudyConfig, argv)
     with exclusive_output(cfg.output_dir):  # a second study into the same folder is refused, not interleaved
         done = run_study(cfg)
@@ -292,6 +292,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from lprecover.cli import main as cli_main
-
-    sys.exit(cli_main(["study", *sys.argv[1:]]))
+    sys.exit(run("study", sys.modules[__name__]))

@@ -23,6 +23,7 @@ from pathlib import Path
 from transformers import set_seed
 
 from lprecover.atomic import exclusive_output
+from lprecover.command import run
 from lprecover.config import load_config, recipe_choices, save_config, to_dict, valid_keys
 from lprecover.evaluation.records import read_samples
 from lprecover.log import get_logger
@@ -55,12 +56,15 @@ from lprecover.tracking import finish_run, log_evaluation, resolve_report_to, st
 logger = get_logger(__name__)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("-h", "--help"):
-        print(f"{__doc__}\nrecipes: {', '.join(recipe_choices())}\nkeys: {', '.join(valid_keys(RecoveryConfig))}")
-        return 0
+CONFIG = RecoveryConfig  # the keys `--help` lists
 
+
+def help_text() -> str:
+    return f"{__doc__}\nrecipes: {', '.join(recipe_choices())}\nkeys: {', '.join(valid_keys(RecoveryConfig))}"
+
+
+def main(argv: list[str]) -> int:
+    """Run the command on its ``key=value`` arguments (``lprecover.command.run`` adds ``--help`` and error lines)."""
     cfg = load_config(RecoveryConfig, argv, recipe_key="recipe")
     with exclusive_output(cfg.output_dir):  # a second launch into the same run folder is refused, not interleaved
         return recover(cfg)
@@ -130,6 +134,4 @@ def recover(cfg: RecoveryConfig) -> int:
 
 
 if __name__ == "__main__":
-    from lprecover.cli import main as cli_main
-
-    sys.exit(cli_main(["train", *sys.argv[1:]]))
+    sys.exit(run("train", sys.modules[__name__]))

@@ -75,10 +75,15 @@ class EvalCommand:
             check_task(self.import_task, "import_task")
 
 
+CONFIG = EvalCommand  # the keys `--help` lists
+
+
+def help_text() -> str:
+    return __doc__ + "\nkeys: " + ", ".join(valid_keys(EvalCommand)).replace("imports", "import")
+
+
 def main(argv: list[str]) -> int:
-    if argv and argv[0] in ("-h", "--help"):
-        print(__doc__ + "\nkeys: " + ", ".join(valid_keys(EvalCommand)).replace("imports", "import"))
-        return 0
+    """Run the command on its ``key=value`` arguments (``lprecover.command.run`` adds ``--help`` and error lines)."""
     # ``import`` is a Python keyword, so the field is ``imports``; the command line says ``import=``.
     argv = ["imports=" + a.split("=", 1)[1] if a.startswith("import=") else a for a in argv]
     cfg = load_config(EvalCommand, argv)

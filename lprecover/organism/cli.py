@@ -46,10 +46,14 @@ def _print_curve(card: dict) -> None:
         )
 
 
+def help_text() -> str:
+    return HELP.format(keys=", ".join(valid_keys(OrganismCommand)))
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
-        print(HELP.format(keys=", ".join(valid_keys(OrganismCommand))))
-        return 0 if argv else 2
+    """Run ``build`` or ``info`` (``lprecover.command.run`` adds ``--help`` and error lines)."""
+    if not argv:
+        raise ConfigError("Give an action: `lprecover organism build|info [organism.KEY=VALUE ...]`.")
     if argv[0] not in ("build", "info"):
         raise ConfigError(f"Unknown action '{argv[0]}': use `lprecover organism build|info [organism.KEY=VALUE ...]`.")
     action, rest = argv[0], argv[1:]

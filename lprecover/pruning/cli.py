@@ -10,7 +10,7 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM
 
-from lprecover.config import CONFIG_FILE, ConfigError, declare, load_config, reuse_or_refuse, to_dict, valid_keys
+from lprecover.config import CONFIG_FILE, ConfigError, declare, load_config, reuse_or_refuse, to_dict
 from lprecover.log import get_logger
 from lprecover.modeling import ModelConfig, load_model_and_tokenizer, read_model_config
 from lprecover.pruning.prune import PruneConfig, prune_model, save_pruned
@@ -53,10 +53,11 @@ def check_model(cfg: PruneCommand) -> None:
         raise ConfigError(str(e)) from None
 
 
+CONFIG = PruneCommand  # the keys `--help` lists
+
+
 def main(argv: list[str]) -> int:
-    if argv and argv[0] in ("-h", "--help"):
-        print(__doc__ + "\nkeys: " + ", ".join(valid_keys(PruneCommand)))
-        return 0
+    """Run the command on its ``key=value`` arguments (``lprecover.command.run`` adds ``--help`` and error lines)."""
     cfg = load_config(PruneCommand, argv)
     if check_output_dir(cfg):
         logger.info("%s already holds this pruning; nothing to do.", cfg.output_dir)

@@ -41,7 +41,6 @@ import importlib.util
 import json
 import math
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -507,11 +506,15 @@ def _write_manifest(out: Path, names: list[str], k: int, vocab_size: int, teache
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("-h", "--help"):
-        print(f"{__doc__}\nrecipes: {', '.join(recipe_choices())}")
-        return 0
+CONFIG = TeacherLogitsConfig  # the keys `--help` lists
+
+
+def help_text() -> str:
+    return f"{__doc__}\nrecipes: {', '.join(recipe_choices())}"
+
+
+def main(argv: list[str]) -> int:
+    """Run the command on its ``key=value`` arguments (``lprecover.command.run`` adds ``--help`` and error lines)."""
     cfg = load_config(TeacherLogitsConfig, argv, recipe_key="recipe")
     with exclusive_output(cfg.store.out, "store.out"):
         write_store(cfg)
