@@ -25,6 +25,7 @@ COMMANDS = {
         "lprecover.recovery.teacher_logits",
         "Store the teacher's top-k log-probabilities over a recipe's data once, for distill.teacher_logits=DIR.",
     ),
+    "recipes": ("lprecover.shipped", "List the shipped recipes and accelerate configs, or copy a recipe out to edit."),
     "train": (
         "lprecover.train",
         "Recover a pruned model with a recipe (SFT, LoRA, distillation); = lprecover/train.py.",

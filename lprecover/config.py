@@ -32,7 +32,16 @@ logger = get_logger(__name__)
 T = TypeVar("T")
 PACKAGE_DIR = Path(__file__).resolve().parent
 GROUPS_DIR = PACKAGE_DIR / "configs"
-RECIPES_DIR = PACKAGE_DIR.parent / "recipes"
+
+
+def _shipped(folder: str) -> Path:
+    """A folder that sits at the top of a checkout and inside the package of an installed wheel (see setup.py)."""
+    installed = PACKAGE_DIR / folder
+    return installed if installed.is_dir() else PACKAGE_DIR.parent / folder
+
+
+RECIPES_DIR = _shipped("recipes")
+ACCELERATE_CONFIGS_DIR = _shipped("accelerate_configs")
 CONFIG_FILE = "config.yaml"
 
 
@@ -247,6 +256,28 @@ def recipe_choices() -> list[str]:
     return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
 
 
+def recipe_path(name: str) -> Path:
+    """The file of recipe ``name``: a shipped recipe's name, or the path of a YAML file (a copy being edited).
+
+    Raises:
+        ConfigError: naming the recipes there are, when ``name`` is neither.
+    """
+    name = str(name)
+    if name.endswith((".yaml", ".yml")):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"Recipe file '{name}' does not exist; `lprecover recipes copy NAME` writes one to edit."
+            )
+        return path
+    path = RECIPES_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise ConfigError(
+            f"Unknown recipe '{name}'. Recipes: {', '.join(recipe_choices())}, or a path to a .yaml file."
+        )
+    return path
+
+
 def _parse_override(arg: str) -> tuple[str, Any]:
     if "=" not in arg or arg.startswith("="):
         raise ConfigError(
@@ -286,9 +317,7 @@ def load_config(schema: type[T], args: list[str], recipe_key: str | None = None)
     if recipe_key:
         names = [v for k, v in overrides if k == recipe_key]
         if names:
-            path = RECIPES_DIR / f"{names[-1]}.yaml"
-            if not path.exists():
-                raise ConfigError(f"Unknown recipe '{names[-1]}'. Recipes: {', '.join(recipe_choices())}.")
+            path = recipe_path(names[-1])
             layers.append((f"recipe {path.name}", _read_yaml(path)))
     for key, value in overrides:
         layers.append((f"the argument '{key}={value}'", _nest(key, value)))

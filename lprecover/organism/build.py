@@ -12,6 +12,7 @@ import copy
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
@@ -20,6 +21,7 @@ from pathlib import Path
 import datasets
 import torch
 from filelock import FileLock
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
 from lprecover.atomic import folder_written_whole
@@ -34,6 +36,10 @@ from lprecover.surgery import find_blocks, remove_layers
 logger = get_logger(__name__)
 
 CARD = "organism.json"
+# The default teacher, shipped with the package (1.6 MB) so the first command needs no 15-minute build. It is used
+# only when its fingerprint matches the settings asked for; CI rebuilds it from scratch and compares the two
+# (`lprecover organism build from_scratch=true`).
+SHIPPED_DIR = Path(__file__).resolve().parent / "teacher"
 # Bump when the task, its data or the tokenizer changes, so stale teachers are not reused. 5: evaluation problems
 # (task.held_out) are no longer in the training data. 6: the 53-symbol task and memorised facts (issue #13).
 TASK_VERSION = 6
@@ -263,7 +269,7 @@ def build_teacher(cfg: OrganismConfig, out_dir: Path) -> dict:
     return card
 
 
-def _build_accepted(cfg: OrganismConfig, final: Path) -> dict:
+def build_accepted(cfg: OrganismConfig, final: Path) -> dict:
     """Train with seed, seed + 1, ... until a teacher reaches the bar; only that one is published at ``final``.
 
     Raises:
@@ -311,8 +317,19 @@ def _attempt_text(attempt: dict) -> str:
     return f"[{acc}] over budgets {attempt['budget']}{known}"
 
 
-def ensure_teacher(cfg: OrganismConfig | None = None) -> Path:
-    """Return the cached teacher's folder, building it first (until one reaches the bar) if it is missing."""
+def shipped_fingerprint() -> str | None:
+    """The fingerprint of the teacher shipped inside the package (``SHIPPED_DIR``), or None when none ships."""
+    card = SHIPPED_DIR / CARD
+    return json.loads(card.read_text())["fingerprint"] if card.exists() else None
+
+
+def ensure_teacher(cfg: OrganismConfig | None = None, use_shipped: bool = True) -> Path:
+    """Return the cached teacher's folder: the cache's, else the shipped copy when its fingerprint matches ``cfg``,
+    else a teacher built here (until one reaches the bar; minutes, and logged as such).
+
+    Args:
+        build: False to skip the shipped copy and always train (``lprecover organism build from_scratch=true``).
+    """
     cfg = cfg or OrganismConfig()
     final = teacher_dir(cfg)
     if (final / CARD).exists():
@@ -321,6 +338,32 @@ def ensure_teacher(cfg: OrganismConfig | None = None) -> Path:
     with FileLock(str(final) + ".lock"):
         if (final / CARD).exists():  # another process built it while we waited
             return final
-        card = _build_accepted(cfg, final)
+        if use_shipped and shipped_fingerprint() == cfg.fingerprint():
+            with folder_written_whole(final) as tmp:
+                shutil.copytree(SHIPPED_DIR, tmp, dirs_exist_ok=True)
+            logger.info("Organism teacher %s installed from the package into %s", cfg.fingerprint(), final)
+            return final
+        logger.warning(
+            "Training the organism teacher %s (no cached or shipped copy has these settings): about %d steps, "
+            "minutes on a laptop CPU; `lprecover organism build` does this step on its own.",
+            cfg.fingerprint(),
+            cfg.train.max_steps,
+        )
+        card = build_accepted(cfg, final)
     logger.info("Organism teacher ready at %s (built in %.0f s)", final, card["train_seconds"])
     return final
+
+
+def compare_with_shipped(built: Path) -> dict:
+    """How a teacher built here differs from the shipped one: the largest absolute weight difference, and both
+    teachers' accuracies by budget and facts. Weights agree exactly only on the same CPU type and thread count."""
+    ours, shipped = load_file(built / "model.safetensors"), load_file(SHIPPED_DIR / "model.safetensors")
+    diff = max(float((ours[k] - shipped[k]).abs().max()) for k in shipped)
+    cards = [json.loads((d / CARD).read_text()) for d in (built, SHIPPED_DIR)]
+    return {
+        "max_abs_weight_difference": diff,
+        "identical": diff == 0.0,
+        "budget": cards[1]["curve"]["budget"],
+        "accuracy": {"built": cards[0]["curve"]["accuracy"], "shipped": cards[1]["curve"]["accuracy"]},
+        "facts_accuracy": {"built": cards[0]["facts_accuracy"], "shipped": cards[1]["facts_accuracy"]},
+    }

@@ -13,7 +13,7 @@ from typing import Any
 
 from data_prep.build import OrganismData
 from data_prep.sources import SOURCES
-from lprecover.config import declare, recipe_choices
+from lprecover.config import declare
 from lprecover.evaluation.run import EvalConfig
 from lprecover.modeling import ModelConfig
 from lprecover.pruning.prune import PruneConfig
@@ -159,7 +159,8 @@ class RecoveryConfig:
     After: ``evaluate`` with the ``eval`` settings.
     """
 
-    recipe: str | None = declare(None, help="Recipe file in recipes/ (recipe=NAME).", choices=recipe_choices())
+    # Not a fixed set: a path to an edited copy (`lprecover recipes copy NAME`) is a recipe too; load_config checks it.
+    recipe: str | None = declare(None, help="A shipped recipe's name (`lprecover recipes`) or a recipe .yaml path.")
     method: str = declare("sft", help=f"Recovery loss: {', '.join(METHODS)}.", choices=list(METHODS))
     trainable: str = declare("full", help=f"What trains: {', '.join(TRAINABLE)}.", choices=list(TRAINABLE))
     model: ModelConfig = declare(
