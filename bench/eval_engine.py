@@ -14,9 +14,8 @@ import time
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lprecover.evaluation.budget_forcing import budget_forced_generate, prompt_ids
-from lprecover.evaluation.run import think_format
-from lprecover.pruning.prune import is_organism
+from lprecover.evaluation.budget_forcing import budget_forced_generate, prompt_ids, think_format
+from lprecover.registry import model_traits
 from lprecover.surgery import remove_layers
 
 
@@ -46,7 +45,7 @@ def bench(name, path, problems, budget, n_ours, n_seed, batch_size):
     model = AutoModelForCausalLM.from_pretrained(path).eval()
     n = model.config.num_hidden_layers
     remove_layers(model, [n // 2 - 1, n // 2])
-    fmt = think_format(tok, organism=is_organism(model))
+    fmt = think_format(tok, default_answer_prefix=model_traits(model.config).answer_prefix)
     prompts = [prompt_ids(tok, q, fmt) for q in problems]
     start = time.perf_counter()
     gens = budget_forced_generate(

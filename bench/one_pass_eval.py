@@ -32,7 +32,8 @@ from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lprecover.evaluation.run import EvalConfig, run_eval
+from lprecover.evaluation.config import EvalConfig
+from lprecover.evaluation.run import run_eval
 
 
 def ensure_smollm2():

@@ -30,7 +30,8 @@ def one(seed: int, threads: int) -> dict:
 
     from lprecover.organism.build import OrganismConfig, accepted, build_teacher
     from lprecover.organism.check import facts_accuracy, sequential_curve
-    from lprecover.pruning.prune import PruneConfig, prune_model
+    from lprecover.pruning.config import PruneConfig
+    from lprecover.pruning.prune import prune_model
 
     torch.set_num_threads(threads)
     cfg = OrganismConfig()

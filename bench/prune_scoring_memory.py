@@ -27,8 +27,7 @@ def _rss_mb():
 def worker(path, tokens, approach):
     from transformers import AutoModelForCausalLM
 
-    from lprecover.pruning.calibration import Calibration
-    from lprecover.pruning.criteria import boundary_distances
+    from lprecover.pruning.criteria import Calibration, boundary_distances
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(path).eval()

@@ -16,7 +16,6 @@ the same settings reuses it, one with other settings is refused (overwrite=true 
 import json
 import shutil
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,109 +23,37 @@ import datasets
 import numpy as np
 import yaml
 
-from data_prep.formats import FORMATS, assistant_turn, check_round_trip, resolve_format
+from data_prep.config import DataConfig
+from data_prep.formats import assistant_turn, check_round_trip, resolve_format
 from data_prep.quality import contamination, exact_duplicates, near_duplicates
-from data_prep.sources import PARSERS, SOURCES, Example, RowError, mapped, read_rows
+from data_prep.sources import PARSERS, Example, RowError, mapped, read_rows
 from lprecover.atomic import exclusive_output, folder_written_whole
 from lprecover.command import run
 from lprecover.config import (
     CONFIG_FILE,
     ConfigError,
-    declare,
     load_config,
     reuse_or_refuse,
     save_settings,
     to_dict,
 )
+from lprecover.evaluation.budget_forcing import budget_forced_generate, prompt_ids, think_format
+from lprecover.evaluation.records import SampleStore
+from lprecover.evaluation.scoring import answers_match, extract_answer
+from lprecover.evaluation.tasks import load_task
 from lprecover.log import get_logger
-from lprecover.modeling import ModelConfig, load_tokenizer
-from lprecover.organism.task import MAX_STEPS
+from lprecover.modeling import default_device, load_model_and_tokenizer, load_tokenizer
+from lprecover.registry import data_source, model_traits
 
 logger = get_logger(__name__)
 
 STATS_FILE, CONTAMINATION_FILE = "stats.json", "decontamination.json"
 
 
-@dataclass
-class OrganismData:
-    """Organism problems: ``n`` chains of ``min_chain..max_chain`` steps drawn with ``seed``."""
-
-    n: int = declare(2000, help="Number of problems.", ge=1)
-    min_chain: int = declare(1, help="Shortest chain, in steps.", ge=1, le=MAX_STEPS, le_field="max_chain")
-    max_chain: int = declare(8, help="Longest chain, in steps.", ge=1, le=MAX_STEPS)
-    seed: int = declare(0, help="Generator seed (evaluation draws with a different one).", ge=0)
-
-
-@dataclass
-class TeacherTraces:
-    """Sequence-level distillation data: the teacher (``model``) answers problems from ``problems``."""
-
-    problems: str = declare(
-        "organism", help="organism, or a math source (gsm8k, math, ...).", choices=("organism", *PARSERS)
-    )
-    budget: int = declare(4096, help="Thinking budget per trace (tokens).", ge=1)
-    answer_max_tokens: int = declare(1024, help="Cap on the answer written after thinking.", ge=1)
-    temperature: float = declare(0.0, help="0 = greedy.", ge=0)
-    top_p: float = declare(1.0, help="Nucleus sampling.", gt=0, le=1)
-    keep_verified: bool = declare(True, help="Keep only traces whose final answer is correct.")
-    batch_size: int = declare(64, help="Generation batch size.", ge=1)
-
-
-@dataclass
-class DataConfig:
-    """What to build and the checks it passes through."""
-
-    source: str = declare("organism", help=f"One of: {', '.join(SOURCES)}.", choices=SOURCES)
-    path: str | None = declare(None, help="Local file or save_to_disk folder instead of the hub.")
-    hub_id: str | None = declare(None, help="Override the source's hub dataset id.")
-    hub_split: str = declare("train", help="Hub split.")
-    fields: dict[str, str] = declare(default_factory=dict, help="source=jsonl: {question:, answer:, trace:}.")
-    split: str = declare(
-        "longcot", help="longcot (trace + answer) or short (answer only).", choices=("longcot", "short")
-    )
-    model: ModelConfig = declare(default_factory=ModelConfig, help="Tokenizer and chat template (model=...).")
-    format: str = declare("auto", help=f"Thinking format: {', '.join(FORMATS)}.", choices=FORMATS)
-    max_length: int | None = declare(None, help="Drop rows longer than this many tokens; None keeps all.", ge=1)
-    dedup: bool = declare(True, help="Drop exact and near duplicate problems.")
-    near_dup_threshold: float = declare(
-        0.85,
-        help="Token-3-gram Jaccard that marks a near duplicate (numbers and operators must match too).",
-        gt=0,
-        le=1,
-    )
-    decontaminate: list[str] = declare(
-        default_factory=list, help="Evaluation tasks to decontaminate against.", unique=True
-    )
-    eval_paths: dict[str, str] = declare(default_factory=dict, help="Local files of those tasks.")
-    ngram: int = declare(13, help="Words in a decontamination n-gram.", ge=1)
-    strict: bool = declare(True, help="Fail on an unparseable row (false: skip and count it).")
-    limit: int | None = declare(None, help="Use only the first N source rows; None uses all.", ge=1)
-    organism: OrganismData = field(default_factory=OrganismData)
-    teacher: TeacherTraces = field(default_factory=TeacherTraces)
-    output_dir: str = declare("", help="Output folder.", output_dir=True)
-    output_format: str = declare("disk", help="disk (datasets.save_to_disk) or jsonl.", choices=("disk", "jsonl"))
-    overwrite: bool = declare(False, help="Rebuild an output_dir that holds other data.")
-
-    def __post_init__(self):
-        if not self.output_dir:
-            raise ValueError("output_dir is required, e.g. output_dir=data/gsm8k_short.")
-        if self.source == "jsonl" and not self.path:
-            raise ValueError(
-                "source=jsonl needs path=FILE and, if its keys differ, fields={question: ..., answer: ...}."
-            )
-        from lprecover.evaluation.tasks import check_task
-
-        for task in self.decontaminate:
-            check_task(task, "decontaminate")
-
-
-def _organism_examples(cfg: OrganismData, split: str) -> list[Example]:
-    from lprecover.organism.task import make_problems
-
-    return [
-        Example(p.id, p.problem, p.answer, p.trace if split == "longcot" else None, p.answer)
-        for p in make_problems(cfg.n, cfg.min_chain, cfg.max_chain, cfg.seed)
-    ]
+def _registered_examples(cfg: DataConfig, source: str, split: str) -> list[Example]:
+    """The examples a plugin's data source draws, with the options of the config section of its name."""
+    rows = data_source(source).examples(getattr(cfg, source), split)
+    return [Example(r["id"], r["problem"], r["answer"], r["trace"], r["answer"]) for r in rows]
 
 
 def _parse(cfg: DataConfig, source: str, counts: dict) -> list[Example]:
@@ -148,20 +75,13 @@ def _parse(cfg: DataConfig, source: str, counts: dict) -> list[Example]:
 
 def _teacher_examples(cfg: DataConfig, counts: dict, stats: dict) -> list[Example]:
     """Let the teacher think on each problem through the evaluation engine; optionally keep only correct traces."""
-    from lprecover.evaluation.budget_forcing import budget_forced_generate, prompt_ids
-    from lprecover.evaluation.records import SampleStore
-    from lprecover.evaluation.run import think_format
-    from lprecover.evaluation.scoring import answers_match, extract_answer
-    from lprecover.modeling import default_device, load_model_and_tokenizer
-    from lprecover.pruning.prune import is_organism
-
     t = cfg.teacher
-    if t.problems == "organism":
-        problems, task = _organism_examples(cfg.organism, "short"), "organism"
+    if data_source(t.problems) is not None:
+        problems, task = _registered_examples(cfg, t.problems, "short"), t.problems
     else:
         problems, task = _parse(cfg, t.problems, counts), "gsm8k"
     model, tok = load_model_and_tokenizer(cfg.model, default_device())
-    fmt = think_format(tok, cfg.model, organism=is_organism(model))
+    fmt = think_format(tok, cfg.model, default_answer_prefix=model_traits(model.config).answer_prefix)
     prompts = [prompt_ids(tok, p.problem, fmt) for p in problems]
     # Traces are appended to a store beside the output as chunks finish, so a killed build resumes where it
     # stopped; each prompt samples with its own key (its index), so the traces do not depend on the chunking.
@@ -220,8 +140,6 @@ def _teacher_examples(cfg: DataConfig, counts: dict, stats: dict) -> list[Exampl
 
 
 def _test_items(cfg: DataConfig) -> dict[str, list[tuple[str, str]]]:
-    from lprecover.evaluation.tasks import load_task
-
     tests = {}
     for name in cfg.decontaminate:
         task = load_task(name, None, cfg.eval_paths.get(name))
@@ -248,13 +166,12 @@ def _open_traces(cfg: DataConfig) -> Path:
 
 
 def build_settings(cfg: DataConfig) -> dict:
-    """What made a data set: its config, and for organism data the organism's task version (a folder built from the
+    """What made a data set: its config, and for a plugin's source its version (a folder built from the organism's
     mod-5 chains is not the 53-symbol task's, whatever the config says)."""
     settings = to_dict(cfg)
-    if cfg.source == "organism":
-        from lprecover.organism.build import TASK_VERSION
-
-        settings["organism_task_version"] = TASK_VERSION
+    registered = data_source(cfg.source)
+    if registered is not None:
+        settings[f"{cfg.source}_task_version"] = registered.version
     return settings
 
 
@@ -275,8 +192,8 @@ def build(cfg: DataConfig) -> dict:
     counts: dict[str, int] = {}
     stats: dict = {"source": cfg.source, "split": cfg.split, "format": fmt}
 
-    if cfg.source == "organism":
-        examples = _organism_examples(cfg.organism, cfg.split)
+    if data_source(cfg.source) is not None:
+        examples = _registered_examples(cfg, cfg.source, cfg.split)
     elif cfg.source == "teacher":
         examples = _teacher_examples(cfg, counts, stats)
     else:

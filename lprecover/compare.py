@@ -11,7 +11,7 @@ base) or none (the teacher). Each recovered run is scored against the teacher an
 provenance with (same source, same kept layers). ``teacher=`` and ``pruned=`` name the roles outright instead
 (evaluations made elsewhere and imported with ``lprecover eval import=...`` carry no provenance): every folder of
 ``runs`` is then a recovered model scored against them. Writes ``comparison.png``, ``report.md`` and
-``summary.json``; the measures and verdicts are those of ``evaluation.recovery`` and ``lprecover.verdict``.
+``summary.json``; the measures and verdicts are those of ``evaluation.recovery_measures`` and ``lprecover.verdict``.
 """
 
 import glob
@@ -24,8 +24,9 @@ from lprecover.analysis import ANALYSIS_FILE
 from lprecover.atomic import write_figure, write_file
 from lprecover.config import ConfigError, declare, load_config, load_settings, save_config, to_dict
 from lprecover.evaluation.metrics import finite
-from lprecover.evaluation.recovery import recovery_measures
+from lprecover.evaluation.recovery_measures import recovery_measures
 from lprecover.log import get_logger
+from lprecover.modeling import resolve_model_path
 from lprecover.readers import read_json
 from lprecover.recovery.outputs import (
     EVAL_DIR,
@@ -162,8 +163,6 @@ def evaluated_model_dir(eval_dir: Path, saved: dict) -> Path:
     """
     name_or_path = (saved.get("model") or {}).get("name_or_path") or ""
     if name_or_path == "organism":
-        from lprecover.modeling import resolve_model_path
-
         return Path(resolve_model_path(name_or_path))
     model, out = Path(name_or_path), Path(saved.get("output_dir") or "")
     if model.is_absolute() or not name_or_path or out.is_absolute() or not saved.get("output_dir"):
@@ -273,7 +272,7 @@ def pair_and_score(runs: list[Run], n_boot: int) -> None:
 
 
 def _measures(teacher: Run, base: Run, eval_dir: str, n_boot: int) -> dict:
-    """``evaluation.recovery.recovery_measures`` of one evaluation; a measure that is undefined is None (JSON null),
+    """``evaluation.recovery_measures.recovery_measures`` of one evaluation; a measure that is undefined is None (JSON null),
     never NaN, which would read as a number and, compared with a threshold, as a verdict."""
     return finite(recovery_measures(teacher.eval_dir, base.eval_dir, eval_dir, n_boot=n_boot))
 
@@ -288,7 +287,7 @@ def _tasks(runs: list[Run]) -> tuple[list[str], str | None]:
     return [t for t in names if t != control], control
 
 
-# The measures a recovered run's row carries beside its verdict (evaluation.recovery's names); the pass@k curve's
+# The measures a recovered run's row carries beside its verdict (evaluation.recovery_measures' names); the pass@k curve's
 # area measures follow with the prefix ``pass_at_k_``.
 ROW_MEASURES = (
     "problems",
@@ -404,7 +403,7 @@ def _fmt(v, digits=3) -> str:
 
 
 MEASURE_LEGEND = (
-    "Measures (`evaluation/recovery.py`), with 95% paired bootstrap intervals over problems: **area share** = "
+    "Measures (`evaluation/recovery_measures.py`), with 95% paired bootstrap intervals over problems: **area share** = "
     "clip((A_r - A_p) / (A_t - A_p), 0, 1), the share of the sequential area pruning lost that recovery won back, "
     "`-` where pruning lost no measurable area; **area / teacher** = A_r / A_t; **slope / teacher** = S_r / S_t, "
     "the recovered slope (accuracy per doubling of the budget) as a share of the teacher's, `-` where the teacher's "

@@ -45,6 +45,12 @@ ACCELERATE_CONFIGS_DIR = _shipped("accelerate_configs")
 CONFIG_FILE = "config.yaml"
 
 
+def cache_root() -> Path:
+    """Where lprecover keeps what it builds once (teachers, converted checkpoints, recovery data):
+    ``$LPRECOVER_CACHE``, default ``~/.cache/lprecover``."""
+    return Path(os.environ.get("LPRECOVER_CACHE", Path.home() / ".cache" / "lprecover"))
+
+
 class ConfigError(ValueError):
     """A config the user wrote is wrong; the message says how to fix it."""
 

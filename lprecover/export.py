@@ -25,6 +25,7 @@ from lprecover.config import ConfigError, declare, load_config, load_settings
 from lprecover.log import get_logger
 from lprecover.readers import read_json
 from lprecover.recovery.outputs import EVAL_DIR, MODEL_DIR, RECOVERY_FILE, failure, load_recovered
+from lprecover.registry import model_traits
 from lprecover.verdict import measure_text
 
 logger = get_logger(__name__)
@@ -103,10 +104,9 @@ def _recovery_verdicts(cfg: ExportCommand) -> dict | None:
 
 
 def _verify_prompts(tokenizer, config, n: int) -> list[list[int]]:
-    if getattr(config, "lprecover_organism", None):
-        from lprecover.organism.task import make_problems
-
-        texts = [p.problem for p in make_problems(n, 2, 6, seed=123)]
+    registered = model_traits(config).verify_prompts
+    if registered is not None:
+        texts = registered(n)
     else:
         texts = [
             "What is 17 + 25?",

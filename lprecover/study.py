@@ -29,6 +29,7 @@ from pathlib import Path
 
 from lprecover.atomic import exclusive_output
 from lprecover.command import run
+from lprecover.compare import compare, discover
 from lprecover.config import (
     ConfigError,
     declare,
@@ -39,14 +40,19 @@ from lprecover.config import (
     save_settings,
     to_dict,
 )
-from lprecover.evaluation.run import GENERATION_ONLY, EvalConfig
+from lprecover.evaluation.cli import EvalCommand, evaluate
+from lprecover.evaluation.config import GENERATION_ONLY, EvalConfig
+from lprecover.launch import DEFAULT_TIMEOUT_MINUTES, TIMEOUT_HELP, distributed_state
 from lprecover.log import get_logger
-from lprecover.modeling import ModelConfig
-from lprecover.pruning.prune import PruneConfig
-from lprecover.recovery.launch import DEFAULT_TIMEOUT_MINUTES, TIMEOUT_HELP, distributed_state
+from lprecover.modeling import ModelConfig, read_model_config, resolve_model_path
+from lprecover.pruning.config import PruneConfig
+from lprecover.pruning.prune import prune_source
 from lprecover.recovery.outputs import EVAL_DIR
 from lprecover.recovery.recipe import RecoveryConfig, TrainData
+from lprecover.registry import model_source
+from lprecover.surgery import layer_count
 from lprecover.tracking import WandbSettings
+from lprecover.train import recover
 
 logger = get_logger(__name__)
 
@@ -132,15 +138,11 @@ def prune_spec(cfg: StudyConfig, n: int) -> PruneConfig:
 
 
 def source_layer_count(model: ModelConfig) -> int | None:
-    """The source model's decoder layers where known without building or downloading anything: the organism's
-    configured count, or a local checkpoint's config (None for a hub id)."""
-    from lprecover.modeling import ORGANISM, read_model_config
-    from lprecover.surgery import layer_count
-
-    if model.name_or_path == ORGANISM:
-        from lprecover.organism.build import OrganismConfig
-
-        return OrganismConfig().num_layers  # the teacher resolve_model_path builds (ensure_teacher's default)
+    """The source model's decoder layers where known without building or downloading anything: a registered
+    model's own count, or a local checkpoint's config (None for a hub id)."""
+    source = model_source(model.name_or_path)
+    if source is not None and source.num_layers is not None:
+        return source.num_layers()
     if not Path(model.name_or_path).expanduser().is_dir():
         return None
     return layer_count(read_model_config(model), required=False)
@@ -170,15 +172,11 @@ def check_against_model(cfg: StudyConfig) -> None:
 
 def prune_stage(cfg: StudyConfig, n: int, out: Path) -> Path:
     """The source pruned by ``n`` layers in ``out`` (reused when made with the same settings)."""
-    from lprecover.pruning.prune import prune_source
-
     return Path(prune_source(cfg.model, prune_spec(cfg, n), out, cfg.overwrite))
 
 
 def eval_stage(cfg: StudyConfig, model_dir: str, name: str, out: Path) -> None:
     """Evaluate one base model (teacher or pruned) into ``out``; resumes a partial one, reuses a finished one."""
-    from lprecover.evaluation.cli import EvalCommand, evaluate
-
     wandb = replace(cfg.wandb, name=f"{cfg.group()}-{name}", group=cfg.group())
     command = EvalCommand(
         model=replace(cfg.model, name_or_path=model_dir),
@@ -211,8 +209,6 @@ def recipe_run(cfg: StudyConfig, recipe: str, student: Path, out: Path) -> Recov
 
 def recover_stage(cfg: StudyConfig, recipe: str, student: Path, out: Path) -> None:
     """Recover ``student`` with ``recipe`` into ``out`` and evaluate it; a finished run with these settings is kept."""
-    from lprecover.train import recover
-
     recover(recipe_run(cfg, recipe, student, out))
 
 
@@ -225,8 +221,6 @@ def _digest(folder: Path) -> dict[str, str]:
 
 def compare_stage(folders: list[Path], out: Path, title: str) -> dict:
     """Compare ``folders`` into ``out``; kept while every input is byte for byte what it compared last time."""
-    from lprecover.compare import compare, discover
-
     settings = {"title": title, "inputs": {p.name: _digest(p) for p in folders}}
     # Derived output: whatever changed upstream, redoing it is always allowed (overwrite=True).
     if reuse_or_refuse(out, settings, "a comparison", overwrite=True) == "reuse" and (out / "report.md").exists():
@@ -243,8 +237,6 @@ def run_study(cfg: StudyConfig) -> dict | None:
     compares (after the recoveries, so the others never wait for more than one evaluation), and only it returns the
     summary (the others return None).
     """
-    from lprecover.modeling import resolve_model_path
-
     check_against_model(cfg)
     out = Path(cfg.output_dir)
     # Refused here, before any work, when the folder holds a study with other settings (unless overwrite=true).
@@ -253,7 +245,7 @@ def run_study(cfg: StudyConfig) -> dict | None:
     start = time.time()
     pruned = {n: out / f"pruned-{n}" for n in cfg.prune_layers}
     if state.is_main_process:
-        resolve_model_path(cfg.model.name_or_path)  # builds the organism teacher on first use
+        resolve_model_path(cfg.model.name_or_path)  # a registered model's source may build or copy it first
         if verdict == "fresh":
             save_config(cfg, out)
         logger.info("[study] teacher ready (%.0f s)", time.time() - start)

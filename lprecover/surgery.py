@@ -102,7 +102,7 @@ class UnsupportedModelError(ValueError):
     """The model has no decoder block list that layer surgery can edit, or its layers cannot be removed."""
 
 
-def _get_attr_path(obj, path: str):
+def get_attr_path(obj, path: str):
     for part in path.split("."):
         obj = getattr(obj, part, None)
         if obj is None:
@@ -119,7 +119,7 @@ def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
     counts = _layer_counts(model.config)
     n = counts[0] if counts else None
     for path in BLOCK_PATHS:
-        blocks = _get_attr_path(model, path)
+        blocks = get_attr_path(model, path)
         if isinstance(blocks, nn.ModuleList) and len(blocks) > 0 and (not counts or len(blocks) in counts):
             return path, blocks
     # Fall back to any ModuleList of identical blocks whose length matches the configured layer count.
@@ -638,7 +638,7 @@ def _check_rebuild(model: nn.Module, path: str) -> None:
         )
         return
     name = type(model).__name__
-    blocks, rebuilt_blocks = find_blocks(model)[1], _get_attr_path(rebuilt, path)
+    blocks, rebuilt_blocks = find_blocks(model)[1], get_attr_path(rebuilt, path)
     if rebuilt_blocks is None or len(rebuilt_blocks) != len(blocks):
         raise UnsupportedModelError(
             f"{name} would reload with {len(rebuilt_blocks or [])} blocks at {path}, not the {len(blocks)} kept; "
@@ -737,7 +737,7 @@ def remove_layers(
     for new, old in enumerate(keep):
         renumbered += _renumber(blocks[old], old, new, per_block)
     parent_path, _, attr = path.rpartition(".")
-    parent = _get_attr_path(model, parent_path) if parent_path else model
+    parent = get_attr_path(model, parent_path) if parent_path else model
     setattr(parent, attr, nn.ModuleList([blocks[i] for i in keep]))
     sliced = _slice_per_layer_tensors(model, path, keep, n)
     try:

@@ -1,6 +1,6 @@
 """Did test-time scaling come back? One code and one sentence per recovered run and reasoning task.
 
-The verdict reads the sequential recovery measures (``evaluation.recovery``), in this order:
+The verdict reads the sequential recovery measures (``evaluation.recovery_measures``), in this order:
 
 1. ``nothing_to_recover``: pruning lost no measurable area and no measurable slope (each loss below its minimum, or
    its paired interval reaching 0). Nothing to win back, whatever the recovered curve does; the sentence says
@@ -19,7 +19,7 @@ any test-time scaling), and the slope share alone too (a pruned model steeper th
 slope is the yardstick for "does the curve still rise".
 """
 
-from lprecover.evaluation.recovery import MIN_AREA, MIN_SLOPE, measurable
+from lprecover.evaluation.recovery_measures import MIN_AREA, MIN_SLOPE, measurable
 
 RETURNED, PARTLY, NOT_RETURNED, NOTHING = "returned", "partly", "not_returned", "nothing_to_recover"
 VERDICTS = (RETURNED, PARTLY, NOT_RETURNED, NOTHING)

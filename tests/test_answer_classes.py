@@ -78,7 +78,7 @@ def test_an_ambiguous_reading_is_no_answer(text, task):
 
 
 def test_extraction_failure_rate_counts_ambiguous_readings():
-    from lprecover.evaluation.run import parallel_curve, summarize  # imports torch: only for the tests that need it
+    from lprecover.evaluation.curves import parallel_curve, summarize  # imports torch: only for the tests that need it
     from lprecover.evaluation.tasks import Problem
 
     texts = ["The answer is not 7.", "The answer is 7 or 8.", "\\boxed{7}", "The answer is 20, not 7."]
@@ -236,7 +236,7 @@ def _record(problem, sample, extracted, correct, task=MATH, canonical_form=None)
 
 
 def _curve(texts, gold, task, ks):
-    from lprecover.evaluation.run import parallel_curve
+    from lprecover.evaluation.curves import parallel_curve
     from lprecover.evaluation.tasks import Problem
 
     records = []

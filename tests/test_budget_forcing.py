@@ -19,9 +19,11 @@ from lprecover.evaluation.budget_forcing import (
     prompt_ids,
     sample_tokens,
     sampling_key,
+    think_format,
     uniform,
 )
-from lprecover.evaluation.run import EvalConfig, run_eval, think_format
+from lprecover.evaluation.config import EvalConfig
+from lprecover.evaluation.run import run_eval
 from lprecover.evaluation.scoring import extract_answer
 from lprecover.evaluation.scripted import Script, ScriptedEngine
 
@@ -140,7 +142,8 @@ def test_think_format_cue_follows_the_family(tok, organism_tokenizer):
     from lprecover.modeling import ModelConfig
 
     assert think_format(tok).answer_prefix == "\n\nFinal Answer:"  # s1's cue after a forced </think>
-    assert think_format(organism_tokenizer, organism=True).answer_prefix == ""  # trained to answer at once
+    # The organism's registered traits: trained to answer at once, so no cue.
+    assert think_format(organism_tokenizer, default_answer_prefix="").answer_prefix == ""
     s1 = think_format(
         tok,
         ModelConfig(

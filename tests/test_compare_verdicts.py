@@ -1,5 +1,5 @@
 """Recovery measures and verdicts across regimes: every expected number is computed here by hand, from the
-definitions in ``evaluation/recovery.py`` written out in plain arithmetic, not by calling the code under test."""
+definitions in ``evaluation/recovery_measures.py`` written out in plain arithmetic, not by calling the code under test."""
 
 import json
 import math
@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from lprecover.compare import Run, compare, discover
-from lprecover.evaluation.recovery import MIN_AREA, MIN_SLOPE, recovery_measures
+from lprecover.evaluation.recovery_measures import MIN_AREA, MIN_SLOPE, recovery_measures
 from lprecover.verdict import PARTLY_SHARE, RETURNED_SHARE, SLOPE_FLAT, SLOPE_RETURNED, decide
 
 BUDGETS = [8, 16, 32, 64]

@@ -6,7 +6,7 @@ import yaml
 from lprecover.cli import main
 from lprecover.config import ConfigError, group_choices, load_config, reuse_or_refuse, save_config, save_settings
 from lprecover.modeling import ModelConfig
-from lprecover.pruning import PruneConfig
+from lprecover.pruning.config import PruneConfig
 
 
 @dataclass

@@ -5,9 +5,10 @@ import torch
 from tiny_models import VOCAB, tiny_model
 from transformers import AutoModelForCausalLM
 
-from lprecover.pruning import PruneConfig, prune_model
-from lprecover.pruning.calibration import Calibration, build_calibration
-from lprecover.pruning.criteria import boundary_distances, calibration_loss, decide, skipping
+from lprecover.pruning.calibration import build_calibration
+from lprecover.pruning.config import PruneConfig
+from lprecover.pruning.criteria import Calibration, boundary_distances, calibration_loss, decide, skipping
+from lprecover.pruning.prune import prune_model
 from lprecover.surgery import find_blocks
 
 

@@ -4,7 +4,8 @@ import pytest
 from tiny_models import tiny_model
 from transformers import AutoTokenizer
 
-from data_prep.build import DataConfig, build, load_built
+from data_prep.build import build, load_built
+from data_prep.config import DataConfig
 from data_prep.formats import assistant_turn, check_round_trip
 from data_prep.quality import contamination, exact_duplicates, near_duplicates
 from lprecover.cli import main
@@ -48,7 +49,8 @@ def test_gsm8k_answers_match_the_source(split, gsm8k_dir, tok_dir, tmp_path):
 
 
 def test_trl_assistant_mask_covers_exactly_the_assistant_turn(gsm8k_dir, tok_dir, tmp_path):
-    from lprecover.recovery.sft import TrainConfig, sft_args, sft_trainer
+    from lprecover.recovery.sft import sft_args, sft_trainer
+    from lprecover.recovery.train_config import TrainConfig
 
     _, ds = _build(tok_dir, tmp_path, "source=gsm8k", f"path={gsm8k_dir / 'train.jsonl'}", "limit=8")
     tok = AutoTokenizer.from_pretrained(tok_dir)

@@ -19,7 +19,7 @@ from lprecover.config import _dataclass_fields, declared
 
 
 def _schemas() -> dict:
-    from data_prep.build import DataConfig
+    from data_prep.config import DataConfig
     from lprecover.analysis import AnalyzeCommand
     from lprecover.compare import CompareCommand
     from lprecover.evaluation.cli import EvalCommand

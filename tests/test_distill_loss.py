@@ -12,7 +12,8 @@ from tiny_models import tiny_model
 from lprecover.organism.task import make_problems, to_record
 from lprecover.recovery.distill import DistillTrainer, distill_loss, hidden_state_loss
 from lprecover.recovery.recipe import DistillSettings
-from lprecover.recovery.sft import TrainConfig, has_generation_markers, sft_args, sft_trainer
+from lprecover.recovery.sft import has_generation_markers, sft_args, sft_trainer
+from lprecover.recovery.train_config import TrainConfig
 from lprecover.surgery import kept_to_original, remove_layers
 
 

@@ -10,8 +10,9 @@ from tiny_models import save_organism_tiny, tiny_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lprecover.cli import main
-from lprecover.evaluation.budget_forcing import ThinkFormat, budget_forced_generate, prompt_ids
-from lprecover.evaluation.run import EvalConfig, run_eval, think_format
+from lprecover.evaluation.budget_forcing import ThinkFormat, budget_forced_generate, prompt_ids, think_format
+from lprecover.evaluation.config import EvalConfig
+from lprecover.evaluation.run import run_eval
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +201,7 @@ def _record(problem, sample, correct, extracted="1", temperature=0.8, budget=40)
 
 
 def test_pass_at_1_is_mean_per_sample_correctness_whatever_k_holds():
-    from lprecover.evaluation.run import parallel_curve
+    from lprecover.evaluation.curves import parallel_curve
     from lprecover.evaluation.tasks import Problem
 
     problems = [Problem("a", "", ""), Problem("b", "", "")]
@@ -213,7 +214,7 @@ def test_pass_at_1_is_mean_per_sample_correctness_whatever_k_holds():
 
 
 def test_curves_refuse_records_of_mixed_sampling_settings():
-    from lprecover.evaluation.run import parallel_curve, sequential_curve
+    from lprecover.evaluation.curves import parallel_curve, sequential_curve
     from lprecover.evaluation.tasks import Problem
 
     problems = [Problem("a", "", "")]

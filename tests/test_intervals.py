@@ -10,8 +10,8 @@ import math
 import numpy as np
 import pytest
 
+from lprecover.evaluation.curves import parallel_curve, sequential_curve
 from lprecover.evaluation.metrics import accuracy_ci, bootstrap_ci, finite, wilson_interval
-from lprecover.evaluation.run import parallel_curve, sequential_curve
 from lprecover.evaluation.tasks import Problem
 
 Z = 1.959963984540054

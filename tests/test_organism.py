@@ -202,7 +202,7 @@ def test_fact_rows_skip_blocks_in_training_only(organism_tokenizer):
 def test_the_facts_task_follows_what_the_teacher_was_trained_on(organism_tokenizer):
     """A teacher trained on 50 facts is evaluated on those 50 (the same names and answers it was trained on), and
     one trained on none has no facts task."""
-    from lprecover.evaluation.run import default_tasks, organism_facts
+    from lprecover.evaluation.run import traits_of
     from lprecover.evaluation.tasks import load_task
     from lprecover.organism.build import OrganismConfig, make_model, training_data
     from lprecover.organism.task import facts
@@ -211,10 +211,10 @@ def test_the_facts_task_follows_what_the_teacher_was_trained_on(organism_tokeniz
     cfg.train.max_steps = 5
     trained = {(r["problem"], r["answer"]) for r in training_data(cfg) if r["problem"].endswith("?")}
     model = make_model(cfg, organism_tokenizer)
-    task = load_task("organism_facts", facts=organism_facts(model))
+    task = load_task("organism_facts", model_options=traits_of(model).task_options)
     assert {(p.prompt, p.gold) for p in task.problems} == trained == {(f.prompt, f.answer) for f in facts(50)}
-    assert default_tasks(model) == ["organism_long", "organism_facts"]
-    assert default_tasks(make_model(OrganismConfig(facts=0), organism_tokenizer)) == ["organism_long"]
+    assert traits_of(model).tasks == ("organism_long", "organism_facts")
+    assert traits_of(make_model(OrganismConfig(facts=0), organism_tokenizer)).tasks == ("organism_long",)
     assert len(load_task("organism_facts").problems) == 100
 
 

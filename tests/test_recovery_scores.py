@@ -4,7 +4,8 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lprecover.evaluation import recovery_measures
-from lprecover.evaluation.run import EvalConfig, run_eval
+from lprecover.evaluation.config import EvalConfig
+from lprecover.evaluation.run import run_eval
 from lprecover.surgery import remove_layers
 
 

@@ -116,7 +116,7 @@ def test_report_numbers_are_the_curves_numbers(study):
 def test_a_second_study_from_clean_data_gives_the_same_summary(study, tmp_path, monkeypatch):
     """The same study again (fresh output folder and cache, the same teacher) writes the same
     summary.json, byte for byte once folder paths are set aside."""
-    from lprecover.organism.build import cache_root
+    from lprecover.config import cache_root
 
     clean = tmp_path / "cache"
     clean.mkdir()
@@ -137,7 +137,7 @@ def test_distillation_from_a_stored_top_8_recovers_as_online_distillation_does(s
     from dataclasses import fields
 
     from lprecover.config import load_config
-    from lprecover.evaluation.recovery import recovery_measures
+    from lprecover.evaluation.recovery_measures import recovery_measures
     from lprecover.recovery.outputs import EVAL_DIR
     from lprecover.recovery.recipe import RecoveryConfig
     from lprecover.recovery.teacher_logits import StoreSettings, TeacherLogitsConfig, write_store

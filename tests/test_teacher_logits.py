@@ -15,9 +15,9 @@ from lprecover.config import load_config, load_settings, save_settings
 from lprecover.pruning.prune import prune_source
 from lprecover.recovery.data import load_training_data
 from lprecover.recovery.distill import distill_loss
+from lprecover.recovery.logit_store import FLOOR, MANIFEST, TopK, buckets, sequences, tail_from_top, top_k
 from lprecover.recovery.methods import build_trainer
 from lprecover.recovery.recipe import DistillSettings, RecoveryConfig
-from lprecover.recovery.teacher_logits import FLOOR, MANIFEST, TopK, buckets, sequences, tail_from_top, top_k
 
 P_TEACHER = [0.5, 0.3, 0.15, 0.05]
 

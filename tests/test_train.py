@@ -227,7 +227,7 @@ def _launch(config: str, args: list[str], processes: int = 1, **env) -> subproce
 
 _BARRIER = """
 import sys, time
-from lprecover.recovery.launch import distributed_state
+from lprecover.launch import distributed_state
 state = distributed_state(float(sys.argv[1]))
 if state.is_main_process:
     time.sleep(float(sys.argv[2]))  # one-process work (pruning, an evaluation) while the other waits
@@ -314,9 +314,13 @@ def test_zero3_distils_from_stored_teacher_logits_without_a_teacher(teacher_path
 
 
 @pytest.mark.slow
-def test_cpu_ddp_runs_two_processes(teacher_path, tmp_path):
+@pytest.mark.parametrize(
+    "config, processes, env",
+    [("cpu_ddp.yaml", 1, {}), ("ddp.yaml", 2, {"ACCELERATE_USE_CPU": "true"})],  # ddp.yaml's GPUs become gloo CPUs
+)
+def test_ddp_runs_two_processes(config, processes, env, teacher_path, tmp_path):
     out = tmp_path / "run"
-    result = _launch("cpu_ddp.yaml", ["recipe=sft_longcot", *FAST, f"output_dir={out}"])
+    result = _launch(config, ["recipe=sft_longcot", *FAST, f"output_dir={out}"], processes, **env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "checkpoint-3" / "rng_state_1.pth").exists(), "a second process ran"
     marked = json.loads((out / "checkpoint-3" / COMPLETE_FILE).read_text())["files"]

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lprecover.pruning import PruneConfig, prune_model, save_pruned
+from lprecover.pruning.config import PruneConfig
+from lprecover.pruning.prune import prune_model, save_pruned
 
 REPO = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = Path(os.environ.get("LPRECOVER_VLLM_PYTHON", REPO / ".venv-vllm" / "bin" / "python"))

@@ -9,7 +9,7 @@ from lprecover.evaluation.metrics import (
     pass_at_k,
     scaling_slope,
 )
-from lprecover.evaluation.recovery import recovery_measures
+from lprecover.evaluation.recovery_measures import recovery_measures
 from lprecover.evaluation.scoring import extract_answer, is_correct
 
 __all__ = [

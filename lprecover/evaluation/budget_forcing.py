@@ -73,7 +73,7 @@ class Generation:
     raw: str = ""
 
 
-def _ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+def text_ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     return tokenizer.encode(text, add_special_tokens=False) if text else []
 
 
@@ -173,7 +173,7 @@ def cut(ids: list[int], room: int, stops: set[int]) -> tuple[list[int], int | No
 
 def check_close(tokenizer, fmt: ThinkFormat) -> list[int]:
     """The end-of-thinking delimiter's token id (none without a delimiter); refuse one that is not a single token."""
-    close_ids = _ids(tokenizer, fmt.close) if fmt.close else []
+    close_ids = text_ids(tokenizer, fmt.close) if fmt.close else []
     if fmt.close and len(close_ids) != 1:
         raise ConfigError(
             f"The end-of-thinking delimiter {fmt.close!r} is {len(close_ids)} tokens for this tokenizer; budget "
@@ -244,9 +244,9 @@ def force_budgets(
     top = max(budgets)
     close_ids = check_close(tokenizer, fmt)
     stops = set(close_ids) | eos_ids
-    opened = close_ids + _ids(tokenizer, fmt.answer_open)  # what follows every end of thinking
-    cue_ids = _ids(tokenizer, fmt.answer_prefix)
-    wait_ids = [_ids(tokenizer, w) for w in fmt.wait] or [[]]
+    opened = close_ids + text_ids(tokenizer, fmt.answer_open)  # what follows every end of thinking
+    cue_ids = text_ids(tokenizer, fmt.answer_prefix)
+    wait_ids = [text_ids(tokenizer, w) for w in fmt.wait] or [[]]
     n = len(prompts)
     thoughts = [_Thinking([], [], (0, None)) for _ in range(n)]
     # A runner that can continue its thinking pass's KV cache (transformers) answers from it; with wait strings
@@ -541,3 +541,31 @@ def generate_at_budgets(
         for result, gens in zip(results, part):
             result += gens
     return results
+
+
+ANSWER_CUE = "Final Answer:"  # s1's cue after a forced end of thinking (see ThinkFormat.answer_prefix)
+
+
+def think_format(
+    tokenizer, model_cfg=None, wait: list[str] | None = None, default_answer_prefix: str | None = None
+) -> ThinkFormat:
+    """The model family's thinking delimiters and answer cue: explicit ``model.*`` settings win, then the vocabulary.
+
+    Qwen3, R1-distill and the organism think in ``<think>``/``</think>``; s1 (``model=s1_1_7b``) thinks after
+    ``<|im_start|>think`` until ``<|im_start|>``, answers after ``<|im_start|>answer`` (``answer_open``). A model
+    with no delimiters (e.g. SmolLM2-Instruct) has its whole response capped, then is asked for a final answer.
+
+    The answer cue after a forced close (``model.answer_prefix``; None: the default) is s1's "Final Answer:" on a
+    line of its own (s1's fork appends ``<|im_start|>answer\nFinal Answer:``), unless the model's registered
+    traits give another (``default_answer_prefix``; the organism, trained to answer right after ``</think>``, gets
+    none).
+    """
+    vocab = tokenizer.get_vocab()
+    has_think = "<think>" in vocab and "</think>" in vocab
+    open_ = getattr(model_cfg, "think_open", None) or ("<think>" if has_think else "")
+    close = getattr(model_cfg, "think_close", None) or ("</think>" if has_think else None)
+    prefix = getattr(model_cfg, "answer_prefix", None)
+    if prefix is None:
+        prefix = "\n\n" + ANSWER_CUE if default_answer_prefix is None else default_answer_prefix
+    answer_open = getattr(model_cfg, "answer_open", "") or ""
+    return ThinkFormat(open_, close, answer_open, prefix, tuple(wait or ("Wait",)))

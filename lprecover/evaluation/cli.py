@@ -18,9 +18,12 @@ from pathlib import Path
 
 from lprecover.atomic import exclusive_output
 from lprecover.config import ConfigError, declare, load_config, reuse_or_refuse, save_settings, to_dict, valid_keys
+from lprecover.evaluation.config import GENERATION_ONLY, EvalConfig
+from lprecover.evaluation.engines import VLLMEngine
+from lprecover.evaluation.importer import LogSamplesError, curves_from_records, import_records, model_name, read_files
 from lprecover.evaluation.processes import Processes, launched_processes, own_gpu
 from lprecover.evaluation.records import read_samples
-from lprecover.evaluation.run import GENERATION_ONLY, EvalConfig, run_eval, saved_results
+from lprecover.evaluation.run import run_eval, saved_results, write_results
 from lprecover.evaluation.tasks import check_task
 from lprecover.log import get_logger
 from lprecover.modeling import (
@@ -96,14 +99,6 @@ def main(argv: list[str]) -> int:
 
 def import_evaluation(cfg: EvalCommand, out: Path, resolved: dict) -> dict:
     """``import=``: rescore lm-eval log_samples files into ``out`` as a native evaluation."""
-    from lprecover.evaluation.importer import (
-        LogSamplesError,
-        curves_from_records,
-        import_records,
-        read_files,
-    )
-    from lprecover.evaluation.run import write_results
-
     try:
         read_files(cfg.imports, cfg.import_task, cfg.import_budget)  # every file is checked before anything is written
         save_settings(out, resolved)
@@ -121,7 +116,6 @@ def generate(cfg: EvalCommand, out: Path, resolved: dict, procs: Processes) -> d
     if cfg.eval.engine == "vllm":
         if procs.count > 1 and cfg.eval.vllm_tensor_parallel_size == 1:
             own_gpu(procs)
-        from lprecover.evaluation.engines import VLLMEngine
 
         tokenizer = load_tokenizer(cfg.model)
         model = VLLMEngine(
@@ -160,8 +154,6 @@ def evaluate(cfg: EvalCommand) -> dict:
     resolved = to_dict(cfg)
 
     if cfg.imports:  # an import is of the model lm-eval ran, when its results file says which
-        from lprecover.evaluation.importer import model_name
-
         resolved["model"]["name_or_path"] = model_name(cfg.imports) or resolved["model"]["name_or_path"]
     else:  # another model saved at the same path (e.g. pruned again) must not pass for the one evaluated before
         resolved["model_fingerprint"] = model_fingerprint(cfg.model.name_or_path)

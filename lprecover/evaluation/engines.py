@@ -51,7 +51,7 @@ class VLLMEngine:
 
         self.tokenizer = tokenizer
         self.config = AutoConfig.from_pretrained(path)
-        if not _has_gpu() and not {"gpu_memory_utilization", "kv_cache_memory_bytes"} & set(llm_kwargs):
+        if not has_gpu() and not {"gpu_memory_utilization", "kv_cache_memory_bytes"} & set(llm_kwargs):
             llm_kwargs["kv_cache_memory_bytes"] = cpu_kv_cache_bytes(
                 self.config, llm_kwargs.get("max_model_len"), dtype
             )
@@ -112,7 +112,7 @@ class VLLMEngine:
         )
 
 
-def _has_gpu() -> bool:
+def has_gpu() -> bool:
     import torch
 
     return torch.cuda.is_available()

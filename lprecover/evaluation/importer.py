@@ -31,8 +31,11 @@ import json
 import re
 from pathlib import Path
 
+from lprecover.evaluation.curves import parallel_curve, sequential_curve
 from lprecover.evaluation.records import SampleStore
-from lprecover.evaluation.scoring import LETTERS, TASK_KINDS, answers_match, canonical, extract_answer, task_kind
+from lprecover.evaluation.scoring import answers_match, canonical, extract_answer
+from lprecover.evaluation.task_specs import LETTERS, find_spec, known_names, task_kind
+from lprecover.evaluation.tasks import Problem
 
 S1_ANSWER = "<|im_start|>answer"
 S1_FORCED = S1_ANSWER + "\nFinal Answer:"
@@ -68,7 +71,7 @@ def file_task(path: Path) -> str:
 
 def map_task(lm_eval_task: str) -> str | None:
     """lprecover's name for an lm-eval task, or None when it is not one lprecover scores."""
-    if lm_eval_task in TASK_KINDS:
+    if find_spec(lm_eval_task) is not None:
         return lm_eval_task
     found = [p for p in TASK_PREFIXES if lm_eval_task.startswith(p)]
     return TASK_PREFIXES[max(found, key=len)] if found else None
@@ -168,7 +171,7 @@ def read_log_samples(path: Path, task: str | None = None, budget: int | None = N
     if not task:
         raise LogSamplesError(
             f"Cannot tell which task {path.name} holds ('{name}' is not one lprecover scores): pass import_task= "
-            f"with one of {', '.join(TASK_KINDS)}."
+            f"with one of {', '.join(known_names())}."
         )
     data = path.read_bytes()
     try:
@@ -306,9 +309,6 @@ def import_records(files: list[str], output_dir: Path, task: str | None, budget:
 
 def curves_from_records(records: list[dict], ks: list[int] | None, n_boot: int, seed: int) -> dict:
     """Sequential and parallel curves of whatever tasks, budgets and sample counts the records hold."""
-    from lprecover.evaluation.run import parallel_curve, sequential_curve
-    from lprecover.evaluation.tasks import Problem
-
     curves = {"sequential": {}, "parallel": {}}
     for task in sorted({r["task"] for r in records}):
         for mode in ("sequential", "parallel"):

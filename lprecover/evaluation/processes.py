@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lprecover.config import ConfigError
+from lprecover.launch import DEFAULT_TIMEOUT_MINUTES, distributed_state
 
 
 @dataclass
@@ -52,7 +53,6 @@ def launched_processes(timeout_minutes: float | None = None) -> Processes:
     """
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return Processes()
-    from lprecover.recovery.launch import DEFAULT_TIMEOUT_MINUTES, distributed_state
 
     state = distributed_state(timeout_minutes or DEFAULT_TIMEOUT_MINUTES)
     return Processes(state.process_index, state.num_processes, state)

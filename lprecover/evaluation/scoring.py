@@ -1,6 +1,6 @@
 """Answer extraction and scoring: one scorer for every task, no paid judge.
 
-Task kinds: ``exact`` (the organism: the answer text must equal the gold), ``math`` (GSM8K, MATH-500, AIME:
+Task kinds (a task file's ``kind``): ``exact`` (the answer text must equal the gold), ``math`` (GSM8K, MATH-500, AIME:
 the answer is extracted from ``\\boxed{}``, an ``Answer:`` line, ``#### N`` or bold, then compared by math-verify),
 and ``choice`` (GPQA, MMLU: a strictly extracted letter).
 
@@ -30,22 +30,11 @@ from functools import lru_cache
 import sympy
 from math_verify import parse, verify
 
+from lprecover.evaluation.task_specs import choice_letters, find_spec, task_kind
+
 # With timeouts off (needed outside the main thread) math-verify warns on every parse; the warning is ours to heed.
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 
-TASK_KINDS = {
-    "organism": "exact",
-    "gsm8k": "math",
-    "math500": "math",
-    "aime24": "math",
-    "aime25": "math",
-    "aime_nofigures": "math",
-    "gpqa_diamond": "choice",
-    "mmlu": "choice",
-}
-LETTERS = "ABCDEFGHIJ"
-
-CHOICES = {"gpqa_diamond": 4, "mmlu": 4}  # letters a choice task's questions offer
 
 # Unicode. Superscripts and vulgar fractions are rewritten before NFKC, which would flatten x² into x2.
 _SUPERSCRIPT_RUN = re.compile("[⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻]+")
@@ -145,19 +134,6 @@ _BOX_LETTER = re.compile(_OPTION + r"(?:\(([A-J])\)|\[([A-J])\]|([A-J])" + _ALON
 _AMBIGUOUS = object()  # a reading that commits to no single answer: scored as no answer, never as a guess
 
 
-def task_kind(task: str) -> str:
-    """The scoring kind of a task name (``organism`` variants such as ``organism_long`` are exact match)."""
-    base = task.split(":")[0]
-    if base.startswith("organism"):
-        return "exact"
-    if base not in TASK_KINDS:
-        raise ValueError(
-            f"Unknown task '{task}'. Known tasks: {', '.join(TASK_KINDS)} (and organism_long, organism_shallow, "
-            "organism_facts, organism:LO-HI)."
-        )
-    return TASK_KINDS[base]
-
-
 def normalize_unicode(text: str) -> str:
     """``text`` with Unicode numbers and signs in ASCII, so that every pattern and math-verify can read them.
 
@@ -214,7 +190,7 @@ def _clean(ans: str) -> str:
 
 
 def _letters(task: str) -> str:
-    return LETTERS[: CHOICES.get(task.split(":")[0], len(LETTERS))]
+    return choice_letters(task)
 
 
 def _math_value(candidate: str) -> str | None:
@@ -496,7 +472,7 @@ def vote_keys(answers: list[str | None], task: str, keys: list[str | None] | Non
         answers: each sample's extracted answer; ``None`` (no answer) keeps the key ``None``.
         keys: their canonical forms where already computed (records store them); None computes them.
     """
-    known = task.split(":")[0] in TASK_KINDS or task.startswith("organism")
+    known = find_spec(task) is not None
     if keys is None:
         keys = [canonical(a, task) for a in answers] if known else [None] * len(answers)
     keys = [None if a is None else (a.strip() if k is None else k) for a, k in zip(answers, keys)]

@@ -16,7 +16,7 @@ line of ``force_budgets`` and of the evaluation that scores them.
 
 from dataclasses import dataclass
 
-from lprecover.evaluation.budget_forcing import Generation, ThinkFormat, _ids, cut, default_keys, force_budgets
+from lprecover.evaluation.budget_forcing import Generation, ThinkFormat, cut, default_keys, force_budgets, text_ids
 
 
 @dataclass
@@ -51,14 +51,14 @@ class ScriptedEngine:
     def _continuation(self, script: Script, written: list[int], fmt: ThinkFormat) -> list[int]:
         tok = self.tokenizer
         end = [tok.convert_tokens_to_ids(fmt.close)] if fmt.close else [tok.eos_token_id]
-        cue = _ids(tok, fmt.answer_prefix)
-        answer = _ids(tok, script.answer) + [tok.eos_token_id]
+        cue = text_ids(tok, fmt.answer_prefix)
+        answer = text_ids(tok, script.answer) + [tok.eos_token_id]
         closed = (fmt.close and end[0] in written) or (cue and written[len(written) - len(cue) :] == cue)
         if closed:
             return answer
-        waits = [_ids(tok, w) for w in fmt.wait]
+        waits = [text_ids(tok, w) for w in fmt.wait]
         pos = 0
-        for j, segment in enumerate(_ids(tok, s) for s in script.thinking):
+        for j, segment in enumerate(text_ids(tok, s) for s in script.thinking):
             if written[pos : pos + len(segment)] != segment[: len(written) - pos]:
                 raise ValueError("The sequence left the script: budget forcing added something it did not expect.")
             if len(written) - pos < len(segment):

@@ -11,7 +11,6 @@ import contextlib
 import copy
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -25,12 +24,13 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
 from lprecover.atomic import folder_written_whole
-from lprecover.config import declare
+from lprecover.config import cache_root, declare
 from lprecover.log import get_logger
 from lprecover.organism.check import facts_accuracy, sequential_curve
 from lprecover.organism.task import MAX_STEPS, N_FACTS, fact_record, facts, make_problems, to_record
 from lprecover.organism.tokenizer import build_tokenizer
-from lprecover.recovery.sft import TrainConfig, sft_args, sft_trainer
+from lprecover.recovery.sft import sft_args, sft_trainer
+from lprecover.recovery.train_config import TrainConfig
 from lprecover.surgery import find_blocks, remove_layers
 
 logger = get_logger(__name__)
@@ -139,10 +139,6 @@ class OrganismConfig:
     def fingerprint(self) -> str:
         blob = json.dumps({"v": TASK_VERSION, **asdict(self)}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("LPRECOVER_CACHE", Path.home() / ".cache" / "lprecover"))
 
 
 def teacher_dir(cfg: OrganismConfig) -> Path:

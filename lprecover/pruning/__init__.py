@@ -1,6 +1,3 @@
-"""Layer pruning criteria and the prune API (surgery itself lives in ``lprecover.surgery``)."""
-
-from lprecover.pruning.criteria import CRITERIA, Decision
-from lprecover.pruning.prune import PruneConfig, prune_model, save_pruned
-
-__all__ = ["CRITERIA", "Decision", "PruneConfig", "prune_model", "save_pruned"]
+"""Layer pruning: the criteria (``criteria``), their calibration text (``calibration``), the settings (``config``)
+and the prune step (``prune``); surgery itself lives in ``lprecover.surgery``. Import from the modules: this file
+imports nothing, so reading a prune spec loads no evaluation code."""

@@ -2,47 +2,30 @@
 
 Sources (``prune.calibration=``):
 
-- ``traces``: the unpruned model's own long-CoT generations on reasoning problems (organism chains, or GSM8K
-  questions from ``calibration_path``). Layers that look redundant on prose may carry the reasoning, so this is
+- ``traces``: the unpruned model's own long-CoT generations on reasoning problems (its registered calibration
+  source's questions, e.g. the organism's chains, or GSM8K questions from ``calibration_path``). Layers that look redundant on prose may carry the reasoning, so this is
   the source that matches what pruning must preserve.
 - ``problems``: reasoning problems with their reference solutions rendered through the chat template (the
-  organism's gold traces, or GSM8K question + worked answer).
+  registered source's gold traces, or GSM8K question + worked answer).
 - ``text``: plain text, one document per line of a ``.txt`` file, or the ``text`` field of a ``.jsonl`` file.
 - ``hf:DATASET[:CONFIG]``: the ``text`` column of a hub dataset, loaded with ``datasets``.
-- ``auto``: ``traces`` for the organism, ``problems`` otherwise.
+- ``auto``: ``traces`` for a model whose traits name a calibration source, ``problems`` otherwise.
 """
 
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from lprecover.config import ConfigError
+from lprecover.evaluation.budget_forcing import budget_forced_generate, prompt_ids, think_format
 from lprecover.log import get_logger
+from lprecover.pruning.config import check_source
+from lprecover.pruning.criteria import Calibration
 from lprecover.readers import read_jsonl
+from lprecover.registry import CalibrationSource, ModelTraits, calibration_source, model_traits
 
 logger = get_logger(__name__)
-
-SOURCES = ("auto", "traces", "problems", "text")
-
-
-@dataclass
-class Calibration:
-    """Tokenised calibration batches: ``input_ids`` and ``attention_mask`` (right-padded), ``labels`` (-100 on pad)."""
-
-    batches: list[dict]
-    source: str = "given"
-
-    @property
-    def num_tokens(self) -> int:
-        return int(sum(b["attention_mask"].sum() for b in self.batches))
-
-
-def _organism_problems(n: int, seed: int):
-    from lprecover.organism.task import make_problems
-
-    return make_problems(n, 1, 8, seed)
 
 
 def _gsm8k_rows(path: str | None) -> list[dict]:
@@ -65,11 +48,9 @@ def _need(rows: list[dict], fields: tuple[str, ...], path: str) -> None:
             )
 
 
-def _problem_texts(tokenizer, is_organism: bool, path: str | None, n: int, seed: int) -> list[str]:
-    if is_organism:
-        from lprecover.organism.task import to_record
-
-        rows = [to_record(p, "longcot")["messages"] for p in _organism_problems(n, seed)]
+def _problem_texts(tokenizer, registered: CalibrationSource | None, path: str | None, n: int, seed: int) -> list[str]:
+    if registered is not None:
+        rows = registered.traces(n, seed)
     else:
         data = _gsm8k_rows(path)
         random.Random(seed).shuffle(data)
@@ -80,18 +61,18 @@ def _problem_texts(tokenizer, is_organism: bool, path: str | None, n: int, seed:
     return [tokenizer.apply_chat_template(m, tokenize=False) for m in rows]
 
 
-def _trace_texts(model, tokenizer, is_organism: bool, path: str | None, n: int, seq_len: int, seed: int) -> list[str]:
+def _trace_texts(
+    model, tokenizer, traits: ModelTraits, path: str | None, n: int, seq_len: int, seed: int
+) -> list[str]:
     """Let the model think on ``n`` problems (greedy) and keep prompt + generation as calibration text."""
-    from lprecover.evaluation.budget_forcing import budget_forced_generate, prompt_ids
-    from lprecover.evaluation.run import think_format
-
-    if is_organism:
-        questions = [p.problem for p in _organism_problems(n, seed)]
+    if traits.calibration:
+        questions = calibration_source(traits.calibration).questions(n, seed)
     else:
         data = _gsm8k_rows(path)
         random.Random(seed).shuffle(data)
         questions = [r["question"] for r in data[:n]]
-    fmt = think_format(tokenizer, organism=is_organism)  # models without delimiters think in their plain response
+    # Models without delimiters think in their plain response.
+    fmt = think_format(tokenizer, default_answer_prefix=traits.answer_prefix)
     prompts = [prompt_ids(tokenizer, q, fmt) for q in questions]
     budget = max(1, seq_len - max(len(p) for p in prompts) - 8)
     gens = budget_forced_generate(model, tokenizer, prompts, budget, fmt, answer_max_tokens=8, batch_size=16)
@@ -120,13 +101,6 @@ def _plain_texts(source: str, path: str | None, n: int, seed: int) -> list[str]:
     return texts[:n]
 
 
-def check_source(source: str) -> None:
-    if source not in SOURCES and not source.startswith("hf:"):
-        raise ValueError(
-            f"Unknown prune.calibration source '{source}'. Use one of {', '.join(SOURCES)} or hf:DATASET."
-        )
-
-
 def build_calibration(
     model,
     tokenizer,
@@ -136,12 +110,18 @@ def build_calibration(
     seq_len: int = 512,
     batch_size: int = 8,
     seed: int = 0,
-    is_organism: bool = False,
+    traits: ModelTraits | None = None,
 ) -> Calibration:
-    """Collect ``num_samples`` calibration texts, truncated to ``seq_len`` tokens and batched."""
+    """Collect ``num_samples`` calibration texts, truncated to ``seq_len`` tokens and batched.
+
+    Args:
+        traits: the model's registered traits (default: read from ``model.config``); their calibration source
+            gives the problems and questions of ``traces``/``problems``.
+    """
     check_source(source)
+    traits = traits or model_traits(getattr(model, "config", None))
     if source == "auto":
-        source = "traces" if is_organism else "problems"
+        source = "traces" if traits.calibration else "problems"
     if source in ("traces", "problems") and not getattr(tokenizer, "chat_template", None):
         raise ConfigError(
             f"prune.calibration={source} renders problems through the chat template, and the tokenizer of "
@@ -149,9 +129,10 @@ def build_calibration(
             "prune.calibration_path=FILE, or prune an instruct checkpoint."
         )
     if source == "traces":
-        texts = _trace_texts(model, tokenizer, is_organism, path, num_samples, seq_len, seed)
+        texts = _trace_texts(model, tokenizer, traits, path, num_samples, seq_len, seed)
     elif source == "problems":
-        texts = _problem_texts(tokenizer, is_organism, path, num_samples, seed)
+        registered = calibration_source(traits.calibration) if traits.calibration else None
+        texts = _problem_texts(tokenizer, registered, path, num_samples, seed)
     else:
         texts = _plain_texts(source, path, num_samples, seed)
     if not texts:

@@ -13,7 +13,8 @@ from transformers import AutoModelForCausalLM
 from lprecover.config import CONFIG_FILE, ConfigError, declare, load_config, reuse_or_refuse, to_dict
 from lprecover.log import get_logger
 from lprecover.modeling import ModelConfig, load_model_and_tokenizer, read_model_config
-from lprecover.pruning.prune import PruneConfig, prune_model, save_pruned
+from lprecover.pruning.config import PruneConfig
+from lprecover.pruning.prune import prune_model, save_pruned
 from lprecover.surgery import find_blocks, layer_count
 
 logger = get_logger(__name__)

@@ -13,10 +13,21 @@ from dataclasses import dataclass, field
 import torch
 
 from lprecover.log import get_logger, progress
-from lprecover.pruning.calibration import Calibration
 from lprecover.surgery import find_blocks, kept_to_original, merge_layers, remove_layers
 
 logger = get_logger(__name__)
+
+
+@dataclass
+class Calibration:
+    """Tokenised calibration batches: ``input_ids`` and ``attention_mask`` (right-padded), ``labels`` (-100 on pad)."""
+
+    batches: list[dict]
+    source: str = "given"
+
+    @property
+    def num_tokens(self) -> int:
+        return int(sum(b["attention_mask"].sum() for b in self.batches))
 
 
 @dataclass

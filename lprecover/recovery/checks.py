@@ -12,8 +12,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lprecover.config import ConfigError, load_settings, reuse_or_refuse, settings_diff, to_dict
-from lprecover.evaluation.run import GENERATION_ONLY
+from lprecover.evaluation.config import GENERATION_ONLY
 from lprecover.modeling import ModelConfig, read_model_config, resolve_model_path
+from lprecover.recovery.logit_store import StoredTeacher
 from lprecover.recovery.lora import check_targets
 from lprecover.recovery.outputs import EVAL_DIR, FAILED_FILE, failure
 from lprecover.recovery.partial import border_layers, final_norm
@@ -89,8 +90,6 @@ def check_store(cfg: RecoveryConfig, student_config) -> None:
     """A finished teacher-logit store, at the recipe's temperature, for the student's vocabulary, written from the
     recipe's data settings. Whether it holds every training sequence is checked again, exactly, once the data are
     prepared (``StoredTeacher.check_covers``): the same settings over an edited data file pass here."""
-    from lprecover.recovery.teacher_logits import StoredTeacher
-
     store = StoredTeacher(cfg.distill.teacher_logits)
     store.check(cfg.distill.temperature, student_config.get_text_config().vocab_size)
     saved = load_settings(store.folder)

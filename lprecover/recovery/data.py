@@ -11,11 +11,11 @@ import datasets
 from datasets.exceptions import DatasetGenerationError
 from filelock import FileLock
 
-from data_prep.build import DataConfig, build, build_settings, load_built
-from lprecover.config import ConfigError
+from data_prep.build import build, build_settings, load_built
+from data_prep.config import DataConfig
+from lprecover.config import ConfigError, cache_root
 from lprecover.log import get_logger
 from lprecover.modeling import ModelConfig
-from lprecover.organism.build import cache_root
 from lprecover.readers import read_jsonl
 from lprecover.recovery.recipe import TrainData
 

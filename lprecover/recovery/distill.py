@@ -27,8 +27,8 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # we use one stable stat
 from trl.experimental.gkd import GKDTrainer  # noqa: E402
 from trl.models.utils import prepare_deepspeed  # noqa: E402
 
+from lprecover.recovery.logit_store import StoredTeacher, TopK, buckets  # noqa: E402
 from lprecover.recovery.recipe import DistillSettings  # noqa: E402
-from lprecover.recovery.teacher_logits import StoredTeacher, TopK, buckets  # noqa: E402
 from lprecover.surgery import find_blocks, kept_to_original  # noqa: E402
 
 

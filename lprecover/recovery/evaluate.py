@@ -4,7 +4,8 @@ import shutil
 from pathlib import Path
 
 from lprecover.config import reuse_or_refuse, save_settings, to_dict
-from lprecover.evaluation.run import GENERATION_ONLY, run_eval, saved_results
+from lprecover.evaluation.config import GENERATION_ONLY
+from lprecover.evaluation.run import run_eval, saved_results
 from lprecover.modeling import default_device
 from lprecover.recovery.checks import student_model_config
 from lprecover.recovery.outputs import MODEL_DIR, load_recovered

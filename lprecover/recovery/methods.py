@@ -18,6 +18,7 @@ from lprecover.modeling import load_model, load_tokenizer
 from lprecover.recovery.checks import teacher_model_config
 from lprecover.recovery.distill import DistillTrainer
 from lprecover.recovery.divergence import stop_on_divergence
+from lprecover.recovery.logit_store import StoredTeacher
 from lprecover.recovery.lora import apply_lora
 from lprecover.recovery.onpolicy import onpolicy_args, onpolicy_trainer
 from lprecover.recovery.packing import NAME as VARLEN
@@ -26,7 +27,6 @@ from lprecover.recovery.partial import freeze_all_but_border
 from lprecover.recovery.recipe import RecoveryConfig
 from lprecover.recovery.resume import continue_counters
 from lprecover.recovery.sft import has_generation_markers, sft_args, sft_trainer
-from lprecover.recovery.teacher_logits import StoredTeacher
 
 logger = get_logger(__name__)
 

@@ -11,7 +11,8 @@ from trl import DistillationConfig, DistillationTrainer
 
 from lprecover.recovery.data import prompts_only
 from lprecover.recovery.recipe import DistillSettings
-from lprecover.recovery.sft import TrainConfig, trainer_kwargs
+from lprecover.recovery.sft import trainer_kwargs
+from lprecover.recovery.train_config import TrainConfig
 
 
 def onpolicy_args(train: TrainConfig, settings: DistillSettings, output_dir: str, report_to) -> DistillationConfig:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from lprecover.atomic import publish_folder, sync_tree, write_file
 from lprecover.log import get_logger
+from lprecover.modeling import ModelConfig, load_model, load_tokenizer
 
 logger = get_logger(__name__)
 
@@ -210,8 +211,6 @@ def save_final(trainer, out: Path, record: dict, name: str = MODEL_DIR) -> Path:
 def load_recovered(out: Path, device: str | None = None, name: str = MODEL_DIR):
     """Load a run's final model (or ``name``, e.g. ``model-step-N``) as a plain transformers model (LoRA adapters
     merged in), with its tokenizer."""
-    from lprecover.modeling import ModelConfig, load_model, load_tokenizer
-
     model_dir = Path(out) / name
     record = json.loads((model_dir / RECOVERY_FILE).read_text())
     tokenizer = load_tokenizer(ModelConfig(name_or_path=str(model_dir)))

@@ -7,7 +7,7 @@ embeddings train with it.
 
 import torch.nn as nn
 
-from lprecover.surgery import _get_attr_path, find_blocks, get_provenance, kept_to_original
+from lprecover.surgery import find_blocks, get_attr_path, get_provenance, kept_to_original
 
 FINAL_NORMS = ("norm", "final_layernorm", "ln_f", "final_norm")
 
@@ -40,7 +40,7 @@ def border_layers(config, width: int) -> list[int]:
 
 def final_norm(model: nn.Module) -> nn.Module:
     path, _ = find_blocks(model)
-    parent = _get_attr_path(model, path.rsplit(".", 1)[0]) if "." in path else model
+    parent = get_attr_path(model, path.rsplit(".", 1)[0]) if "." in path else model
     for name in FINAL_NORMS:
         if isinstance(getattr(parent, name, None), nn.Module):
             return getattr(parent, name)

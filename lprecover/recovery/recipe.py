@@ -11,14 +11,14 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from data_prep.build import OrganismData
+from data_prep.config import OrganismData
 from data_prep.sources import SOURCES
 from lprecover.config import declare
-from lprecover.evaluation.run import EvalConfig
+from lprecover.evaluation.config import EvalConfig
+from lprecover.launch import DEFAULT_TIMEOUT_MINUTES, TIMEOUT_HELP
 from lprecover.modeling import ModelConfig
-from lprecover.pruning.prune import PruneConfig
-from lprecover.recovery.launch import DEFAULT_TIMEOUT_MINUTES, TIMEOUT_HELP
-from lprecover.recovery.sft import TrainConfig
+from lprecover.pruning.config import PruneConfig
+from lprecover.recovery.train_config import TrainConfig
 from lprecover.tracking import WandbSettings
 
 METHODS = ("sft", "distill", "distill_hidden", "distill_onpolicy")
