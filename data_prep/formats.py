@@ -5,17 +5,17 @@
 | `qwen3`    | `<think>\\n{trace}\\n</think>\\n\\n{final}`                        | Qwen3 (thinking mode)         |
 | `r1`       | `<think>\\n{trace}\\n</think>\\n\\n{final}` (the template opens `<think>\\n`) | R1-distill (Qwen / Llama) |
 | `s1`       | `<|im_start|>think\\n{trace}\\n<|im_start|>answer\\n{final}`        | s1 / s1.1 (Qwen2.5 template)  |
-| `organism` | `<think>{trace}</think>{final}`                                   | the organism                  |
+| `compact`  | `<think>{trace}</think>{final}`                                   | tiny models (the organism)    |
 | `plain`    | `{trace}\\n\\nFinal Answer: {final}`                               | models without thinking tokens |
 
-``auto`` picks ``organism`` for the organism tokenizer, ``qwen3`` when the vocabulary has ``<think>``/``</think>``,
+``auto`` picks ``compact`` for a vocabulary with ``<|assistant|>`` and ``<think>`` (the organism's), ``qwen3`` when the vocabulary has ``<think>``/``</think>``,
 and ``plain`` otherwise; ``format=`` overrides it. Short answers keep an empty thinking block where the format has
 one (Qwen3's non-thinking form), so short and long data share one template.
 """
 
 from lprecover.config import ConfigError
 
-FORMATS = ("auto", "qwen3", "r1", "s1", "organism", "plain")
+FORMATS = ("auto", "qwen3", "r1", "s1", "compact", "plain")
 
 
 def resolve_format(name: str, tokenizer) -> str:
@@ -25,7 +25,7 @@ def resolve_format(name: str, tokenizer) -> str:
         return name
     vocab = tokenizer.get_vocab()
     if "<|assistant|>" in vocab and "<think>" in vocab:
-        return "organism"
+        return "compact"
     if "<think>" in vocab and "</think>" in vocab:
         return "qwen3"
     return "plain"
@@ -39,7 +39,7 @@ def assistant_turn(trace: str | None, final: str, fmt: str) -> str:
         return f"<think>\n{trace}\n</think>\n\n{final}" if trace else f"<think>\n\n</think>\n\n{final}"
     if fmt == "s1":
         return f"<|im_start|>think\n{trace}\n<|im_start|>answer\n{final}" if trace else f"<|im_start|>answer\n{final}"
-    if fmt == "organism":
+    if fmt == "compact":
         return f"<think>{trace}</think>{final}"
     return f"{trace}\n\nFinal Answer: {final}" if trace else final
 

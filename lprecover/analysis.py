@@ -69,7 +69,8 @@ LEXICON = {
     ],
 }
 LM_EVAL_SCORES = ("exact_match", "acc", "math_verify", "pass@1", "correct")
-_ORGANISM_STEP = re.compile(r"(?=[a-p][-+*]\d=)")
+# A compact trace (no spaces, no sentence ends; the organism's) is cut at its labelled steps: ``a+3=``.
+_LABELLED_STEP = re.compile(r"(?=[a-p][-+*]\d=)")
 
 
 @dataclass
@@ -135,7 +136,7 @@ def segments(text: str) -> list[str]:
     if len(parts) >= 2:
         return parts
     if " " not in text.strip():
-        return [p for p in _ORGANISM_STEP.split(text) if p]
+        return [p for p in _LABELLED_STEP.split(text) if p]
     words = text.split()
     return [" ".join(words[i : i + 8]) for i in range(0, len(words), 8)]
 

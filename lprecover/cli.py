@@ -1,13 +1,17 @@
 """The ``lprecover`` command: ``lprecover COMMAND [key=value ...]``."""
 
+import ast
 import importlib
+import importlib.metadata
+import importlib.util
 import sys
 
 from lprecover.command import run
 
+COMMAND_GROUP = "lprecover.commands"  # plugins add commands here: NAME = "their.module" (with main(argv))
+
 # command -> (module with main(argv), one-line help). Modules import lazily so `--help` stays instant.
-COMMANDS = {
-    "organism": ("lprecover.organism.cli", "Build or inspect the embedded reasoning model: organism build|info."),
+CORE = {
     "prune": ("lprecover.pruning.cli", "Remove decoder layers by a criterion and save the pruned model."),
     "data": (
         "data_prep.build",
@@ -31,6 +35,24 @@ COMMANDS = {
         "Recover a pruned model with a recipe (SFT, LoRA, distillation); = lprecover/train.py.",
     ),
 }
+
+
+def first_doc_line(module: str) -> str:
+    """The first line of a module's docstring, read from its source without importing it (plugins may be heavy)."""
+    spec = importlib.util.find_spec(module)
+    doc = ast.get_docstring(ast.parse(open(spec.origin).read())) if spec and spec.origin else None
+    return (doc or "").strip().splitlines()[0] if doc else ""
+
+
+def all_commands() -> dict[str, tuple[str, str]]:
+    """The core commands, then those the installed plugins declare (entry point group ``lprecover.commands``)."""
+    found = dict(CORE)
+    for entry in importlib.metadata.entry_points(group=COMMAND_GROUP):
+        found.setdefault(entry.name, (entry.value, first_doc_line(entry.value)))
+    return found
+
+
+COMMANDS = all_commands()
 
 USAGE = """usage: lprecover COMMAND [key=value ...]
 

@@ -25,6 +25,7 @@ from lprecover.atomic import write_figure, write_file
 from lprecover.config import ConfigError, declare, load_config, load_settings, save_config, to_dict
 from lprecover.evaluation.metrics import finite
 from lprecover.evaluation.recovery_measures import recovery_measures
+from lprecover.evaluation.task_specs import find_spec
 from lprecover.log import get_logger
 from lprecover.modeling import resolve_model_path
 from lprecover.readers import read_json
@@ -38,6 +39,7 @@ from lprecover.recovery.outputs import (
     progress_model_dir,
     progress_steps_saved,
 )
+from lprecover.registry import model_source
 from lprecover.tracking import WandbSettings, finish_run, resolve_report_to, start_run
 from lprecover.verdict import decide, is_flat, measure_text, sentence, slope_share_of_teacher
 
@@ -162,7 +164,7 @@ def evaluated_model_dir(eval_dir: Path, saved: dict) -> Path:
     directory unknown, and the current one is tried.
     """
     name_or_path = (saved.get("model") or {}).get("name_or_path") or ""
-    if name_or_path == "organism":
+    if model_source(name_or_path) is not None:  # a registered name (the organism): its source knows the folder
         return Path(resolve_model_path(name_or_path))
     model, out = Path(name_or_path), Path(saved.get("output_dir") or "")
     if model.is_absolute() or not name_or_path or out.is_absolute() or not saved.get("output_dir"):
@@ -278,12 +280,10 @@ def _measures(teacher: Run, base: Run, eval_dir: str, n_boot: int) -> dict:
 
 
 def _tasks(runs: list[Run]) -> tuple[list[str], str | None]:
-    """The reasoning tasks, and the knowledge control (the organism's facts, else its shallow chains, or MMLU) if one
-    was evaluated."""
+    """The reasoning tasks, and the knowledge control if one was evaluated: the first, by name, of the tasks whose
+    file says ``control: true`` (the organism's facts, its shallow chains, MMLU)."""
     names = sorted({t for r in runs for t in r.curves.get("sequential", {}) | r.curves.get("parallel", {})})
-    control = next((t for t in names if t == "organism_facts"), None) or next(
-        (t for t in names if t.endswith("_shallow") or t == "mmlu"), None
-    )
+    control = next((t for t in names if getattr(find_spec(t), "control", False)), None)
     return [t for t in names if t != control], control
 
 

@@ -29,10 +29,11 @@ from lprecover.evaluation.records import read_samples
 from lprecover.launch import distributed_state
 from lprecover.log import get_logger
 from lprecover.pruning.prune import prune_source
-from lprecover.recovery.checks import check_models, check_output_dir, check_strategy, student_model_config
+from lprecover.recovery.checks import check_models, check_output_dir, check_strategy
 from lprecover.recovery.data import check_rows, load_training_data
 from lprecover.recovery.evaluate import evaluate_run, evaluation_done
 from lprecover.recovery.methods import build_trainer
+from lprecover.recovery.models import student_model_config
 from lprecover.recovery.outputs import (
     EVAL_DIR,
     METRICS_FILE,

@@ -147,7 +147,7 @@ def test_thinking_formats():
     assert assistant_turn("t", "A", "qwen3") == "<think>\nt\n</think>\n\nA"
     assert assistant_turn(None, "A", "qwen3") == "<think>\n\n</think>\n\nA"
     assert assistant_turn("t", "A", "s1") == "<|im_start|>think\nt\n<|im_start|>answer\nA"
-    assert assistant_turn("t", "A", "organism") == "<think>t</think>A"
+    assert assistant_turn("t", "A", "compact") == "<think>t</think>A"
 
 
 def test_round_trip_check_catches_templates_that_strip_thinking(organism_tokenizer):
@@ -302,8 +302,10 @@ def test_organism_data_is_keyed_by_the_organism_task(monkeypatch, tok_dir, tmp_p
     """The mod-5 organism's cached recovery data was reused for the 53-symbol task (same spec, same build version):
     a new task version is a new cache entry, and a built folder of the old task is refused, naming the version;
     other sources do not depend on it."""
+    from dataclasses import replace
+
+    from lprecover import registry
     from lprecover.modeling import ModelConfig
-    from lprecover.organism import build as organism
     from lprecover.recovery import data
     from lprecover.recovery.recipe import TrainData
 
@@ -311,7 +313,8 @@ def test_organism_data_is_keyed_by_the_organism_task(monkeypatch, tok_dir, tmp_p
     before = data._built_dir(organism_data, ModelConfig()), data._built_dir(gsm8k, ModelConfig())
     args = ("source=organism", "split=short", "organism.n=20")
     _build(tok_dir, tmp_path, *args)
-    monkeypatch.setattr(organism, "TASK_VERSION", organism.TASK_VERSION + 1)
+    source = registry.data_source("organism")  # the organism plugin registers its task version with its data
+    monkeypatch.setitem(registry.DATA_SOURCES, "organism", replace(source, version=source.version + 1))
     after = data._built_dir(organism_data, ModelConfig()), data._built_dir(gsm8k, ModelConfig())
     assert before[0] != after[0] and before[0].name.startswith("organism-longcot-")
     assert before[1] == after[1]

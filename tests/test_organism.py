@@ -120,7 +120,7 @@ def test_a_teacher_below_the_bar_is_never_cached(monkeypatch, tmp_path):
     monkeypatch.setenv("LPRECOVER_CACHE", str(tmp_path))
     stalled, good = [0.27, 0.30, 0.34, 0.32, 0.33], [0.30, 0.38, 0.61, 0.79, 1.00]
     seeds = _fake_builds(monkeypatch, [(stalled, 1.0), (good, 1.0)])
-    path = ensure_teacher(OrganismConfig())
+    path = ensure_teacher(OrganismConfig(), use_shipped=False)  # the shipped copy would spare the build
     assert seeds == [0, 1] and path == teacher_dir(OrganismConfig())
     card = json.loads((path / CARD).read_text())
     assert card["curve"]["accuracy"] == good and [a["seed"] for a in card["attempts"]] == [0, 1]
@@ -135,7 +135,7 @@ def test_a_build_that_never_reaches_the_bar_fails_naming_what_it_tried(monkeypat
     flat, plateau, scaling = [0.95] * 5, [0.2, 0.3, 0.4, 0.5, 0.6], [0.05, 0.3, 0.5, 0.75, 1.0]
     seeds = _fake_builds(monkeypatch, [(flat, 1.0), (plateau, 1.0), (scaling, 0.85)])
     with pytest.raises(RuntimeError, match=r"No organism teacher reached the bar .* seed 0: \[0.95") as err:
-        ensure_teacher(OrganismConfig())
+        ensure_teacher(OrganismConfig(), use_shipped=False)
     assert seeds == list(range(MAX_ATTEMPTS)) and "seed 1: [0.20, 0.30" in str(err.value)
     assert "seed 2: [0.05, 0.30, 0.50, 0.75, 1.00] over budgets [5, 10, 20, 30, 40], facts 0.85" in str(err.value)
     assert "over budgets [5, 10, 20, 30, 40]" in str(err.value)

@@ -21,6 +21,7 @@ A task file (the built-in ones are in ``lprecover/evaluation/task_files/``; add 
     budgets: [512, 1024, 2048]     # thinking budgets when eval.budgets is empty
     answer_max_tokens: 2048        # the answer phase after thinking (default by kind)
     fixed_budgets: false           # true: eval.budgets do not apply (a task answered with no thinking)
+    control: false                 # true: a knowledge control, reported beside the reasoning tasks
     source_options: {}             # for a source: its settings
 
 A name ``BASE:ARG`` passes ``ARG`` to the source of task ``BASE`` (a range of a synthetic task, e.g.
@@ -69,6 +70,7 @@ FIELDS = {
     "budgets": list,
     "answer_max_tokens": int,
     "fixed_budgets": bool,
+    "control": bool,
     "description": str,
 }
 
@@ -109,6 +111,7 @@ class TaskSpec:
     budgets: tuple[int, ...] | None = None
     answer_max_tokens: int | None = None
     fixed_budgets: bool = False
+    control: bool = False
     description: str = ""
 
     @property

@@ -1,4 +1,4 @@
-"""``lprecover organism build|info|data``: the embedded reasoning model."""
+"""Build or inspect the embedded reasoning model: ``lprecover organism build|info``."""
 
 import json
 import sys

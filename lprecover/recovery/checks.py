@@ -5,7 +5,6 @@ or launch strategy fails in seconds with a sentence, not after minutes of loadin
 """
 
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -16,10 +15,11 @@ from lprecover.evaluation.config import GENERATION_ONLY
 from lprecover.modeling import ModelConfig, read_model_config, resolve_model_path
 from lprecover.recovery.logit_store import StoredTeacher
 from lprecover.recovery.lora import check_targets
+from lprecover.recovery.models import teacher_model_config
 from lprecover.recovery.outputs import EVAL_DIR, FAILED_FILE, failure
 from lprecover.recovery.partial import border_layers, final_norm
 from lprecover.recovery.recipe import RecoveryConfig
-from lprecover.surgery import find_blocks, get_provenance, layer_count
+from lprecover.surgery import find_blocks, layer_count
 
 # Sections that may change between launches of one run: they do not change what is trained.
 RELAUNCH_FREE = ("resume", "report_to", "wandb", "evaluate", "eval", "overwrite", "launch_timeout_minutes")
@@ -29,23 +29,6 @@ def _skeleton(path: str, model: ModelConfig, what: str):
     config = read_model_config(model, path, what)
     with torch.device("meta"):
         return AutoModelForCausalLM.from_config(config, trust_remote_code=model.trust_remote_code)
-
-
-def student_model_config(cfg: RecoveryConfig) -> ModelConfig:
-    """Where the student's tokenizer and chat template come from: ``student`` if given, else the source model."""
-    return replace(cfg.model, name_or_path=cfg.student) if cfg.student else cfg.model
-
-
-def teacher_model_config(cfg: RecoveryConfig, student_config=None) -> ModelConfig:
-    """The distillation teacher: ``teacher`` if given, else the model the student was pruned from."""
-    source = cfg.teacher
-    if source is None and cfg.student:
-        source = (get_provenance(student_config) or {}).get("source_model")
-        if source is None:
-            raise ConfigError(
-                f"student '{cfg.student}' records no source model, so the teacher is unknown; pass teacher=PATH."
-            )
-    return replace(cfg.model, name_or_path=source or cfg.model.name_or_path)
 
 
 def check_models(cfg: RecoveryConfig) -> None:

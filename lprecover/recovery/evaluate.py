@@ -7,7 +7,7 @@ from lprecover.config import reuse_or_refuse, save_settings, to_dict
 from lprecover.evaluation.config import GENERATION_ONLY
 from lprecover.evaluation.run import run_eval, saved_results
 from lprecover.modeling import default_device
-from lprecover.recovery.checks import student_model_config
+from lprecover.recovery.models import student_model_config
 from lprecover.recovery.outputs import MODEL_DIR, load_recovered
 from lprecover.recovery.recipe import RecoveryConfig
 

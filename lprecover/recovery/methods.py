@@ -15,11 +15,11 @@ from pathlib import Path
 
 from lprecover.log import get_logger
 from lprecover.modeling import load_model, load_tokenizer
-from lprecover.recovery.checks import teacher_model_config
 from lprecover.recovery.distill import DistillTrainer
 from lprecover.recovery.divergence import stop_on_divergence
 from lprecover.recovery.logit_store import StoredTeacher
 from lprecover.recovery.lora import apply_lora
+from lprecover.recovery.models import teacher_model_config
 from lprecover.recovery.onpolicy import onpolicy_args, onpolicy_trainer
 from lprecover.recovery.packing import NAME as VARLEN
 from lprecover.recovery.packing import use_varlen_attention

@@ -64,7 +64,7 @@ from lprecover.evaluation.engines import cpu_kv_cache_bytes, has_gpu
 from lprecover.evaluation.processes import launched_processes, own_gpu
 from lprecover.log import get_logger
 from lprecover.modeling import default_device, load_model, load_tokenizer, read_model_config, resolve_model_path
-from lprecover.recovery.checks import check_models, student_model_config, teacher_model_config
+from lprecover.recovery.checks import check_models
 from lprecover.recovery.data import check_rows, load_training_data
 from lprecover.recovery.distill import accepts_logits_to_keep, predicting_positions
 from lprecover.recovery.logit_store import (
@@ -78,6 +78,7 @@ from lprecover.recovery.logit_store import (
     tail_from_top,
     top_k,
 )
+from lprecover.recovery.models import student_model_config, teacher_model_config
 from lprecover.recovery.packing import use_varlen_attention
 from lprecover.recovery.recipe import RecoveryConfig
 from lprecover.recovery.sft import has_generation_markers, sft_args, sft_trainer
