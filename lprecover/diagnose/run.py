@@ -1,0 +1,272 @@
+"""Run a diagnosis into ``output_dir``, resuming what is there.
+
+Layout: ``teacher/`` (the unpruned model's evaluation, ``run_eval``'s files), ``teacher_nll.json``,
+``layers/<i>/nll.json`` and ``layers/<i>/eval/`` (layer i removed), ``layers/<i>/damage.json`` (its damages with the
+per-problem values, written once both are there), ``criteria/<name>.json`` (scores), ``swap/<cell>/`` (one
+evaluation per think/answer cell), then ``diagnosis.json``, ``report.md``, ``damage.png`` and ``swap_samples.jsonl``.
+Every file is written whole (``atomic.write_file``); a rerun reads each finished piece back instead of redoing it.
+"""
+
+import copy
+import json
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from lprecover.atomic import write_file
+from lprecover.config import ConfigError, reuse_or_refuse, save_settings, to_dict
+from lprecover.diagnose import report, swap
+from lprecover.diagnose.config import DiagnoseCommand
+from lprecover.diagnose.fidelity import fidelity
+from lprecover.diagnose.nll import PARTS, layer_nll, traces_from_file, traces_from_records
+from lprecover.diagnose.sweep import (
+    criterion_scores,
+    evaluate_removed,
+    knowledge_damage,
+    problem_curves,
+    reasoning_damage,
+)
+from lprecover.evaluation.records import read_samples
+from lprecover.evaluation.run import default_tasks, organism_facts, run_eval, saved_results, think_format
+from lprecover.evaluation.tasks import load_task
+from lprecover.log import get_logger
+from lprecover.modeling import (
+    ModelConfig,
+    default_device,
+    load_model,
+    load_model_and_tokenizer,
+    load_tokenizer,
+    read_model_config,
+)
+from lprecover.pruning.calibration import build_calibration
+from lprecover.pruning.criteria import NEEDS_CALIBRATION
+from lprecover.pruning.prune import is_organism
+from lprecover.surgery import layer_count, remove_layers, validate_layers
+
+logger = get_logger(__name__)
+
+SWAP_SAMPLES = "swap_samples.jsonl"
+# Settings that may change between launches of one diagnosis: which layers and criteria are added to it (each is
+# stored apart), whether generation runs (its results are stored apart from the NLL's), and how records are made.
+RESUMABLE = ("overwrite", "layers", "stride", "criteria", "generation", "eval.one_pass", "eval.reuse_cache")
+
+
+def check_inputs(cfg: DiagnoseCommand) -> list[int]:
+    """The layers to sweep, from the model's config alone; refuse impossible layer choices before loading weights."""
+    n = layer_count(read_model_config(cfg.model))
+    if n < 2:
+        raise ConfigError(f"The model has {n} layer; removing it would leave none. Diagnose a model of 2 or more.")
+    bad = [i for i in cfg.layers or [] if i >= n]
+    if bad:
+        raise ConfigError(f"layers {bad} out of range: the model has {n} layers, indexed 0..{n - 1}.")
+    if cfg.swap_layers:
+        try:
+            validate_layers(cfg.swap_layers, n, "swap_layers")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    if cfg.swap_with:
+        read_model_config(ModelConfig(name_or_path=cfg.swap_with), what="swap_with")
+        swap.check_tokenizers(
+            load_tokenizer(cfg.model), load_tokenizer(_other_cfg(cfg)), f"swap_with '{cfg.swap_with}'"
+        )
+    return sorted(cfg.layers or range(n))[:: cfg.stride]
+
+
+def _other_cfg(cfg: DiagnoseCommand) -> ModelConfig:
+    return replace(cfg.model, name_or_path=cfg.swap_with)
+
+
+def _write_json(path: Path, value) -> None:
+    write_file(path, json.dumps(value, indent=1, allow_nan=False))
+
+
+def _read_json(path: Path):
+    return json.loads(path.read_text())
+
+
+def diagnose(cfg: DiagnoseCommand) -> dict:
+    """Diagnose as ``cfg`` says into ``cfg.output_dir`` (resuming) and return the ``diagnosis.json`` content."""
+    started = time.perf_counter()
+    swept = check_inputs(cfg)
+    out = Path(cfg.output_dir)
+    settings = to_dict(cfg)
+    if reuse_or_refuse(out, settings, "a diagnosis", cfg.overwrite, ignore=RESUMABLE) == "fresh" and out.exists():
+        shutil.rmtree(out)
+    save_settings(out, settings)
+    model, tokenizer = load_model_and_tokenizer(cfg.model, default_device())
+    defaults = default_tasks(model)
+    task = cfg.task or defaults[0]
+    control = cfg.control or (defaults[1] if len(defaults) > 1 and defaults[1] != task else None)
+    tasks = [task] + ([control] if control else [])
+    eval_cfg = replace(cfg.eval, tasks=tasks, parallel=False, sequential=True)
+    fmt = think_format(tokenizer, cfg.model, cfg.eval.waits(), organism=is_organism(model))
+
+    teacher_records, budgets = [], {}
+    if cfg.generation or not cfg.traces:
+        result = run_eval(model, tokenizer, eval_cfg, out / "teacher", cfg.model, title="teacher")
+        teacher_records = read_samples(out / "teacher")
+        budgets = {t: result["curves"]["sequential"][t]["budget"] for t in tasks}
+
+    traces = _traces(cfg, tokenizer, fmt, task, teacher_records, budgets, model)
+    nll = _nll_sweep(cfg, model, tokenizer, traces, swept, out)
+    damages = {}
+    for i in swept:
+        damages[i] = _layer_damage(
+            cfg, model, tokenizer, eval_cfg, i, out, teacher_records, budgets, task, control, nll
+        )
+    scores = _criteria(cfg, model, tokenizer, out)
+    criteria = _fidelity(cfg, swept, damages, scores)
+    swap_result = _swap(cfg, model, tokenizer, eval_cfg, out, teacher_records, budgets, task) if _swaps(cfg) else None
+    diagnosis = report.assemble(
+        cfg, swept, task, control, budgets, teacher_records, nll, damages, criteria, swap_result, len(traces)
+    )
+    diagnosis["seconds"] = time.perf_counter() - started
+    report.write(out, diagnosis)
+    return diagnosis
+
+
+def _swaps(cfg: DiagnoseCommand) -> bool:
+    return bool(cfg.swap_layers or cfg.swap_with) and cfg.generation
+
+
+def _traces(cfg, tokenizer, fmt, task, teacher_records, budgets, model):
+    if cfg.traces:
+        return traces_from_file(cfg.traces, tokenizer, fmt, cfg.num_traces, cfg.trace_max_tokens)
+    top = max(budgets[task])
+    problems = load_task(task, cfg.eval.num_problems, cfg.eval.paths.get(task), facts=organism_facts(model))
+    prompts = {p.id: p.prompt for p in problems.problems}
+    rows = [r for r in teacher_records if r["task"] == task and r["budget"] == top and r["sample"] == 0]
+    traces = traces_from_records(rows, prompts, tokenizer, fmt, cfg.num_traces, cfg.trace_max_tokens)
+    if not traces:
+        raise ConfigError(
+            f"None of the model's {task} records fits trace_max_tokens={cfg.trace_max_tokens}; raise it or give "
+            "traces=FILE."
+        )
+    return traces
+
+
+def _nll_sweep(cfg, model, tokenizer, traces, swept, out: Path) -> dict:
+    """``{"teacher": rows, i: rows}``: each layer's per-trace NLL, computed once and stored per layer."""
+    missing = [i for i in swept if not (out / "layers" / str(i) / "nll.json").exists()]
+    teacher_file = out / "teacher_nll.json"
+    if missing or not teacher_file.exists():
+        logger.info("NLL sweep over %d traces: layers %s", len(traces), missing)
+        got = layer_nll(model, tokenizer, traces, missing, cfg.nll_batch_size)
+        ids = [t.id for t in traces]
+        _write_json(teacher_file, {"traces": ids, "nll": got["teacher"]})
+        for i in missing:
+            _write_json(out / "layers" / str(i) / "nll.json", {"layer": i, "traces": ids, "nll": got[i]})
+    nll = {"teacher": _read_json(teacher_file)["nll"]}
+    for i in swept:
+        nll[i] = _read_json(out / "layers" / str(i) / "nll.json")["nll"]
+    return nll
+
+
+def _layer_damage(cfg, model, tokenizer, eval_cfg, i, out, teacher_records, budgets, task, control, nll) -> dict:
+    """Layer ``i``'s per-problem damages, from ``layers/<i>/damage.json`` once it is written."""
+    path = out / "layers" / str(i) / "damage.json"
+    if path.exists():
+        return _read_json(path)
+    damage = {f"nll_{part}": [p[part] - t[part] for p, t in zip(nll[i], nll["teacher"])] for part in PARTS}
+    if cfg.generation:
+        records = evaluate_removed(model, tokenizer, i, eval_cfg, out / "layers" / str(i) / "eval", cfg.model)
+        r = reasoning_damage(teacher_records, records, task, budgets[task], cfg.eval.seq_samples)
+        damage |= {
+            "reasoning_ids": r["ids"],
+            "reasoning_area": r["area"].tolist(),
+            "reasoning_slope": r["slope"].tolist(),
+        }
+        if control:
+            damage["knowledge"] = knowledge_damage(
+                teacher_records, records, control, budgets[control], cfg.eval.seq_samples
+            ).tolist()
+    _write_json(path, damage)
+    return damage
+
+
+def _criteria(cfg, model, tokenizer, out: Path) -> dict:
+    """``{name: {"scores", "direction"}}``, each scored once on the unpruned model and stored."""
+    found, cal = {}, None
+    for name in cfg.criteria:
+        path = out / "criteria" / f"{name}.json"
+        if not path.exists():
+            if name in NEEDS_CALIBRATION and cal is None:
+                cal = build_calibration(
+                    model,
+                    tokenizer,
+                    cfg.calibration,
+                    cfg.calibration_path,
+                    cfg.calibration_samples,
+                    cfg.calibration_seq_len,
+                    8,
+                    cfg.eval.seed,
+                    is_organism=is_organism(model),
+                )
+            scores, sign = criterion_scores(model, cal, name)
+            _write_json(path, {"scores": scores, "direction": sign})
+        found[name] = _read_json(path)
+    return found
+
+
+def _fidelity(cfg, swept, damages, scores) -> dict:
+    def matrix(key):
+        if any(key not in damages[i] for i in swept):
+            return None
+        return np.array([damages[i][key] for i in swept], dtype=float)
+
+    per_problem = {"reasoning": matrix("reasoning_area"), "knowledge": matrix("knowledge"), "nll": matrix("nll_total")}
+    out = {}
+    for name, s in scores.items():
+        swept_scores = [s["scores"][i] for i in swept]
+        f = fidelity(swept_scores, s["direction"], per_problem, cfg.eval.bootstrap, cfg.eval.seed)
+        f["scores"] = {str(i): s["scores"][i] for i in range(len(s["scores"]))}
+        f["first_pick"] = swept[f.pop("first_pick_index")]
+        f.pop("importance")
+        out[name] = f
+    return out
+
+
+def _swap(cfg, model, tokenizer, eval_cfg, out, teacher_records, budgets, task) -> dict:
+    """The four think/answer cells on the reasoning task, their curves and the shares (``swap`` module)."""
+    if cfg.swap_layers:
+        other = copy.deepcopy(model)
+        remove_layers(other, cfg.swap_layers, method="selection")
+        other_name = f"without layers {sorted(cfg.swap_layers)}"
+    else:
+        other = load_model(_other_cfg(cfg), default_device()).eval()
+        other_name = cfg.swap_with
+    models = {"teacher": model, "other": other}
+    one = replace(eval_cfg, tasks=[task])
+    records = {("teacher", "teacher"): [r for r in teacher_records if r["task"] == task]}
+    for thinker, answerer in swap.CELLS:
+        if (thinker, answerer) in records:
+            continue
+        folder = swap.cell_folder(out, thinker, answerer)
+        if saved_results(folder) is None:
+            engine = (
+                models[thinker]
+                if thinker == answerer
+                else swap.SwapEngine(models[thinker], models[answerer], tokenizer)
+            )
+            run_eval(engine, tokenizer, one, folder, cfg.model, title=swap.cell_name(thinker, answerer))
+        records[(thinker, answerer)] = read_samples(folder)
+    b = budgets[task]
+    ids, _ = problem_curves(records[("teacher", "teacher")], task, b, cfg.eval.seq_samples)
+    curves, areas = {}, {}
+    for cell, rows in records.items():
+        _, m = problem_curves(rows, task, b, cfg.eval.seq_samples, ids)
+        areas[cell] = swap.problem_areas(m, b)
+        curves[swap.cell_name(*cell)] = {
+            "thinker": cell[0],
+            "answerer": cell[1],
+            "budget": b,
+            "accuracy": m.mean(axis=0).tolist(),
+            "area": float(areas[cell].mean()),
+        }
+    tagged = [r | {"thinker": t, "answerer": a} for (t, a), rows in records.items() for r in rows]
+    write_file(out / SWAP_SAMPLES, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in tagged))
+    names = {"teacher": cfg.model.name_or_path, "other": other_name}
+    return {"models": names, "task": task, "curves": curves, **swap.shares(areas, cfg.eval.bootstrap, cfg.eval.seed)}
