@@ -106,7 +106,9 @@ def diagnose(cfg: DiagnoseCommand) -> dict:
 
     teacher_records, budgets = [], {}
     if cfg.generation or not cfg.traces:
-        result = run_eval(model, tokenizer, eval_cfg, out / "teacher", cfg.model, title="teacher")
+        result = saved_results(out / "teacher") or run_eval(
+            model, tokenizer, eval_cfg, out / "teacher", cfg.model, title="teacher"
+        )
         teacher_records = read_samples(out / "teacher")
         budgets = {t: result["curves"]["sequential"][t]["budget"] for t in tasks}
 
@@ -231,14 +233,18 @@ def _fidelity(cfg, swept, damages, scores) -> dict:
 
 def _swap(cfg, model, tokenizer, eval_cfg, out, teacher_records, budgets, task) -> dict:
     """The four think/answer cells on the reasoning task, their curves and the shares (``swap`` module)."""
-    if cfg.swap_layers:
-        other = copy.deepcopy(model)
-        remove_layers(other, cfg.swap_layers, method="selection")
-        other_name = f"without layers {sorted(cfg.swap_layers)}"
-    else:
-        other = load_model(_other_cfg(cfg), default_device()).eval()
-        other_name = cfg.swap_with
-    models = {"teacher": model, "other": other}
+    models = {"teacher": model}
+
+    def other():  # built only when a cell still needs generating
+        if "other" not in models:
+            if cfg.swap_layers:
+                models["other"] = copy.deepcopy(model)
+                remove_layers(models["other"], cfg.swap_layers, method="selection")
+            else:
+                models["other"] = load_model(_other_cfg(cfg), default_device()).eval()
+        return models["other"]
+
+    other_name = f"without layers {sorted(cfg.swap_layers)}" if cfg.swap_layers else cfg.swap_with
     one = replace(eval_cfg, tasks=[task])
     records = {("teacher", "teacher"): [r for r in teacher_records if r["task"] == task]}
     for thinker, answerer in swap.CELLS:
@@ -246,10 +252,9 @@ def _swap(cfg, model, tokenizer, eval_cfg, out, teacher_records, budgets, task) 
             continue
         folder = swap.cell_folder(out, thinker, answerer)
         if saved_results(folder) is None:
+            pick = {"teacher": model, "other": other()}
             engine = (
-                models[thinker]
-                if thinker == answerer
-                else swap.SwapEngine(models[thinker], models[answerer], tokenizer)
+                pick[thinker] if thinker == answerer else swap.SwapEngine(pick[thinker], pick[answerer], tokenizer)
             )
             run_eval(engine, tokenizer, one, folder, cfg.model, title=swap.cell_name(thinker, answerer))
         records[(thinker, answerer)] = read_samples(folder)
