@@ -45,7 +45,8 @@ def build_trace(tokenizer, fmt: ThinkFormat, id_: str, question: str, thinking: 
     Returns None when the prompt and answer alone do not fit, or when nothing of the thinking or answer is left.
     """
     prompt = prompt_ids(tokenizer, question, fmt)
-    after = (fmt.close + fmt.answer_open) if fmt.close else fmt.answer_prefix
+    # After a close the model answers at once (as budget forcing feeds it); without delimiters it is cued to answer.
+    after = (fmt.close + fmt.answer_open) if fmt.close else fmt.answer_prefix + " "
     answer_ids = _encode(tokenizer, after + answer)
     think_ids = _encode(tokenizer, thinking)[: max(0, max_tokens - len(prompt) - len(answer_ids))]
     if not think_ids or not answer_ids or len(prompt) + len(answer_ids) >= max_tokens:
