@@ -26,7 +26,7 @@ def test_spearman_is_undefined_for_constant_scores_or_too_few_layers():
     assert spearman([1, 1, 1, 1], [1, 2, 3, 4]) is None
     assert spearman([1, 2], [1, 2]) is None
     ci = spearman_ci([0.5, 0.5, 0.5], np.ones((3, 4)))
-    assert ci == {"value": None, "ci_low": None, "ci_high": None}
+    assert ci == {"value": None, "ci_low": None, "ci_high": None, "resamples_defined": None}
 
 
 def test_spearman_interval_brackets_the_value_and_narrows_with_consistent_problems():
@@ -36,7 +36,12 @@ def test_spearman_interval_brackets_the_value_and_narrows_with_consistent_proble
     clean = np.repeat(np.array([[0.0], [1.0], [2.0], [3.0]]), 40, axis=1)
     a, b = spearman_ci(importance, noisy, 500, 0), spearman_ci(importance, clean, 500, 0)
     assert a["ci_low"] <= a["value"] <= a["ci_high"] and a["ci_high"] - a["ci_low"] > 0.1
-    assert b == {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0}
+    assert b == {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0, "resamples_defined": 1.0}
+    # the damage rests on one problem of forty: resamples without it tie every layer, and rho is undefined there
+    one = np.zeros((4, 40))
+    one[:, 0] = [0, 1, 2, 3]
+    c = spearman_ci(importance, one, 500, 0)
+    assert c["value"] == 1.0 and 0.5 < c["resamples_defined"] < 0.75  # 1 - (39/40)^40 = 0.64
 
 
 def test_direction_follows_the_criterion_remove_first_end():

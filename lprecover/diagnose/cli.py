@@ -24,5 +24,5 @@ def main(argv: list[str]) -> int:
     cfg = load_config(DiagnoseCommand, argv)
     with exclusive_output(cfg.output_dir):  # a second diagnosis into the same folder is refused, not interleaved
         d = diagnose(cfg)
-    print(f"wrote {cfg.output_dir}/diagnosis.json, report.md, damage.png ({d['seconds']:.0f} s)")
+    print(f"wrote {cfg.output_dir}/diagnosis.json, report.md, damage.png ({d['seconds']['total']:.0f} s)")
     return 0

@@ -14,7 +14,8 @@ relation; -1: it removes the most damaging layers first. rho is undefined (None)
 when either side is constant (every rank tied). Its 95% interval resamples problems (traces, for the NLL damage):
 each resample recomputes every layer's damage as the mean over the resampled problems, then rho; the criterion's
 scores are held fixed (they come from calibration data, not from the problems). The interval is the 2.5 and 97.5
-percentiles over resamples where rho is defined.
+percentiles over resamples where rho is defined; ``resamples_defined`` is their share (below 1 when the damage
+rests on a few problems: a resample without them leaves every layer's damage tied, and rho undefined).
 
 ``first_pick``: the layer the criterion removes first; ``first_pick_rank``: that layer's rank in the sweep's order
 from least to most damaging (1 = the least damaging layer, ties averaged), per damage.
@@ -60,23 +61,25 @@ def spearman(a, b) -> float | None:
 
 
 def spearman_ci(importance, per_problem: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
-    """``{value, ci_low, ci_high}`` of Spearman(importance, damage), damage = ``per_problem.mean(axis=1)``.
+    """``{value, ci_low, ci_high, resamples_defined}`` of Spearman(importance, damage), damage =
+    ``per_problem.mean(axis=1)``.
 
     Args:
         per_problem: ``[layers, problems]``, each problem's damage when each layer is removed.
     """
     per_problem = np.asarray(per_problem, dtype=float)
     value = spearman(importance, per_problem.mean(axis=1))
-    lo = hi = None
+    lo = hi = defined = None
     n = per_problem.shape[1]
     if value is not None and n >= 2:
         rng = np.random.default_rng(seed)
         draws = rng.integers(0, n, size=(n_boot, n))
         rhos = [spearman(importance, per_problem[:, d].mean(axis=1)) for d in draws]
         rhos = [r for r in rhos if r is not None]
+        defined = len(rhos) / n_boot
         if rhos:
             lo, hi = float(np.quantile(rhos, 0.025)), float(np.quantile(rhos, 0.975))
-    return {"value": value, "ci_low": lo, "ci_high": hi}
+    return {"value": value, "ci_low": lo, "ci_high": hi, "resamples_defined": defined}
 
 
 def direction(scores: list[float], first: int) -> int:

@@ -112,20 +112,30 @@ def diagnose(cfg: DiagnoseCommand) -> dict:
         teacher_records = read_samples(out / "teacher")
         budgets = {t: result["curves"]["sequential"][t]["budget"] for t in tasks}
 
+    seconds = {"load_and_teacher_eval": time.perf_counter() - started}
+
+    def lap(name):
+        seconds[name] = time.perf_counter() - started - sum(seconds.values())
+
     traces = _traces(cfg, tokenizer, fmt, task, teacher_records, budgets, model)
     nll = _nll_sweep(cfg, model, tokenizer, traces, swept, out)
+    lap("nll_sweep")
     damages = {}
     for i in swept:
         damages[i] = _layer_damage(
             cfg, model, tokenizer, eval_cfg, i, out, teacher_records, budgets, task, control, nll
         )
+    lap("layer_evals")
     scores = _criteria(cfg, model, tokenizer, out)
     criteria = _fidelity(cfg, swept, damages, scores)
+    lap("criteria")
     swap_result = _swap(cfg, model, tokenizer, eval_cfg, out, teacher_records, budgets, task) if _swaps(cfg) else None
+    lap("swap")
     diagnosis = report.assemble(
         cfg, swept, task, control, budgets, teacher_records, nll, damages, criteria, swap_result, len(traces)
     )
-    diagnosis["seconds"] = time.perf_counter() - started
+    seconds["total"] = time.perf_counter() - started
+    diagnosis["seconds"] = seconds  # this run's own: pieces read back from an earlier run cost nothing here
     report.write(out, diagnosis)
     return diagnosis
 
