@@ -79,7 +79,11 @@ def test_swap_records_name_thinker_and_answerer(diagnosed):
     cells = {(r["thinker"], r["answerer"]) for r in rows}
     assert cells == {("teacher", "teacher"), ("teacher", "other"), ("other", "teacher"), ("other", "other")}
     assert all(r["task"] == "organism_long" for r in rows)
-    assert set(d["swap"]) >= {"lost", "answerer_share", "thinker_share", "curves", "models"}
+    assert set(d["swap"]) >= {"lost", "answerer_share", "thinker_share", "curves", "models", "hidden_cosine"}
+    cosine = d["swap"]["hidden_cosine"]  # the other model is the teacher without layer 3
+    assert list(cosine) == ["0", "1", "2", "4", "5"]
+    assert all(cosine[o] == pytest.approx(1, abs=1e-6) for o in "012")  # the teacher's own blocks, same input
+    assert cosine["4"] < 0.999 and cosine["5"] < 0.999
 
 
 def test_diagnosis_fields(diagnosed):

@@ -125,7 +125,7 @@ def traces_from_records(records: list[dict], prompts: dict[str, str], tokenizer,
     return traces
 
 
-def _batches(traces: list[Trace], batch_size: int, pad: int) -> Iterator[tuple[list[Trace], dict]]:
+def batches(traces: list[Trace], batch_size: int, pad: int) -> Iterator[tuple[list[Trace], dict]]:
     for s in range(0, len(traces), batch_size):
         part = traces[s : s + batch_size]
         width = max(len(t.ids) for t in part)
@@ -217,7 +217,7 @@ def layer_nll(model, tokenizer, traces: list[Trace], layers: list[int], batch_si
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     out: dict = {"teacher": [], **{i: [] for i in layers}}
     device = model.device
-    for part, batch in _batches(traces, batch_size, pad):
+    for part, batch in batches(traces, batch_size, pad):
         batch = {k: v.to(device) for k, v in batch.items()}
         logits, inputs, returns_tensor = _keeping_inputs(model, blocks, batch)
         out["teacher"] += _part_means(_token_nll(logits, batch["input_ids"]), part)
@@ -234,7 +234,7 @@ def layer_nll_full(model, tokenizer, traces: list[Trace], layers: list[int], bat
     (a context manager ``skip(model, [i])``, e.g. ``pruning.criteria.skipping``). The bench's reference."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     out: dict = {"teacher": [], **{i: [] for i in layers}}
-    for part, batch in _batches(traces, batch_size, pad):
+    for part, batch in batches(traces, batch_size, pad):
         batch = {k: v.to(model.device) for k, v in batch.items()}
         out["teacher"] += _part_means(_token_nll(model(**batch, use_cache=False).logits, batch["input_ids"]), part)
         for i in layers:

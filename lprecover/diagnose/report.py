@@ -127,6 +127,10 @@ def markdown(d: dict) -> str:
             "",
             f"Area lost by the other model: {s['lost']:.3f}. Share back when only the answerer is the teacher's: "
             f"{_fmt(s['answerer_share'], 2)}; when only the thinker is: {_fmt(s['thinker_share'], 2)}.",
+            "",
+            "Hidden-state cosine of the other model's blocks with the teacher's, by original layer: "
+            + ", ".join(f"{o}: {c:.4f}" for o, c in s["hidden_cosine"].items())
+            + ".",
         ]
     return "\n".join(lines) + "\n"
 

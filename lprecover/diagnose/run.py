@@ -20,6 +20,7 @@ from lprecover.atomic import write_file
 from lprecover.config import ConfigError, reuse_or_refuse, save_settings, to_dict
 from lprecover.diagnose import report, swap
 from lprecover.diagnose.config import DiagnoseCommand
+from lprecover.diagnose.cosine import hidden_cosine
 from lprecover.diagnose.fidelity import fidelity
 from lprecover.diagnose.nll import PARTS, layer_nll, traces_from_file, traces_from_records
 from lprecover.diagnose.sweep import (
@@ -129,7 +130,9 @@ def diagnose(cfg: DiagnoseCommand) -> dict:
     scores = _criteria(cfg, model, tokenizer, out)
     criteria = _fidelity(cfg, swept, damages, scores)
     lap("criteria")
-    swap_result = _swap(cfg, model, tokenizer, eval_cfg, out, teacher_records, budgets, task) if _swaps(cfg) else None
+    swap_result = (
+        _swap(cfg, model, tokenizer, eval_cfg, out, teacher_records, budgets, task, traces) if _swaps(cfg) else None
+    )
     lap("swap")
     diagnosis = report.assemble(
         cfg, swept, task, control, budgets, teacher_records, nll, damages, criteria, swap_result, len(traces)
@@ -241,7 +244,7 @@ def _fidelity(cfg, swept, damages, scores) -> dict:
     return out
 
 
-def _swap(cfg, model, tokenizer, eval_cfg, out, teacher_records, budgets, task) -> dict:
+def _swap(cfg, model, tokenizer, eval_cfg, out, teacher_records, budgets, task, traces) -> dict:
     """The four think/answer cells on the reasoning task, their curves and the shares (``swap`` module)."""
     models = {"teacher": model}
 
@@ -283,5 +286,10 @@ def _swap(cfg, model, tokenizer, eval_cfg, out, teacher_records, budgets, task) 
         }
     tagged = [r | {"thinker": t, "answerer": a} for (t, a), rows in records.items() for r in rows]
     write_file(out / SWAP_SAMPLES, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in tagged))
+    cosine_file = out / "swap" / "hidden_cosine.json"
+    if not cosine_file.exists():
+        cos = hidden_cosine(model, other(), tokenizer, traces, cfg.nll_batch_size)
+        _write_json(cosine_file, {str(o): c for o, c in cos.items()})
     names = {"teacher": cfg.model.name_or_path, "other": other_name}
-    return {"models": names, "task": task, "curves": curves, **swap.shares(areas, cfg.eval.bootstrap, cfg.eval.seed)}
+    shares = swap.shares(areas, cfg.eval.bootstrap, cfg.eval.seed)
+    return {"models": names, "task": task, "curves": curves, **shares, "hidden_cosine": _read_json(cosine_file)}
