@@ -68,6 +68,11 @@ def check_inputs(cfg: DiagnoseCommand) -> list[int]:
             validate_layers(cfg.swap_layers, n, "swap_layers")
         except ValueError as e:
             raise ConfigError(str(e)) from None
+    if (cfg.swap_layers or cfg.swap_with) and not think_format(load_tokenizer(cfg.model), cfg.model).close:
+        raise ConfigError(
+            "The think/answer swap hands one model's thinking to another at the end-of-thinking delimiter, and this "
+            "model family has none; set model.think_close=... or drop swap_layers/swap_with."
+        )
     if cfg.swap_with:
         read_model_config(ModelConfig(name_or_path=cfg.swap_with), what="swap_with")
         swap.check_tokenizers(
