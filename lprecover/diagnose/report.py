@@ -77,12 +77,20 @@ def markdown(d: dict) -> str:
     """``report.md``: the damage per layer, the criteria ranked by fidelity, and the swap."""
     lines = [f"# Diagnosis of {d['model']}", ""]
     t = d["teacher"]
+    measured = [
+        f"{name} {t[key]:.3f}"
+        for name, key in (
+            ("area", "reasoning_area"),
+            ("slope", "reasoning_slope"),
+            ("knowledge", "knowledge_accuracy"),
+        )
+        if t.get(key) is not None
+    ]
+    nll = t["trace_nll"]
+    measured.append(f"trace NLL {nll['total']:.3f} (thinking {nll['thinking']:.3f}, answer {nll['answer']:.3f})")
     lines.append(
         f"Reasoning task: {d['task'] or '-'}; knowledge control: {d['control'] or '-'}; {d['num_traces']} reference "
-        f"traces. Teacher: area {t.get('reasoning_area', float('nan')):.3f}, slope "
-        f"{t.get('reasoning_slope', float('nan')):.3f}, knowledge {t.get('knowledge_accuracy', float('nan')):.3f}, "
-        f"trace NLL {t['trace_nll']['total']:.3f} (thinking {t['trace_nll']['thinking']:.3f}, answer "
-        f"{t['trace_nll']['answer']:.3f})."
+        f"traces. Teacher: {', '.join(measured)}."
     )
     lines += ["", "## Damage of removing each layer alone (teacher minus pruned; 95% interval over problems)", ""]
     lines.append("| layer | reasoning area drop | slope drop | knowledge drop | NLL increase | thinking | answer |")
@@ -148,29 +156,41 @@ def plot(d: dict, path: Path) -> None:
         ("knowledge drop", [e["knowledge_drop"] for e in d["layers"]]),
     ]
     panels = [(t, v) for t, v in panels if any(x is not None for x in v)]
-    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(4.2 * (len(panels) + 1), 3.4), squeeze=False)
+    width = max(4.2, 0.22 * len(layers))
+    fig, axes = plt.subplots(1, len(panels) + 2, figsize=(width * (len(panels) + 1) + 4.5, 3.6), squeeze=False)
     x = np.arange(len(layers))
 
-    def bars(ax, values, offset=0.0, width=0.8, label=None):
+    def bars(ax, at, values, width=0.8, label=None):
         v = np.array([np.nan if e is None or e["value"] is None else e["value"] for e in values])
         lo = np.array([np.nan if e is None or e["ci_low"] is None else e["ci_low"] for e in values])
         hi = np.array([np.nan if e is None or e["ci_high"] is None else e["ci_high"] for e in values])
         err = np.nan_to_num(np.vstack([v - lo, hi - v]))
-        ax.bar(x + offset, v, width, yerr=err, capsize=2, label=label)
+        ax.bar(at, v, width, yerr=err, capsize=2, label=label)
 
     for ax, (title, values) in zip(axes[0], panels):
-        bars(ax, values)
+        bars(ax, x, values)
         ax.set(title=title, xlabel="removed layer")
-    ax = axes[0][-1]
+    ax = axes[0][len(panels)]
     for k, part in enumerate(("thinking", "answer")):
-        bars(ax, [e["trace_nll_increase"][part] for e in d["layers"]], (k - 0.5) * 0.4, 0.4, part)
+        bars(ax, x + (k - 0.5) * 0.4, [e["trace_nll_increase"][part] for e in d["layers"]], 0.4, part)
     ax.set(title="trace NLL increase (nats/token)", xlabel="removed layer")
     ax.legend()
-    for ax in axes[0]:
+    step = max(1, len(layers) // 15)
+    for ax in axes[0][: len(panels) + 1]:
         ax.axhline(0, color="grey", lw=0.6)
-        step = max(1, len(layers) // 15)
         ax.set_xticks(x[::step], [str(i) for i in layers[::step]])
-    fig.suptitle(f"{d['model']}: damage of removing one layer")
+    ax = axes[0][-1]  # how well each criterion's scores rank the layers by each damage
+    names = list(d["criteria"])
+    kinds = [k for k in ("reasoning", "knowledge", "nll") if any(d["criteria"][n].get(f"spearman_{k}") for n in names)]
+    for j, kind in enumerate(kinds):
+        at = np.arange(len(names)) + (j - (len(kinds) - 1) / 2) * 0.8 / max(1, len(kinds))
+        bars(ax, at, [d["criteria"][n].get(f"spearman_{kind}") for n in names], 0.8 / max(1, len(kinds)), kind)
+    ax.set_xticks(np.arange(len(names)), names, rotation=45, ha="right")
+    ax.set(title="criterion fidelity (Spearman)", ylim=(-1.05, 1.05))
+    ax.axhline(0, color="grey", lw=0.6)
+    if kinds:
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{d['model']}: damage of removing one layer, and which criteria predict it", fontsize=10)
     fig.tight_layout()
     write_figure(path, fig, dpi=110)
     plt.close(fig)
