@@ -76,6 +76,11 @@ class DiagnoseCommand:
                 check_task(getattr(self, key), key)
         if self.eval.tasks is not None or self.eval.parallel_tasks is not None:
             raise ValueError("diagnose reads its tasks from task= and control=, not eval.tasks; unset eval.tasks.")
+        if self.eval.engine != "hf":
+            raise ValueError(
+                "diagnose generates with the transformers model it prunes in memory; eval.engine=vllm is not "
+                "supported here (set eval.engine=hf)."
+            )
         if self.task is not None and self.task == self.control:
             raise ValueError(f"task and control are both '{self.task}'; the control must be another task.")
         check_source(self.calibration)
