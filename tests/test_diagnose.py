@@ -175,3 +175,15 @@ def test_an_identity_block_does_no_damage_and_is_ranked_first(organism, tmp_path
     assert influence["scores"]["2"] == pytest.approx(0, abs=1e-6) and influence["first_pick"] == 2
     assert influence["first_pick_rank"]["nll"] == 1.0
     assert influence["spearman_nll"]["value"] is not None
+
+
+def test_generation_can_be_added_to_an_nll_only_diagnosis(tmp_path):
+    out = tmp_path / "out"
+    args = ["model=organism", "layers=[3]", "criteria=[magnitude_l1]", *SETTINGS, f"output_dir={out}"]
+    assert main(["diagnose", *args, "generation=false"]) == 0
+    first = json.loads((out / "diagnosis.json").read_text())
+    assert first["layers"][0]["reasoning_area_drop"] is None
+    assert main(["diagnose", *args]) == 0
+    second = json.loads((out / "diagnosis.json").read_text())
+    assert second["layers"][0]["reasoning_area_drop"]["value"] > 0.05
+    assert second["layers"][0]["trace_nll_increase"] == first["layers"][0]["trace_nll_increase"]

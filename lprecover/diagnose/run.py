@@ -189,7 +189,9 @@ def _layer_damage(cfg, model, tokenizer, eval_cfg, i, out, teacher_records, budg
     """Layer ``i``'s per-problem damages, from ``layers/<i>/damage.json`` once it is written."""
     path = out / "layers" / str(i) / "damage.json"
     if path.exists():
-        return _read_json(path)
+        done = _read_json(path)
+        if not cfg.generation or "reasoning_area" in done:  # a generation=false piece lacks what generation adds
+            return done
     damage = {f"nll_{part}": [p[part] - t[part] for p, t in zip(nll[i], nll["teacher"])] for part in PARTS}
     if cfg.generation:
         records = evaluate_removed(model, tokenizer, i, eval_cfg, out / "layers" / str(i) / "eval", cfg.model)
