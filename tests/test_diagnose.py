@@ -187,3 +187,15 @@ def test_generation_can_be_added_to_an_nll_only_diagnosis(tmp_path):
     second = json.loads((out / "diagnosis.json").read_text())
     assert second["layers"][0]["reasoning_area_drop"]["value"] > 0.05
     assert second["layers"][0]["trace_nll_increase"] == first["layers"][0]["trace_nll_increase"]
+
+
+def test_swap_with_a_checkpoint_equals_swap_with_the_same_layers_removed(diagnosed, tmp_path):
+    _, d = diagnosed
+    pruned, out = tmp_path / "pruned", tmp_path / "out"
+    assert main(["prune", "model=organism", "prune.method=selection", "prune.layers=[3]", f"output_dir={pruned}"]) == 0
+    args = ["model=organism", "layers=[3]", "criteria=[tail]", f"swap_with={pruned}", *SETTINGS, f"output_dir={out}"]
+    assert main(["diagnose", *args]) == 0
+    s = json.loads((out / "diagnosis.json").read_text())["swap"]
+    assert s["models"]["other"] == str(pruned)
+    assert s["curves"] == d["swap"]["curves"] and s["hidden_cosine"] == pytest.approx(d["swap"]["hidden_cosine"])
+    assert s["thinker_share"] == d["swap"]["thinker_share"]
