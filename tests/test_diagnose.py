@@ -39,7 +39,7 @@ def organism(teacher_path):
 @pytest.fixture(scope="module")
 def diagnosed(tmp_path_factory, teacher_path):
     out = tmp_path_factory.mktemp("diagnose") / "out"
-    args = ["model=organism", "layers=[2,3]", "criteria=[shortgpt,magnitude_l1,tail]", "swap_layers=[3]"]
+    args = ["model=organism", "layers=[2,3]", "pairs=true", "criteria=[shortgpt,magnitude_l1,tail]", "swap_layers=[3]"]
     assert main(["diagnose", *args, *SETTINGS, f"output_dir={out}"]) == 0
     return out, json.loads((out / "diagnosis.json").read_text())
 
@@ -66,6 +66,24 @@ def test_the_sweep_equals_prune_then_eval(diagnosed, tmp_path):
     assert area > 0.05  # layer 3 matters to long chains: the comparison is of a real drop
     lo, hi = layer["reasoning_area_drop"]["ci_low"], layer["reasoning_area_drop"]["ci_high"]
     assert lo < area < hi
+    # the contiguous pair (3, 4) equals prune.layers=[3,4] then eval
+    pair_dir, pair_eval = tmp_path / "pair", tmp_path / "pair-eval"
+    assert (
+        main(["prune", "model=organism", "prune.method=selection", "prune.layers=[3,4]", f"output_dir={pair_dir}"])
+        == 0
+    )
+    assert (
+        main(["eval", f"model.name_or_path={pair_dir}", "model.dtype=float32", *EVAL, f"output_dir={pair_eval}"]) == 0
+    )
+    q = json.loads((pair_eval / "summary.json").read_text())
+    pair = next(e for e in d["pairs"] if e["layers"] == [3, 4])
+    assert [e["layers"] for e in d["pairs"]] == [[2, 3], [3, 4]]
+    assert pair["reasoning_area_drop"]["value"] == pytest.approx(
+        t[long]["sequential_area"] - q[long]["sequential_area"], abs=1e-12
+    )
+    assert pair["knowledge_drop"]["value"] == pytest.approx(
+        t[facts]["accuracy_at_max_budget"] - q[facts]["accuracy_at_max_budget"], abs=1e-12
+    )
     # the swap's same-model cells are each model's own curve
     curves = d["swap"]["curves"]
     own = {"teacher-thinks_teacher-answers": t, "other-thinks_other-answers": p}
@@ -107,10 +125,10 @@ def test_a_rerun_redoes_nothing(diagnosed, monkeypatch, capsys):
 
     for name in ("run_eval", "layer_nll", "criterion_scores", "evaluate_removed"):
         monkeypatch.setattr(diagnose_run, name, boom)
-    args = ["model=organism", "layers=[2,3]", "criteria=[shortgpt,magnitude_l1,tail]", "swap_layers=[3]"]
+    args = ["model=organism", "layers=[2,3]", "pairs=true", "criteria=[shortgpt,magnitude_l1,tail]", "swap_layers=[3]"]
     assert main(["diagnose", *args, *SETTINGS, f"output_dir={out}"]) == 0
     again = json.loads((out / "diagnosis.json").read_text())
-    assert again["layers"] == d["layers"] and again["criteria"] == d["criteria"]
+    assert again["layers"] == d["layers"] and again["criteria"] == d["criteria"] and again["pairs"] == d["pairs"]
 
 
 def test_prefix_reuse_equals_whole_forwards(organism):
@@ -122,7 +140,7 @@ def test_prefix_reuse_equals_whole_forwards(organism):
     prompts = {p.id: p.prompt for p in task.problems}
     traces = traces_from_records(records, prompts, tok, fmt, 6, 256)
     assert len(traces) == 6
-    layers = list(range(6))
+    layers = [*range(6), (0, 1), (2, 3), (4, 5)]
     fast = layer_nll(model, tok, traces, layers, batch_size=4)
     slow = layer_nll_full(model, tok, traces, layers, batch_size=4, skip=skipping)
     for key in ["teacher", *layers]:

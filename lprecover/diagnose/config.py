@@ -22,7 +22,8 @@ class DiagnoseCommand:
 
     Model and tasks: ``model``, the reasoning ``task`` and knowledge ``control`` (None: the model's default
     evaluation tasks, first and second), ``eval.*`` as ``lprecover eval`` (only its sequential curve is run).
-    Sweep: ``layers`` (None: all) every ``stride``-th; ``generation`` false measures the NLL damage alone.
+    Sweep: ``layers`` (None: all) every ``stride``-th, and with ``pairs`` each swept layer with the next;
+    ``generation`` false measures the NLL damage alone.
     NLL damage: ``traces`` (None: the model's own records at the largest budget), ``num_traces``,
     ``trace_max_tokens``, ``nll_batch_size``. Fidelity: ``criteria`` scored on ``calibration`` data.
     Swap: the model against ``swap_layers`` (itself with those layers removed) or the checkpoint ``swap_with``.
@@ -42,6 +43,7 @@ class DiagnoseCommand:
         None, help="Layers to remove one at a time; None: all.", ge=0, nonempty=True, unique=True
     )
     stride: int = declare(1, help="Sweep every stride-th of the layers (from the first).", ge=1)
+    pairs: bool = declare(False, help="Also remove each contiguous pair (i, i+1) of swept layers i, all measures.")
     generation: bool = declare(True, help="Measure reasoning and knowledge damage (false: the NLL damage only).")
     traces: str | None = declare(
         None, help="jsonl of reference traces; None: the model's own sequential records at its largest budget."

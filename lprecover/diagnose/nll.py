@@ -207,11 +207,15 @@ def _keeping_inputs(model, blocks, batch) -> tuple[torch.Tensor, list[torch.Tens
 
 
 @torch.no_grad()
-def layer_nll(model, tokenizer, traces: list[Trace], layers: list[int], batch_size: int = 8) -> dict:
-    """Mean NLL per trace of the unpruned model and of the model with each of ``layers`` removed alone.
+def layer_nll(model, tokenizer, traces: list[Trace], layers: list, batch_size: int = 8) -> dict:
+    """Mean NLL per trace of the unpruned model and of the model with each of ``layers`` removed.
+
+    Args:
+        layers: layer indices, each removed alone, or tuples of contiguous indices removed together (the kept
+            state is the input of the first; the blocks from it to the last compute nothing).
 
     Returns:
-        ``{"teacher": [{total, thinking, answer} per trace], i: [...] for i in layers}``.
+        ``{"teacher": [{total, thinking, answer} per trace], removal: [...] for removal in layers}``.
     """
     _, blocks = find_blocks(model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -221,10 +225,11 @@ def layer_nll(model, tokenizer, traces: list[Trace], layers: list[int], batch_si
         batch = {k: v.to(device) for k, v in batch.items()}
         logits, inputs, returns_tensor = _keeping_inputs(model, blocks, batch)
         out["teacher"] += _part_means(_token_nll(logits, batch["input_ids"]), part)
-        for i in layers:
-            with _from_state(blocks, i, inputs[i], returns_tensor):
+        for removal in layers:
+            first, last = (removal, removal) if isinstance(removal, int) else (min(removal), max(removal))
+            with _from_state(blocks, last, inputs[first], returns_tensor):
                 logits = model(**batch, use_cache=False).logits
-            out[i] += _part_means(_token_nll(logits, batch["input_ids"]), part)
+            out[removal] += _part_means(_token_nll(logits, batch["input_ids"]), part)
     return out
 
 
@@ -237,8 +242,8 @@ def layer_nll_full(model, tokenizer, traces: list[Trace], layers: list[int], bat
     for part, batch in batches(traces, batch_size, pad):
         batch = {k: v.to(model.device) for k, v in batch.items()}
         out["teacher"] += _part_means(_token_nll(model(**batch, use_cache=False).logits, batch["input_ids"]), part)
-        for i in layers:
-            with skip(model, [i]):
+        for removal in layers:
+            with skip(model, [removal] if isinstance(removal, int) else list(removal)):
                 logits = model(**batch, use_cache=False).logits
-            out[i] += _part_means(_token_nll(logits, batch["input_ids"]), part)
+            out[removal] += _part_means(_token_nll(logits, batch["input_ids"]), part)
     return out

@@ -30,20 +30,21 @@ def _teacher(records, task, control, budgets, samples, nll_rows) -> dict:
     return out
 
 
-def assemble(cfg, swept, task, control, budgets, records, nll, damages, criteria, swap, n_traces) -> dict:
-    """The content of ``diagnosis.json``."""
+def _entry(d: dict, n_boot: int, seed: int) -> dict:
+    """One removal's damages as intervals."""
+    entry = {}
+    for key, name in (("reasoning_area", "reasoning_area_drop"), ("reasoning_slope", "reasoning_slope_drop")):
+        entry[name] = interval(d[key], n_boot, seed) if key in d else None
+    entry["knowledge_drop"] = interval(d["knowledge"], n_boot, seed) if "knowledge" in d else None
+    entry["trace_nll_increase"] = {p: interval(d[f"nll_{p}"], n_boot, seed) for p in ("total", "thinking", "answer")}
+    return entry
+
+
+def assemble(cfg, removals, task, control, budgets, records, nll, damages, criteria, swap, n_traces) -> dict:
+    """The content of ``diagnosis.json``: ``layers`` from the single removals, ``pairs`` from the contiguous ones."""
     n_boot, seed = cfg.eval.bootstrap, cfg.eval.seed
-    layers = []
-    for i in swept:
-        d = damages[i]
-        entry = {"layer": i}
-        for key, name in (("reasoning_area", "reasoning_area_drop"), ("reasoning_slope", "reasoning_slope_drop")):
-            entry[name] = interval(d[key], n_boot, seed) if key in d else None
-        entry["knowledge_drop"] = interval(d["knowledge"], n_boot, seed) if "knowledge" in d else None
-        entry["trace_nll_increase"] = {
-            part: interval(d[f"nll_{part}"], n_boot, seed) for part in ("total", "thinking", "answer")
-        }
-        layers.append(entry)
+    layers = [{"layer": r[0], **_entry(damages[r], n_boot, seed)} for r in removals if len(r) == 1]
+    pairs = [{"layers": list(r), **_entry(damages[r], n_boot, seed)} for r in removals if len(r) == 2]
     return finite(
         {
             "model": cfg.model.name_or_path,
@@ -55,6 +56,7 @@ def assemble(cfg, swept, task, control, budgets, records, nll, damages, criteria
                 records if cfg.generation else [], task, control, budgets, cfg.eval.seq_samples, nll["teacher"]
             ),
             "layers": layers,
+            "pairs": pairs if cfg.pairs else None,
             "criteria": criteria,
             "swap": swap,
         }
@@ -101,6 +103,19 @@ def markdown(d: dict) -> str:
             f"| {e['layer']} | {_fmt(e['reasoning_area_drop'])} | {_fmt(e['reasoning_slope_drop'])} | "
             f"{_fmt(e['knowledge_drop'])} | {_fmt(n['total'])} | {_fmt(n['thinking'])} | {_fmt(n['answer'])} |"
         )
+    if d.get("pairs"):
+        lines += ["", "## Damage of removing each contiguous pair", ""]
+        lines.append(
+            "| layers | reasoning area drop | slope drop | knowledge drop | NLL increase | thinking | answer |"
+        )
+        lines.append("|---|---|---|---|---|---|---|")
+        for e in d["pairs"]:
+            n = e["trace_nll_increase"]
+            lines.append(
+                f"| {e['layers'][0]}, {e['layers'][1]} | {_fmt(e['reasoning_area_drop'])} | "
+                f"{_fmt(e['reasoning_slope_drop'])} | {_fmt(e['knowledge_drop'])} | {_fmt(n['total'])} | "
+                f"{_fmt(n['thinking'])} | {_fmt(n['answer'])} |"
+            )
     for damage, title in (("reasoning", "reasoning damage"), ("knowledge", "knowledge damage"), ("nll", "NLL damage")):
         ranked = sorted(
             d["criteria"].items(),

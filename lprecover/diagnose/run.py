@@ -52,11 +52,12 @@ logger = get_logger(__name__)
 SWAP_SAMPLES = "swap_samples.jsonl"
 # Settings that may change between launches of one diagnosis: which layers and criteria are added to it (each is
 # stored apart), whether generation runs (its results are stored apart from the NLL's), and how records are made.
-RESUMABLE = ("overwrite", "layers", "stride", "criteria", "generation", "eval.one_pass", "eval.reuse_cache")
+RESUMABLE = ("overwrite", "layers", "stride", "pairs", "criteria", "generation", "eval.one_pass", "eval.reuse_cache")
 
 
-def check_inputs(cfg: DiagnoseCommand) -> list[int]:
-    """The layers to sweep, from the model's config alone; refuse impossible layer choices before loading weights."""
+def check_inputs(cfg: DiagnoseCommand) -> tuple[list[int], int]:
+    """The layers to sweep and the model's layer count, from its config alone; refuse impossible layer choices before
+    loading weights."""
     n = layer_count(read_model_config(cfg.model))
     if n < 2:
         raise ConfigError(f"The model has {n} layer; removing it would leave none. Diagnose a model of 2 or more.")
@@ -78,7 +79,7 @@ def check_inputs(cfg: DiagnoseCommand) -> list[int]:
         swap.check_tokenizers(
             load_tokenizer(cfg.model), load_tokenizer(_other_cfg(cfg)), f"swap_with '{cfg.swap_with}'"
         )
-    return sorted(cfg.layers or range(n))[:: cfg.stride]
+    return sorted(cfg.layers or range(n))[:: cfg.stride], n
 
 
 def _other_cfg(cfg: DiagnoseCommand) -> ModelConfig:
@@ -96,7 +97,9 @@ def _read_json(path: Path):
 def diagnose(cfg: DiagnoseCommand) -> dict:
     """Diagnose as ``cfg`` says into ``cfg.output_dir`` (resuming) and return the ``diagnosis.json`` content."""
     started = time.perf_counter()
-    swept = check_inputs(cfg)
+    swept, n = check_inputs(cfg)
+    pairs = [(i, i + 1) for i in swept if i + 1 < n and n > 2] if cfg.pairs else []
+    removals = [(i,) for i in swept] + pairs
     out = Path(cfg.output_dir)
     settings = to_dict(cfg)
     if reuse_or_refuse(out, settings, "a diagnosis", cfg.overwrite, ignore=RESUMABLE) == "fresh" and out.exists():
@@ -124,12 +127,12 @@ def diagnose(cfg: DiagnoseCommand) -> dict:
         seconds[name] = time.perf_counter() - started - sum(seconds.values())
 
     traces = _traces(cfg, tokenizer, fmt, task, teacher_records, budgets, model)
-    nll = _nll_sweep(cfg, model, tokenizer, traces, swept, out)
+    nll = _nll_sweep(cfg, model, tokenizer, traces, removals, out)
     lap("nll_sweep")
     damages = {}
-    for i in swept:
-        damages[i] = _layer_damage(
-            cfg, model, tokenizer, eval_cfg, i, out, teacher_records, budgets, task, control, nll
+    for removal in removals:
+        damages[removal] = _layer_damage(
+            cfg, model, tokenizer, eval_cfg, removal, out, teacher_records, budgets, task, control, nll
         )
     lap("layer_evals")
     scores = _criteria(cfg, model, tokenizer, out)
@@ -140,7 +143,7 @@ def diagnose(cfg: DiagnoseCommand) -> dict:
     )
     lap("swap")
     diagnosis = report.assemble(
-        cfg, swept, task, control, budgets, teacher_records, nll, damages, criteria, swap_result, len(traces)
+        cfg, removals, task, control, budgets, teacher_records, nll, damages, criteria, swap_result, len(traces)
     )
     seconds["total"] = time.perf_counter() - started
     diagnosis["seconds"] = seconds  # this run's own: pieces read back from an earlier run cost nothing here
@@ -168,33 +171,39 @@ def _traces(cfg, tokenizer, fmt, task, teacher_records, budgets, model):
     return traces
 
 
-def _nll_sweep(cfg, model, tokenizer, traces, swept, out: Path) -> dict:
-    """``{"teacher": rows, i: rows}``: each layer's per-trace NLL, computed once and stored per layer."""
-    missing = [i for i in swept if not (out / "layers" / str(i) / "nll.json").exists()]
+def _folder(out: Path, removal: tuple[int, ...]) -> Path:
+    return out / "layers" / "-".join(map(str, removal))
+
+
+def _nll_sweep(cfg, model, tokenizer, traces, removals, out: Path) -> dict:
+    """``{"teacher": rows, removal: rows}``: each removal's per-trace NLL, computed once and stored apart."""
+    missing = [r for r in removals if not (_folder(out, r) / "nll.json").exists()]
     teacher_file = out / "teacher_nll.json"
     if missing or not teacher_file.exists():
-        logger.info("NLL sweep over %d traces: layers %s", len(traces), missing)
+        logger.info("NLL sweep over %d traces: removing %s", len(traces), missing)
         got = layer_nll(model, tokenizer, traces, missing, cfg.nll_batch_size)
         ids = [t.id for t in traces]
         _write_json(teacher_file, {"traces": ids, "nll": got["teacher"]})
-        for i in missing:
-            _write_json(out / "layers" / str(i) / "nll.json", {"layer": i, "traces": ids, "nll": got[i]})
+        for r in missing:
+            _write_json(_folder(out, r) / "nll.json", {"layers": list(r), "traces": ids, "nll": got[r]})
     nll = {"teacher": _read_json(teacher_file)["nll"]}
-    for i in swept:
-        nll[i] = _read_json(out / "layers" / str(i) / "nll.json")["nll"]
+    for r in removals:
+        nll[r] = _read_json(_folder(out, r) / "nll.json")["nll"]
     return nll
 
 
-def _layer_damage(cfg, model, tokenizer, eval_cfg, i, out, teacher_records, budgets, task, control, nll) -> dict:
-    """Layer ``i``'s per-problem damages, from ``layers/<i>/damage.json`` once it is written."""
-    path = out / "layers" / str(i) / "damage.json"
+def _layer_damage(cfg, model, tokenizer, eval_cfg, removal, out, teacher_records, budgets, task, control, nll) -> dict:
+    """The per-problem damages of removing ``removal`` (a tuple of layers), from its ``damage.json`` once written."""
+    path = _folder(out, removal) / "damage.json"
     if path.exists():
         done = _read_json(path)
         if not cfg.generation or "reasoning_area" in done:  # a generation=false piece lacks what generation adds
             return done
-    damage = {f"nll_{part}": [p[part] - t[part] for p, t in zip(nll[i], nll["teacher"])] for part in PARTS}
+    damage = {f"nll_{part}": [p[part] - t[part] for p, t in zip(nll[removal], nll["teacher"])] for part in PARTS}
     if cfg.generation:
-        records = evaluate_removed(model, tokenizer, i, eval_cfg, out / "layers" / str(i) / "eval", cfg.model)
+        records = evaluate_removed(
+            model, tokenizer, list(removal), eval_cfg, _folder(out, removal) / "eval", cfg.model
+        )
         r = reasoning_damage(teacher_records, records, task, budgets[task], cfg.eval.seq_samples)
         damage |= {
             "reasoning_ids": r["ids"],
@@ -235,9 +244,9 @@ def _criteria(cfg, model, tokenizer, out: Path) -> dict:
 
 def _fidelity(cfg, swept, damages, scores) -> dict:
     def matrix(key):
-        if any(key not in damages[i] for i in swept):
+        if any(key not in damages[(i,)] for i in swept):
             return None
-        return np.array([damages[i][key] for i in swept], dtype=float)
+        return np.array([damages[(i,)][key] for i in swept], dtype=float)
 
     per_problem = {"reasoning": matrix("reasoning_area"), "knowledge": matrix("knowledge"), "nll": matrix("nll_total")}
     out = {}

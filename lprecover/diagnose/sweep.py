@@ -77,13 +77,13 @@ def knowledge_damage(teacher: list[dict], pruned: list[dict], task: str, budgets
     return (t - p)[:, 0]
 
 
-def evaluate_removed(model, tokenizer, layer: int, cfg: EvalConfig, folder: Path, model_cfg) -> list[dict]:
-    """The records of ``model`` without ``layer`` (a copy, cut by ``surgery.remove_layers``), evaluated into
+def evaluate_removed(model, tokenizer, layers: list[int], cfg: EvalConfig, folder: Path, model_cfg) -> list[dict]:
+    """The records of ``model`` without ``layers`` (a copy, cut by ``surgery.remove_layers``), evaluated into
     ``folder`` by ``run_eval``; a finished evaluation there is read back, not redone."""
     if saved_results(folder) is None:
         pruned = copy.deepcopy(model)
-        remove_layers(pruned, [layer], method="selection")
-        run_eval(pruned, tokenizer, cfg, folder, model_cfg, title=f"without layer {layer}")
+        remove_layers(pruned, layers, method="selection")
+        run_eval(pruned, tokenizer, cfg, folder, model_cfg, title=f"without layers {layers}")
         del pruned
     return read_samples(folder)
 
