@@ -24,6 +24,10 @@ CORE = {
     ),
     "compare": ("lprecover.compare", "Overlay the scaling curves of teacher, pruned and recovered runs; report.md."),
     "export": ("lprecover.export", "Merge, verify and card a recovered checkpoint (optionally push it to the hub)."),
+    "diagnose": (
+        "lprecover.diagnose.cli",
+        "Remove each layer alone: what breaks reasoning, knowledge, trace NLL; criteria fidelity; think/answer swap.",
+    ),
     "analyze": ("lprecover.analysis", "Trace analysis: self-BLEU, reflection markers, repetition, thinking length."),
     "teacher-logits": (
         "lprecover.recovery.teacher_logits",

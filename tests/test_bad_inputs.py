@@ -212,6 +212,11 @@ CASES = [
     ("study", ["recover_from=3", "output_dir={out}"], "recover_from=3 must be one of prune_layers"),
     ("study", ["prune_layers=[0,1]", "recover_from=1", "output_dir={out}"], "prune_layers must be at least 1"),
     ("study", ["model.name_or_path=/nonexistent", "output_dir={out}"], "model.name_or_path '/nonexistent' does not"),
+    # diagnose
+    ("diagnose", ["model.name_or_path={d}/tiny", "layers=[1,9]", "output_dir={out}"], "layers [9] out of range"),
+    ("diagnose", ["model.name_or_path={d}/tiny", "criteria=[laco]", "output_dir={out}"], "criteria must be one of"),
+    ("diagnose", ["model.name_or_path={d}/tiny", "swap_layers=[0,7]", "output_dir={out}"], "swap_layers [7] out of"),
+    ("diagnose", ["model.name_or_path={d}/tiny", "task=gsm9k", "output_dir={out}"], "task: Unknown task 'gsm9k'"),
     # organism
     ("organism", ["build", "organism.hiden_size=3"], "Did you mean 'organism.hidden_size'"),
     ("organism", ["build", "organism.num_layers=1"], "num_layers must be at least 2"),

@@ -22,6 +22,7 @@ def _schemas() -> dict:
     from data_prep.config import DataConfig
     from lprecover.analysis import AnalyzeCommand
     from lprecover.compare import CompareCommand
+    from lprecover.diagnose.config import DiagnoseCommand
     from lprecover.evaluation.cli import EvalCommand
     from lprecover.export import ExportCommand
     from lprecover.organism.cli import OrganismCommand
@@ -40,6 +41,7 @@ def _schemas() -> dict:
         "compare": (CompareCommand, []),
         "export": (ExportCommand, []),
         "analyze": (AnalyzeCommand, []),
+        "diagnose": (DiagnoseCommand, []),
         "teacher-logits": (TeacherLogitsConfig, []),
         "train": (RecoveryConfig, []),
     }

@@ -477,6 +477,18 @@ def _plain_cache(cache) -> bool:
     return isinstance(cache, DynamicCache) and all(type(layer) is DynamicLayer for layer in cache.layers)
 
 
+def hf_runner(model, tokenizer, temperature: float = 0.0, top_p: float = 1.0, batch_size: int = 64):
+    """The transformers ``run`` that ``force_budgets`` drives for ``model``, with the model's end-of-turn ids.
+
+    For callers that compose runners, e.g. ``lprecover diagnose``'s think/answer swap (one model thinks, another
+    answers). Answers are generated from their full inputs (no ``follow``): another model has no cache to continue.
+
+    Returns:
+        ``(run, eos_ids)``.
+    """
+    return _HFRunner(model, tokenizer, temperature, top_p, batch_size, reuse_cache=False), _eos_ids(model, tokenizer)
+
+
 def budget_forced_generate(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
