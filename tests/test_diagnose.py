@@ -13,8 +13,10 @@ from lprecover.cli import main
 from lprecover.diagnose import run as diagnose_run
 from lprecover.diagnose.nll import layer_nll, layer_nll_full, traces_from_records
 from lprecover.diagnose.swap import SwapEngine
+from lprecover.evaluation.budget_forcing import think_format
+from lprecover.evaluation.config import EvalConfig
 from lprecover.evaluation.records import read_samples
-from lprecover.evaluation.run import EvalConfig, run_eval, think_format
+from lprecover.evaluation.run import run_eval
 from lprecover.evaluation.tasks import load_task
 from lprecover.modeling import ModelConfig, load_model_and_tokenizer
 from lprecover.pruning.criteria import skipping
@@ -133,7 +135,7 @@ def test_a_rerun_redoes_nothing(diagnosed, monkeypatch, capsys):
 
 def test_prefix_reuse_equals_whole_forwards(organism):
     model, tok = organism
-    fmt = think_format(tok, organism=True)
+    fmt = think_format(tok, default_answer_prefix="")  # the organism answers at once
     task = load_task("organism_long", 6)
     cfg = EvalConfig(tasks=["organism_long"], num_problems=6, parallel=False, budgets=[40])
     records = [r for r in _eval(model, tok, cfg) if r["budget"] == 40]

@@ -12,15 +12,15 @@ over), except layers, stride, criteria and generation, which add to what is ther
 """
 
 from lprecover.atomic import exclusive_output
-from lprecover.config import load_config, valid_keys
+from lprecover.config import load_config
 from lprecover.diagnose.config import DiagnoseCommand
 from lprecover.diagnose.run import diagnose
 
+CONFIG = DiagnoseCommand  # the keys `--help` lists
+
 
 def main(argv: list[str]) -> int:
-    if argv and argv[0] in ("-h", "--help"):
-        print(__doc__ + "\nkeys: " + ", ".join(valid_keys(DiagnoseCommand)))
-        return 0
+    """Run the command on its ``key=value`` arguments (``lprecover.command.run`` adds ``--help`` and error lines)."""
     cfg = load_config(DiagnoseCommand, argv)
     with exclusive_output(cfg.output_dir):  # a second diagnosis into the same folder is refused, not interleaved
         d = diagnose(cfg)

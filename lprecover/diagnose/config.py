@@ -4,10 +4,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lprecover.config import declare
-from lprecover.evaluation.run import EvalConfig
+from lprecover.evaluation.config import EvalConfig
 from lprecover.evaluation.tasks import check_task
 from lprecover.modeling import ModelConfig
-from lprecover.pruning.calibration import SOURCES, check_source
+from lprecover.pruning.config import SOURCES, check_source
 
 # Criteria whose per-layer scores need no training and leave the model as it was. Not ``selection`` (it scores
 # the layers it is told), not ``laco`` (it merges layers in place and scores merges, not layers), and not ``sleb``

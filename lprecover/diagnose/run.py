@@ -30,8 +30,9 @@ from lprecover.diagnose.sweep import (
     problem_curves,
     reasoning_damage,
 )
+from lprecover.evaluation.budget_forcing import think_format
 from lprecover.evaluation.records import read_samples
-from lprecover.evaluation.run import default_tasks, organism_facts, run_eval, saved_results, think_format
+from lprecover.evaluation.run import run_eval, saved_results, traits_of
 from lprecover.evaluation.tasks import load_task
 from lprecover.log import get_logger
 from lprecover.modeling import (
@@ -44,7 +45,6 @@ from lprecover.modeling import (
 )
 from lprecover.pruning.calibration import build_calibration
 from lprecover.pruning.criteria import NEEDS_CALIBRATION
-from lprecover.pruning.prune import is_organism
 from lprecover.surgery import layer_count, remove_layers, validate_layers
 
 logger = get_logger(__name__)
@@ -106,12 +106,13 @@ def diagnose(cfg: DiagnoseCommand) -> dict:
         shutil.rmtree(out)
     save_settings(out, settings)
     model, tokenizer = load_model_and_tokenizer(cfg.model, default_device())
-    defaults = default_tasks(model)
+    traits = traits_of(model)
+    defaults = list(traits.tasks)
     task = cfg.task or defaults[0]
     control = cfg.control or (defaults[1] if len(defaults) > 1 and defaults[1] != task else None)
     tasks = [task] + ([control] if control else [])
     eval_cfg = replace(cfg.eval, tasks=tasks, parallel=False, sequential=True)
-    fmt = think_format(tokenizer, cfg.model, cfg.eval.waits(), organism=is_organism(model))
+    fmt = think_format(tokenizer, cfg.model, cfg.eval.waits(), traits.answer_prefix)
 
     teacher_records, budgets = [], {}
     if cfg.generation or not cfg.traces:
@@ -159,7 +160,8 @@ def _traces(cfg, tokenizer, fmt, task, teacher_records, budgets, model):
     if cfg.traces:
         return traces_from_file(cfg.traces, tokenizer, fmt, cfg.num_traces, cfg.trace_max_tokens)
     top = max(budgets[task])
-    problems = load_task(task, cfg.eval.num_problems, cfg.eval.paths.get(task), facts=organism_facts(model))
+    options = traits_of(model).task_options
+    problems = load_task(task, cfg.eval.num_problems, cfg.eval.paths.get(task), model_options=options)
     prompts = {p.id: p.prompt for p in problems.problems}
     rows = [r for r in teacher_records if r["task"] == task and r["budget"] == top and r["sample"] == 0]
     traces = traces_from_records(rows, prompts, tokenizer, fmt, cfg.num_traces, cfg.trace_max_tokens)
@@ -234,7 +236,6 @@ def _criteria(cfg, model, tokenizer, out: Path) -> dict:
                     cfg.calibration_seq_len,
                     8,
                     cfg.eval.seed,
-                    is_organism=is_organism(model),
                 )
             scores, sign = criterion_scores(model, cal, name)
             _write_json(path, {"scores": scores, "direction": sign})

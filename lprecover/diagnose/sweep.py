@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from lprecover.diagnose.fidelity import direction
+from lprecover.evaluation.config import EvalConfig
 from lprecover.evaluation.metrics import bootstrap_ci, curve_area, scaling_slope
 from lprecover.evaluation.records import read_samples
-from lprecover.evaluation.run import EvalConfig, run_eval, saved_results
-from lprecover.pruning.calibration import Calibration
-from lprecover.pruning.criteria import decide
+from lprecover.evaluation.run import run_eval, saved_results
+from lprecover.pruning.criteria import Calibration, decide
 from lprecover.surgery import remove_layers
 
 
