@@ -95,7 +95,8 @@ class StudyConfig:
     overrides: list[str] = declare(help="key=value applied to every recipe.", default_factory=list)
     evaluate_at: list[float] = declare(
         help="Fractions of the budget at which each recipe is also evaluated (recovery vs tokens).",
-        default_factory=lambda: [0.25, 0.5],
+        # Log-spaced from 1/32 of the budget: with the final model, six points that see where every curve rises.
+        default_factory=lambda: [1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2],
         gt=0,
         lt=1,
         unique=True,

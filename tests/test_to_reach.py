@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from lprecover.compare_reach import reach_ranking, reach_text, settled_pairs
 from lprecover.evaluation.to_reach import (
     at_crossing,
     crossing_index,
@@ -133,3 +134,36 @@ def test_compute_formula_per_recipe_kind():
     assert flops_per_token(stored) == 6 * n
     onpolicy = distill | {"generates": True}
     assert training_flops(onpolicy, tokens=100, generated=40) == 100 * (6 * n + 2 * n_t) + 40 * 2 * n
+
+
+def _m(value, lo, hi, reached=1.0, reason=None):
+    return {"value": value, "ci_low": lo, "ci_high": hi, "resamples_reached": reached, "reason": reason}
+
+
+def _summary(measures: dict) -> dict:
+    runs = [
+        {"run": name, "kind": "recovered", "tasks": {"chains": {"run": name, "tokens_to_50": m}}}
+        for name, m in measures.items()
+    ]
+    return {"tasks": ["chains"], "runs": runs}
+
+
+def test_ranking_by_tokens_to_50_marks_settled_pairs():
+    not_reached = _m(None, None, None, 0.0, "not reached by the last evaluation (4000 tokens)")
+    summary = _summary(
+        {
+            "slow": _m(3000.0, 2500.0, None, 0.9),  # its upper bound is not reached
+            "fast": _m(1000.0, 800.0, 1200.0),
+            "mid": _m(1500.0, 1100.0, 2000.0),
+            "never": not_reached,
+            "nothing_lost": _m(None, None, None, None, "pruning lost no measurable area"),
+        }
+    )
+    ranked = reach_ranking(summary, "chains", "tokens_to_50")
+    assert [r["run"] for r in ranked] == ["fast", "mid", "slow", "never"]  # nothing_lost is not ranked
+    # fast [800, 1200] overlaps mid [1100, 2000]; mid lies below slow [2500, not reached]; slow's open upper bound
+    # cannot lie below anything.
+    assert [r["separated_from_next"] for r in ranked] == [False, True, False, False]
+    assert settled_pairs(ranked) == [["fast", "slow"], ["fast", "never"], ["mid", "slow"], ["mid", "never"]]
+    assert reach_text(summary["runs"][0]["tasks"]["chains"]["tokens_to_50"]) == "3.0k [2.5k, not reached]"
+    assert reach_text(not_reached) == "not reached [not reached, not reached]"
