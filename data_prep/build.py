@@ -40,7 +40,7 @@ from lprecover.config import (
 )
 from lprecover.log import get_logger
 from lprecover.modeling import ModelConfig, load_tokenizer
-from lprecover.organism.task import MAX_STEPS
+from lprecover.organism.task import MAX_STEPS, fact_record, facts
 
 logger = get_logger(__name__)
 
@@ -365,6 +365,17 @@ def _write(out: Path, rows: list[dict], stats: dict, report: list[dict], cfg: Da
         (tmp / STATS_FILE).write_text(json.dumps(stats, indent=2))
         (tmp / CONTAMINATION_FILE).write_text(json.dumps(report, indent=2))
         (tmp / CONFIG_FILE).write_text(yaml.safe_dump(build_settings(cfg), sort_keys=False))
+
+
+# Named knowledge sets for replay during recovery (``data.replay_data``), and the one each source replays by default
+# (``replay_data=auto``): the organism's memorised facts, in the rows its teacher was trained on.
+KNOWLEDGE_SETS = {"organism_facts": lambda: [fact_record(f) for f in facts()]}
+DEFAULT_KNOWLEDGE = {"organism": "organism_facts"}
+
+
+def knowledge_rows(name: str) -> list[dict]:
+    """The rows (messages schema) of the named knowledge set ``name`` (one of ``KNOWLEDGE_SETS``)."""
+    return KNOWLEDGE_SETS[name]()
 
 
 def load_built(path: str | Path) -> datasets.Dataset:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from data_prep.build import OrganismData
+from data_prep.build import DEFAULT_KNOWLEDGE, KNOWLEDGE_SETS, OrganismData
 from data_prep.sources import SOURCES
 from lprecover.config import declare, recipe_choices
 from lprecover.evaluation.run import EvalConfig
@@ -53,6 +53,32 @@ class TrainData:
         help="The organism build spec (data.source=organism), as `lprecover data` takes it.",
         default_factory=OrganismData,
     )
+    replay: float = declare(
+        0.0,
+        help="Share of the training rows (so of each batch, in expectation) drawn from replay_data, so that "
+        "recovery keeps the knowledge it would otherwise forget; 0 replays nothing.",
+        ge=0,
+        lt=1,
+    )
+    replay_data: str = declare(
+        "auto",
+        help="The replay rows: a messages-schema .jsonl or a folder written by `lprecover data`, one of "
+        f"{', '.join(KNOWLEDGE_SETS)}, or auto (the source's own knowledge set: "
+        f"{', '.join(f'{k} -> {v}' for k, v in DEFAULT_KNOWLEDGE.items())}).",
+    )
+
+    def __post_init__(self):
+        if self.replay and self.replay_knowledge() is None:
+            raise ValueError(
+                f"data.replay={self.replay} needs rows to replay, and data.replay_data=auto has no knowledge set for "
+                f"source {self.source}: set data.replay_data to a messages .jsonl or a folder built by `lprecover data`."
+            )
+
+    def replay_knowledge(self) -> str | None:
+        """The replay set: a named knowledge set or a path; None where ``auto`` finds none for the source."""
+        if self.replay_data == "auto":
+            return DEFAULT_KNOWLEDGE.get(self.source)
+        return self.replay_data
 
 
 @dataclass
