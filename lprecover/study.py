@@ -22,10 +22,13 @@ recipe); all processes train.
 
 import hashlib
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+import yaml
 
 from lprecover.atomic import exclusive_output
 from lprecover.config import (
@@ -46,9 +49,12 @@ from lprecover.pruning.prune import PruneConfig
 from lprecover.recovery.launch import DEFAULT_TIMEOUT_MINUTES, TIMEOUT_HELP, distributed_state
 from lprecover.recovery.outputs import EVAL_DIR
 from lprecover.recovery.recipe import RecoveryConfig, TrainData
+from lprecover.study_variants import write_variants
 from lprecover.tracking import WandbSettings
 
 logger = get_logger(__name__)
+
+STUDY_PRESETS = Path(__file__).parent / "configs" / "study"  # study=NAME: a preset of the study's own keys
 
 DEFAULT_RECIPES = ["sft_short", "sft_longcot", "lora_longcot", "distill", "partial", "distill_onpolicy"]
 # Settings that may change between launches of one study: they do not change any stage's output.
@@ -58,6 +64,11 @@ RELAUNCH_FREE = (
     "output_dir",
     "overwrite",
     "launch_timeout_minutes",
+    # Variants add recoveries beside the study's own and change none of its stages (study=trace_length reuses them).
+    "variants",
+    "variant_recipes",
+    "replay_recipes",
+    "replay_share",
     *(f"eval.{k}" for k in GENERATION_ONLY),
 )
 
@@ -102,6 +113,25 @@ class StudyConfig:
         unique=True,
     )
     eval: EvalConfig = declare(help="How every model is evaluated.", default_factory=EvalConfig)
+    variants: dict[str, list[str]] = declare(
+        help="Recovery-data variants: {NAME: [data.KEY=VALUE, ...]}; each recipe of variant_recipes also recovers on "
+        "each (recover-RECIPE-NAME/), compared on its own (comparison-NAME/) and side by side (variants/).",
+        default_factory=dict,
+    )
+    variant_recipes: list[str] = declare(
+        help="The recipes each variant runs (empty: every recipe of recipes).",
+        default_factory=list,
+        choices=recipe_choices(),
+        unique=True,
+    )
+    replay_recipes: list[str] = declare(
+        help="Recipes also run with data.replay=replay_share (the variant 'replay', recover-RECIPE-replay/), so that "
+        "the knowledge kept with and without replay shows side by side (variants/).",
+        default_factory=lambda: ["sft_longcot"],
+        choices=recipe_choices(),
+        unique=True,
+    )
+    replay_share: float = declare(0.2, help="data.replay of the replay_recipes' second run.", gt=0, lt=1)
     report_to: str = declare("auto", help="wandb, none, or auto.", choices=["auto", "wandb", "none"])
     wandb: WandbSettings = declare(help="The W&B group and tags of the study's runs.", default_factory=WandbSettings)
     output_dir: str = declare("", help="Study folder (default runs/study-MODEL-METHOD).", output_dir=True)
@@ -123,9 +153,57 @@ class StudyConfig:
                 recipe_run(self, recipe, out / f"pruned-{self.recover_from}", out / f"recover-{recipe}")
             except ConfigError as e:
                 raise ConfigError(f"recipe {recipe}: {e}") from None
+        if REPLAY in self.variants:
+            raise ConfigError(f"variants: the name '{REPLAY}' is the replay_recipes' variant; choose another name.")
+        for name in all_variants(self):
+            if not re.fullmatch(r"[a-z0-9_]+", name):
+                raise ConfigError(f"variants: the name '{name}' names folders; use lowercase letters, digits and _.")
+            variant = variant_config(self, name)
+            for recipe in variant_recipes(self, name):
+                try:
+                    recipe_run(variant, recipe, out / f"pruned-{self.recover_from}", out / f"recover-{recipe}-{name}")
+                except ConfigError as e:
+                    raise ConfigError(f"variants.{name}, recipe {recipe}: {e}") from None
 
     def group(self) -> str:
         return self.wandb.group or Path(self.output_dir).name
+
+
+def variant_config(cfg: StudyConfig, name: str) -> StudyConfig:
+    """The study with variant ``name``'s recovery data (its ``data.*`` overrides over the study's data).
+
+    Raises:
+        ConfigError: naming the variant, for an override outside ``data.`` or one ``data`` refuses.
+    """
+    overrides = all_variants(cfg)[name]
+    outside = [o for o in overrides if not o.startswith("data.")]
+    if outside:
+        raise ConfigError(f"variants.{name}: {outside} do not set data.*; a variant changes only the recovery data.")
+    args = [f"{k}={json.dumps(v)}" for k, v in to_dict(cfg.data).items()]
+    try:
+        data = load_config(TrainData, args + [o.removeprefix("data.") for o in overrides])
+    except ConfigError as e:
+        raise ConfigError(f"variants.{name}: {e}") from None
+    return replace(cfg, data=data, variants={}, replay_recipes=[])
+
+
+REPLAY = "replay"  # the variant of replay_recipes
+
+
+def all_variants(cfg: StudyConfig) -> dict[str, list[str]]:
+    """``variants`` and, where ``replay_recipes`` names any, the replay variant: ``{NAME: [data.KEY=VALUE, ...]}``."""
+    replay = {REPLAY: [f"data.replay={cfg.replay_share}"]} if cfg.replay_recipes else {}
+    return dict(cfg.variants) | replay
+
+
+def variant_recipes(cfg: StudyConfig, name: str) -> list[str]:
+    """The recipes variant ``name`` runs."""
+    return list(cfg.replay_recipes) if name == REPLAY else list(cfg.variant_recipes or cfg.recipes)
+
+
+def variant_runs(cfg: StudyConfig) -> list[tuple[str, str]]:
+    """``(variant, recipe)`` for every recovery the variants add."""
+    return [(name, recipe) for name in all_variants(cfg) for recipe in variant_recipes(cfg, name)]
 
 
 def prune_spec(cfg: StudyConfig, n: int) -> PruneConfig:
@@ -265,6 +343,9 @@ def run_study(cfg: StudyConfig) -> dict | None:
     for recipe in cfg.recipes:
         recover_stage(cfg, recipe, pruned[cfg.recover_from], out / f"recover-{recipe}")
         logger.info("[study] %s recovered and evaluated (%.0f s)", recipe, time.time() - start)
+    for name, recipe in variant_runs(cfg):
+        recover_stage(variant_config(cfg, name), recipe, pruned[cfg.recover_from], out / f"recover-{recipe}-{name}")
+        logger.info("[study] %s on variant %s recovered and evaluated (%.0f s)", recipe, name, time.time() - start)
     if not state.is_main_process:
         return None
     eval_stage(cfg, cfg.model.name_or_path, "teacher", out / "eval-teacher")
@@ -275,16 +356,55 @@ def run_study(cfg: StudyConfig) -> dict | None:
     folders += [out / f"recover-{r}" for r in cfg.recipes]
     title = f"{Path(cfg.model.name_or_path).name}: {cfg.prune.method} pruning and recovery"
     summary = compare_stage(folders, out / "comparison", title)
+    if all_variants(cfg):
+        compare_variants(cfg, out, folders[: 1 + len(cfg.prune_layers)], summary, title)
     logger.info("[study] done in %.0f s: %s", time.time() - start, out / "comparison" / "report.md")
     return summary
+
+
+def compare_variants(cfg: StudyConfig, out: Path, bases: list[Path], summary: dict, title: str) -> None:
+    """Compare each variant's runs (``comparison-NAME/``) and write them side by side with the study's own
+    (``variants/``)."""
+    summaries, labels = {"study_data": summary}, {"study_data": f"the study's own data ({data_label(cfg.data)})"}
+    for name, overrides in all_variants(cfg).items():
+        runs = [out / f"recover-{r}-{name}" for v, r in variant_runs(cfg) if v == name]
+        summaries[name] = compare_stage(bases + runs, out / f"comparison-{name}", f"{title} ({name})")
+        labels[name] = f"{', '.join(overrides)} ({data_label(variant_config(cfg, name).data)})"
+    write_variants(out / "variants", summaries, labels, title)
+    logger.info("[study] variants side by side: %s", out / "variants" / "report.md")
+
+
+def data_label(data: TrainData) -> str:
+    """A few words on what recovery data a study trains on (its source or dataset, and its replay)."""
+    text = data.dataset or f"source {data.source}"
+    return text + (f", {100 * data.replay:.0f}% replay of {data.replay_knowledge()}" if data.replay else "")
+
+
+def preset_args(argv: list[str]) -> list[str]:
+    """``study=NAME`` expanded into the keys of ``lprecover/configs/study/NAME.yaml`` (before the other arguments,
+    which override them).
+
+    Raises:
+        ConfigError: for a preset that does not exist, naming the ones that do.
+    """
+    names = [a.split("=", 1)[1] for a in argv if a.startswith("study=")]
+    rest = [a for a in argv if not a.startswith("study=")]
+    if not names:
+        return argv
+    path = STUDY_PRESETS / f"{names[-1]}.yaml"
+    if not path.is_file():
+        choices = ", ".join(sorted(p.stem for p in STUDY_PRESETS.glob("*.yaml")))
+        raise ConfigError(f"Unknown study preset '{names[-1]}' (study=NAME). Presets: {choices}.")
+    preset = yaml.safe_load(path.read_text()) or {}
+    return [f"{k}={json.dumps(v)}" for k, v in preset.items()] + rest
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("-h", "--help"):
-        print(__doc__ + "\nkeys: " + ", ".join(valid_keys(StudyConfig)))
+        print(__doc__ + "\nkeys: " + ", ".join(valid_keys(StudyConfig)) + ", study (a preset: study=trace_length)")
         return 0
-    cfg = load_config(StudyConfig, argv)
+    cfg = load_config(StudyConfig, preset_args(argv))
     with exclusive_output(cfg.output_dir):  # a second study into the same folder is refused, not interleaved
         done = run_study(cfg)
     if done is not None:  # the main process; the others only trained

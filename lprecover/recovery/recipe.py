@@ -53,30 +53,31 @@ class TrainData:
         help="The organism build spec (data.source=organism), as `lprecover data` takes it.",
         default_factory=OrganismData,
     )
-    replay: float = declare(
-        0.0,
+    # None, not 0, by default, and None for auto: a run saved before these keys existed is the same run.
+    replay: float | None = declare(
+        None,
         help="Share of the training rows (so of each batch, in expectation) drawn from replay_data, so that "
-        "recovery keeps the knowledge it would otherwise forget; 0 replays nothing.",
+        "recovery keeps the knowledge it would otherwise forget; None or 0 replays nothing.",
         ge=0,
         lt=1,
     )
-    replay_data: str = declare(
-        "auto",
+    replay_data: str | None = declare(
+        None,
         help="The replay rows: a messages-schema .jsonl or a folder written by `lprecover data`, one of "
-        f"{', '.join(KNOWLEDGE_SETS)}, or auto (the source's own knowledge set: "
+        f"{', '.join(KNOWLEDGE_SETS)}, or None (auto: the source's own knowledge set, "
         f"{', '.join(f'{k} -> {v}' for k, v in DEFAULT_KNOWLEDGE.items())}).",
     )
 
     def __post_init__(self):
         if self.replay and self.replay_knowledge() is None:
             raise ValueError(
-                f"data.replay={self.replay} needs rows to replay, and data.replay_data=auto has no knowledge set for "
-                f"source {self.source}: set data.replay_data to a messages .jsonl or a folder built by `lprecover data`."
+                f"data.replay={self.replay} needs rows to replay, and source {self.source} has no knowledge set of its "
+                "own: set data.replay_data to a messages .jsonl or a folder built by `lprecover data`."
             )
 
     def replay_knowledge(self) -> str | None:
-        """The replay set: a named knowledge set or a path; None where ``auto`` finds none for the source."""
-        if self.replay_data == "auto":
+        """The replay set: a named knowledge set or a path; None where the source has no set of its own."""
+        if self.replay_data is None:
             return DEFAULT_KNOWLEDGE.get(self.source)
         return self.replay_data
 
