@@ -106,8 +106,9 @@ class StudyConfig:
     overrides: list[str] = declare(help="key=value applied to every recipe.", default_factory=list)
     evaluate_at: list[float] = declare(
         help="Fractions of the budget at which each recipe is also evaluated (recovery vs tokens).",
-        # Log-spaced from 1/32 of the budget: with the final model, six points that see where every curve rises.
-        default_factory=lambda: [1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2],
+        # From 1/32 of the budget, doubling, with half-doublings where the long-trace curves rise (3/64, 3/32): with
+        # the final model eight points, so that every curve's rise is seen and tokens_to_50 falls between two.
+        default_factory=lambda: [1 / 32, 3 / 64, 1 / 16, 3 / 32, 1 / 8, 1 / 4, 1 / 2],
         gt=0,
         lt=1,
         unique=True,

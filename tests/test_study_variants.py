@@ -13,7 +13,7 @@ def test_the_default_study_runs_sft_longcot_with_replay_beside_its_own_data(tmp_
     replay = variant_config(cfg, "replay")
     assert replay.data.replay == 0.2 and replay.data.replay_knowledge() == "organism_facts"
     assert cfg.data.replay is None  # the study's own recipes replay nothing
-    assert cfg.evaluate_at == [1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2]
+    assert cfg.evaluate_at == [1 / 32, 3 / 64, 1 / 16, 3 / 32, 1 / 8, 1 / 4, 1 / 2]
 
 
 def test_trace_length_preset_varies_the_longest_chain_for_every_recipe(tmp_path):
