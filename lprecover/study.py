@@ -120,13 +120,14 @@ class StudyConfig:
         default_factory=dict,
     )
     variant_recipes: list[str] = declare(
-        help="The recipes each variant runs (empty: every recipe of recipes).",
+        help="The recipes (of recipes) each variant runs (empty: all).",
         default_factory=list,
         choices=recipe_choices(),
         unique=True,
     )
     replay_recipes: list[str] = declare(
-        help="Recipes also run with data.replay=replay_share (the variant 'replay', recover-RECIPE-replay/), so that "
+        help="Recipes (of recipes) also run with data.replay=replay_share (the variant 'replay', recover-RECIPE-replay/), so "
+        "that "
         "the knowledge kept with and without replay shows side by side (variants/).",
         default_factory=lambda: ["sft_longcot"],
         choices=recipe_choices(),
@@ -198,8 +199,10 @@ def all_variants(cfg: StudyConfig) -> dict[str, list[str]]:
 
 
 def variant_recipes(cfg: StudyConfig, name: str) -> list[str]:
-    """The recipes variant ``name`` runs."""
-    return list(cfg.replay_recipes) if name == REPLAY else list(cfg.variant_recipes or cfg.recipes)
+    """The recipes variant ``name`` runs: those of ``replay_recipes`` or ``variant_recipes`` (all when empty) that
+    the study runs (``recipes=[sft_short]`` adds no replay run of sft_longcot)."""
+    named = cfg.replay_recipes if name == REPLAY else cfg.variant_recipes or cfg.recipes
+    return [r for r in named if r in cfg.recipes]
 
 
 def variant_runs(cfg: StudyConfig) -> list[tuple[str, str]]:
