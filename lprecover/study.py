@@ -126,8 +126,8 @@ class StudyConfig:
         unique=True,
     )
     replay_recipes: list[str] = declare(
-        help="Recipes (of recipes) also run with data.replay=replay_share (the variant 'replay', recover-RECIPE-replay/), so "
-        "that "
+        help="Recipes (of recipes) also run with data.replay=replay_share (the variant 'replay', "
+        "recover-RECIPE-replay/), so that "
         "the knowledge kept with and without replay shows side by side (variants/).",
         default_factory=lambda: ["sft_longcot"],
         choices=recipe_choices(),

@@ -49,7 +49,8 @@ def _cell(c: dict | None) -> str:
         return "-"
     facts = c["control_accuracy"]
     return (
-        f"{measure_text(c['area_recovered_share'], missing='-')}; slope {measure_text(c['slope_ratio_to_teacher'], missing='-')}; "
+        f"{measure_text(c['area_recovered_share'], missing='-')}; "
+        f"slope {measure_text(c['slope_ratio_to_teacher'], missing='-')}; "
         f"{c['verdict'] or '-'}; 50% at {reach_text(c['tokens_to_50'])}"
         + (f"; control {facts:.2f}" if facts is not None else "")
     )

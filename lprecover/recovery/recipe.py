@@ -71,8 +71,8 @@ class TrainData:
     def __post_init__(self):
         if self.replay and self.replay_knowledge() is None:
             raise ValueError(
-                f"data.replay={self.replay} needs rows to replay, and source {self.source} has no knowledge set of its "
-                "own: set data.replay_data to a messages .jsonl or a folder built by `lprecover data`."
+                f"data.replay={self.replay} needs rows to replay, and source {self.source} has no knowledge set of "
+                "its own: set data.replay_data to a messages .jsonl or a folder built by `lprecover data`."
             )
 
     def replay_knowledge(self) -> str | None:
