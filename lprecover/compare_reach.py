@@ -120,13 +120,16 @@ def _number(x: float, unit: str) -> str:
 
 
 def reach_text(m: dict | None, unit: str = "tokens") -> str:
-    """``12.3k [8.1k, 15.0k]``; ``not reached`` for a value or bound never reached; ``-`` where undefined."""
+    """``12.3k [8.1k, 15.0k]``; ``not reached`` for a value or bound never reached (alone where the interval is
+    wholly unreached too); ``-`` where undefined."""
     if not m:
         return "-"
     if m["value"] is None and not (m["reason"] or "").startswith("not reached"):
         return "-"
     value = _number(m["value"] if m["value"] is not None else math.inf, unit)
     lo, hi = lower(m), upper(m)
+    if m["value"] is None and lo == math.inf:
+        return value  # no resample reached it either
     return value + (f" [{_number(lo, unit)}, {_number(hi, unit)}]" if lo is not None and hi is not None else "")
 
 
@@ -153,7 +156,11 @@ def reach_lines(summary: dict, seconds: dict, control: str | None) -> list[str]:
         head += ["seconds to 50% (measured)", "training seconds"]
         head += [f"{control} before -> after"] if control else []
         lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-        pruned = {tuple(r["layers_removed"]): r["tasks"][task]["control_accuracy"] for r in summary["runs"]}
+        pruned = {
+            tuple(r["layers_removed"]): r["tasks"][task]["control_accuracy"]
+            for r in summary["runs"]
+            if r["kind"] == "pruned"
+        }
         for r in rows:
             t = r["tasks"][task]
             s = seconds.get(r["run"], {}).get(task, {})

@@ -166,4 +166,7 @@ def test_ranking_by_tokens_to_50_marks_settled_pairs():
     assert [r["separated_from_next"] for r in ranked] == [False, True, False, False]
     assert settled_pairs(ranked) == [["fast", "slow"], ["fast", "never"], ["mid", "slow"], ["mid", "never"]]
     assert reach_text(summary["runs"][0]["tasks"]["chains"]["tokens_to_50"]) == "3.0k [2.5k, not reached]"
-    assert reach_text(not_reached) == "not reached [not reached, not reached]"
+    assert reach_text(not_reached) == "not reached"
+    assert reach_text(_m(None, 3500.0, None, 0.3, "not reached by the last evaluation (4000 tokens)")) == (
+        "not reached [3.5k, not reached]"
+    )
