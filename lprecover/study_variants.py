@@ -73,6 +73,12 @@ def write_variants(out: Path, summaries: dict[str, dict], labels: dict[str, str]
             lines.append("| " + " | ".join([recipe] + [_cell(by_variant.get(n)) for n in names]) + " |")
         lines.append("")
     out.mkdir(parents=True, exist_ok=True)
-    write_file(out / "summary.json", json.dumps({"labels": labels, "table": table}, indent=2))
-    write_file(out / "report.md", "\n".join(lines))
+    _write_changed(out / "summary.json", json.dumps({"labels": labels, "table": table}, indent=2))
+    _write_changed(out / "report.md", "\n".join(lines))
     return table
+
+
+def _write_changed(path: Path, text: str) -> None:
+    """Write ``path`` whole, unless it already holds ``text``: a study rerun with nothing changed rewrites nothing."""
+    if not path.is_file() or path.read_text() != text:
+        write_file(path, text)
