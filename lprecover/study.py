@@ -2,6 +2,7 @@
 
     lprecover study                                   # organism: prune 1 and 2 layers, six recoveries, compare
     lprecover study recipes=[sft_short,distill] steps=500
+    lprecover study study=trace_length                # a preset (configs/study/): recovery-data variants side by side
     accelerate launch --config_file accelerate_configs/zero3.yaml --num_processes 8 -m lprecover.study \\
         model=qwen3_8b data=s1k eval=real_math steps=500 max_length=16384 batch_size=1 \\
         overrides=[train.learning_rate=1e-5,train.grad_accum=16]
