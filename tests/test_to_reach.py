@@ -11,7 +11,7 @@ from lprecover.evaluation.to_reach import (
     percentile,
     reach_from_matrices,
 )
-from lprecover.recovery.compute import flops_per_token, training_flops
+from lprecover.recovery.compute import flops_per_token, generated_tokens, training_flops
 
 TOKENS = [0, 1000, 2000, 4000, 8000]
 
@@ -170,3 +170,15 @@ def test_ranking_by_tokens_to_50_marks_settled_pairs():
     assert reach_text(_m(None, 3500.0, None, 0.3, "not reached by the last evaluation (4000 tokens)")) == (
         "not reached [3.5k, not reached]"
     )
+
+
+def test_generated_tokens_sum_each_logs_mean_length_over_its_steps():
+    logs = [
+        {"step": 10, "completions/mean_length": 30.0, "loss": 1.0},
+        {"step": 20, "completions/mean_length": 20.0, "loss": 0.5},
+        {"step": 25, "completions/mean_length": 10.0},
+    ]
+    # 8 rows a step: 10 steps of 30 tokens, 10 of 20, then (up to step 20 only) nothing more.
+    assert generated_tokens(logs, 20, rows_per_step=8) == 8 * (10 * 30 + 10 * 20)
+    assert generated_tokens(logs, 25, rows_per_step=8) == 8 * (10 * 30 + 10 * 20 + 5 * 10)
+    assert generated_tokens([{"step": 10, "loss": 1.0}], 10, rows_per_step=8) is None
