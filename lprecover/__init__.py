@@ -19,13 +19,14 @@ LAYERS = (
     # whole jobs: train, study, compare, export, trace analysis, diagnosis
     (
         "lprecover.train",
+        "lprecover.compare_reach",
         "lprecover.compare",
         "lprecover.export",
         "lprecover.analysis",
         "lprecover.diagnose",
         "lprecover.shipped",
     ),
-    ("lprecover.study",),
+    ("lprecover.study_variants", "lprecover.study"),
     # plugins: they register into the registries; nothing below names them
     ("lprecover.organism", "lprecover.smollm2"),
     # the one dispatch of every command

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from lprecover.analysis import ANALYSIS_FILE
 from lprecover.atomic import write_figure, write_file
+from lprecover.compare_reach import add_reach, reach_lines, reach_row, score_reach, seconds_row
 from lprecover.config import ConfigError, declare, load_config, load_settings, save_config, to_dict
 from lprecover.evaluation.metrics import finite
 from lprecover.evaluation.recovery_measures import recovery_measures
@@ -101,6 +102,8 @@ class Run:
     recovery: dict = field(default_factory=dict)
     # Evaluations along training (``evaluate_at``): {"step", "tokens", "eval_dir", "summary", "recovery"} each.
     progress: list[dict] = field(default_factory=list)
+    compute: dict | None = None  # recovery.json's compute record of the final model (recovery/compute.py)
+    reach: dict = field(default_factory=dict)  # tokens and compute to recover, per task (compare_reach)
 
 
 def _read_json(path: Path):
@@ -136,11 +139,20 @@ def _recovered(path: Path) -> Run:
         summary = _read_json(eval_dir / "summary.json")
         if summary is None or not (eval_dir / "curves.json").exists():
             continue  # saved but not evaluated (evaluate=false, or cut short): nothing to plot
-        at = json.loads((path / progress_model_dir(step) / RECOVERY_FILE).read_text()).get("num_tokens")
+        saved = json.loads((path / progress_model_dir(step) / RECOVERY_FILE).read_text())
+        at = saved.get("num_tokens")
         if not at:  # a trainer that does not count its tokens (on-policy distillation): the training log's count
             logged = [h["num_tokens"] for h in history if "num_tokens" in h and h.get("step", 0) <= step]
             at = int(max(logged)) if logged else None
-        progress.append({"step": step, "tokens": at, "eval_dir": str(eval_dir), "summary": summary})
+        progress.append(
+            {
+                "step": step,
+                "tokens": at,
+                "eval_dir": str(eval_dir),
+                "summary": summary,
+                "compute": saved.get("compute"),
+            }
+        )
     return _eval_run(
         path / EVAL_DIR,
         name=record.get("recipe") or record["run_name"],
@@ -152,6 +164,7 @@ def _recovered(path: Path) -> Run:
         recipe=record.get("recipe"),
         training_tokens=final_tokens,
         progress=progress,
+        compute=record.get("compute"),
     )
 
 
@@ -271,6 +284,7 @@ def pair_and_score(runs: list[Run], n_boot: int) -> None:
         run.recovery = _measures(teachers[0], bases[0], run.eval_dir, n_boot)
         for point in run.progress:
             point["recovery"] = _measures(teachers[0], bases[0], point["eval_dir"], n_boot)
+        run.reach = finite(score_reach(run, teachers[0], bases[0], n_boot))
 
 
 def _measures(teacher: Run, base: Run, eval_dir: str, n_boot: int) -> dict:
@@ -329,6 +343,7 @@ def _row(run: Run, task: str, control: str | None) -> dict:
         row["verdict"] = decide(sequential) if sequential else None
         row |= {k: (sequential or {}).get(k) for k in ROW_MEASURES}
         row |= {f"pass_at_k_{k}": (measures.get("parallel") or {}).get(k) for k in PARALLEL_MEASURES}
+        row |= reach_row(run.reach, task)
     return row | {
         "progress": _progress(run, task),
         "control_accuracy": ctrl["accuracy"][-1] if ctrl else None,
@@ -449,6 +464,8 @@ def report_markdown(runs: list[Run], summary: dict, title: str) -> str:
     if summary["verdicts"]:
         lines += ["## Did test-time scaling return?", ""] + [f"- {v}" for v in summary["verdicts"]] + [""]
     lines += _ranking_lines(summary) + _progress_lines(summary)
+    seconds = {r.name: {t: seconds_row(r, r.reach, t) for t in summary["tasks"]} for r in runs if r.reach}
+    lines += reach_lines(summary, seconds, summary["control_task"])
     if summary["knowledge_vs_reasoning"]:
         lines += ["## Knowledge stand-in vs long reasoning", ""]
         lines += [f"- {v}" for v in summary["knowledge_vs_reasoning"]] + [""]
@@ -625,12 +642,17 @@ def _plot_progress(axes, summary: dict, task: str, style: dict) -> None:
                 continue
             xs, ys = [p["training_tokens"] for p in points], [p[key]["value"] for p in points]
             bounds = [(p[key]["ci_low"], p[key]["ci_high"]) for p in points]
-            lo = [y - b[0] if b[0] is not None else 0 for y, b in zip(ys, bounds)]
-            hi = [b[1] - y if b[1] is not None else 0 for y, b in zip(ys, bounds)]
+            lo = [b[0] if b[0] is not None else y for y, b in zip(ys, bounds)]
+            hi = [b[1] if b[1] is not None else y for y, b in zip(ys, bounds)]
             color = style.get(r["run"], {}).get("color")
-            ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", ms=3, capsize=2, label=r["run"], color=color)
+            ax.plot(xs, ys, marker="o", ms=3, label=r["run"], color=color)
+            ax.fill_between(xs, lo, hi, color=color, alpha=0.15)  # the 95% band over problems
         ax.axhline(1.0, color="black", lw=0.8, ls=":")
         ax.axhline(0.0, color="0.55", lw=0.8, ls="--")
+        if key == "area_recovered_share":
+            for level in (0.5, 0.9):  # the levels of tokens_to_50 and tokens_to_90
+                ax.axhline(level, color="0.7", lw=0.6, ls="-.")
+        ax.set_xscale("log")  # evaluate_at is log-spaced
         ax.set_xlabel("training tokens")
         ax.set_ylabel(label)
         ax.set_title(f"{task}: recovery against training tokens")
@@ -672,11 +694,14 @@ def compare(runs: list[Run], output_dir: Path, title: str = "", n_boot: int = 10
         ]
     summary["ranking"] = {t: ranking(summary, t) for t in tasks}
     summary["slope_leader"] = {t: slope_leader(summary["ranking"][t]) for t in tasks}
+    add_reach(summary)
     summary = finite(summary)  # valid JSON: a value that could not be computed is null, never NaN
     output_dir.mkdir(parents=True, exist_ok=True)
     plot_tasks = tasks + ([control] if control else [])
     plot_comparison(runs, plot_tasks, output_dir / "comparison.png", title, summary)
     write_file(output_dir / "summary.json", json.dumps(summary, indent=2))
+    seconds = {r.name: {t: seconds_row(r, r.reach, t) for t in tasks} for r in runs if r.reach}
+    write_file(output_dir / "seconds.json", json.dumps(finite(seconds), indent=2))  # measured: not reproducible
     write_file(output_dir / "report.md", report_markdown(runs, summary, title))
     return summary
 

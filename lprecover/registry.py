@@ -12,6 +12,8 @@
 - **Calibration sources** (``register_calibration``): reasoning text for the pruning criteria that need it.
 - **Data sources** (``register_data_source``): training problems a plugin draws (``lprecover data source=NAME``;
   their options are the config section of the same name).
+- **Knowledge sets** (``register_knowledge_set``): rows (messages schema) that recovery mixes back in
+  (``data.replay``) so that what the model knew is not trained away.
 
 Plugins fill them: a package names a ``register()`` function under the ``lprecover.plugins`` entry point group
 (``pyproject.toml``), and :func:`load_plugins` calls each once, on the first lookup. The organism and SmolLM2 are
@@ -92,10 +94,12 @@ class DataSource:
             (None for ``split=short``); ``options`` is the data config's section of the source's name.
         version: what else decides the rows (e.g. the task's version): saved with a built data set, so one built
             from an older task is not reused.
+        knowledge: the knowledge set replayed by default with this source's data (``data.replay_data`` unset).
     """
 
     examples: Callable[[Any, str], list[dict]]
     version: int | str = 0
+    knowledge: str | None = None
 
 
 MODELS: dict[str, ModelSource] = {}
@@ -104,6 +108,7 @@ TASK_SOURCES: dict[str, Any] = {}
 TASK_DIRS: list[Path] = []
 CALIBRATION: dict[str, CalibrationSource] = {}
 DATA_SOURCES: dict[str, DataSource] = {}
+KNOWLEDGE_SETS: dict[str, Callable[[], list[dict]]] = {}
 _loaded = False
 
 
@@ -140,6 +145,11 @@ def register_calibration(name: str, source: CalibrationSource) -> None:
 
 def register_data_source(name: str, source: DataSource) -> None:
     _add(DATA_SOURCES, name, source, "data source")
+
+
+def register_knowledge_set(name: str, rows: Callable[[], list[dict]]) -> None:
+    """``rows()`` returns the set's rows in the messages schema (``{"messages": [...]}``)."""
+    _add(KNOWLEDGE_SETS, name, rows, "knowledge set")
 
 
 def load_plugins() -> None:
@@ -195,3 +205,8 @@ def task_dirs() -> list[Path]:
 def data_source(name: str) -> DataSource | None:
     load_plugins()
     return DATA_SOURCES.get(name)
+
+
+def knowledge_set(name: str) -> Callable[[], list[dict]] | None:
+    load_plugins()
+    return KNOWLEDGE_SETS.get(name)

@@ -2,6 +2,7 @@
 
     lprecover study                                   # organism: prune 1 and 2 layers, six recoveries, compare
     lprecover study recipes=[sft_short,distill] steps=500
+    lprecover study study=trace_length                # a preset (configs/study/): recovery-data variants side by side
     accelerate launch --config_file accelerate_configs/zero3.yaml --num_processes 8 -m lprecover.study \\
         model=qwen3_8b data=s1k eval=real_math steps=500 max_length=16384 batch_size=1 \\
         overrides=[train.learning_rate=1e-5,train.grad_accum=16]
@@ -22,10 +23,13 @@ recipe); all processes train.
 
 import hashlib
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+import yaml
 
 from lprecover.atomic import exclusive_output
 from lprecover.command import run
@@ -39,6 +43,7 @@ from lprecover.config import (
     save_config,
     save_settings,
     to_dict,
+    valid_keys,
 )
 from lprecover.evaluation.cli import EvalCommand, evaluate
 from lprecover.evaluation.config import GENERATION_ONLY, EvalConfig
@@ -50,11 +55,14 @@ from lprecover.pruning.prune import prune_source
 from lprecover.recovery.outputs import EVAL_DIR
 from lprecover.recovery.recipe import RecoveryConfig, TrainData
 from lprecover.registry import model_source
+from lprecover.study_variants import write_variants
 from lprecover.surgery import layer_count
 from lprecover.tracking import WandbSettings
 from lprecover.train import recover
 
 logger = get_logger(__name__)
+
+STUDY_PRESETS = Path(__file__).parent / "configs" / "study"  # study=NAME: a preset of the study's own keys
 
 DEFAULT_RECIPES = ["sft_short", "sft_longcot", "lora_longcot", "distill", "partial", "distill_onpolicy"]
 # Settings that may change between launches of one study: they do not change any stage's output.
@@ -64,6 +72,11 @@ RELAUNCH_FREE = (
     "output_dir",
     "overwrite",
     "launch_timeout_minutes",
+    # Variants add recoveries beside the study's own and change none of its stages (study=trace_length reuses them).
+    "variants",
+    "variant_recipes",
+    "replay_recipes",
+    "replay_share",
     *(f"eval.{k}" for k in GENERATION_ONLY),
 )
 
@@ -101,12 +114,34 @@ class StudyConfig:
     overrides: list[str] = declare(help="key=value applied to every recipe.", default_factory=list)
     evaluate_at: list[float] = declare(
         help="Fractions of the budget at which each recipe is also evaluated (recovery vs tokens).",
-        default_factory=lambda: [0.25, 0.5],
+        # From 1/32 of the budget, doubling, with half-doublings where the long-trace curves rise (3/64, 3/32): with
+        # the final model eight points, so that every curve's rise is seen and tokens_to_50 falls between two.
+        default_factory=lambda: [1 / 32, 3 / 64, 1 / 16, 3 / 32, 1 / 8, 1 / 4, 1 / 2],
         gt=0,
         lt=1,
         unique=True,
     )
     eval: EvalConfig = declare(help="How every model is evaluated.", default_factory=EvalConfig)
+    variants: dict[str, list[str]] = declare(
+        help="Recovery-data variants: {NAME: [data.KEY=VALUE, ...]}; each recipe of variant_recipes also recovers on "
+        "each (recover-RECIPE-NAME/), compared on its own (comparison-NAME/) and side by side (variants/).",
+        default_factory=dict,
+    )
+    variant_recipes: list[str] = declare(
+        help="The recipes (of recipes) each variant runs (empty: all).",
+        default_factory=list,
+        choices=recipe_choices(),
+        unique=True,
+    )
+    replay_recipes: list[str] = declare(
+        help="Recipes (of recipes) also run with data.replay=replay_share (the variant 'replay', "
+        "recover-RECIPE-replay/), so that "
+        "the knowledge kept with and without replay shows side by side (variants/).",
+        default_factory=lambda: ["sft_longcot"],
+        choices=recipe_choices(),
+        unique=True,
+    )
+    replay_share: float = declare(0.2, help="data.replay of the replay_recipes' second run.", gt=0, lt=1)
     report_to: str = declare("auto", help="wandb, none, or auto.", choices=["auto", "wandb", "none"])
     wandb: WandbSettings = declare(help="The W&B group and tags of the study's runs.", default_factory=WandbSettings)
     output_dir: str = declare("", help="Study folder (default runs/study-MODEL-METHOD).", output_dir=True)
@@ -128,9 +163,59 @@ class StudyConfig:
                 recipe_run(self, recipe, out / f"pruned-{self.recover_from}", out / f"recover-{recipe}")
             except ConfigError as e:
                 raise ConfigError(f"recipe {recipe}: {e}") from None
+        if REPLAY in self.variants:
+            raise ConfigError(f"variants: the name '{REPLAY}' is the replay_recipes' variant; choose another name.")
+        for name in all_variants(self):
+            if not re.fullmatch(r"[a-z0-9_]+", name):
+                raise ConfigError(f"variants: the name '{name}' names folders; use lowercase letters, digits and _.")
+            variant = variant_config(self, name)
+            for recipe in variant_recipes(self, name):
+                try:
+                    recipe_run(variant, recipe, out / f"pruned-{self.recover_from}", out / f"recover-{recipe}-{name}")
+                except ConfigError as e:
+                    raise ConfigError(f"variants.{name}, recipe {recipe}: {e}") from None
 
     def group(self) -> str:
         return self.wandb.group or Path(self.output_dir).name
+
+
+def variant_config(cfg: StudyConfig, name: str) -> StudyConfig:
+    """The study with variant ``name``'s recovery data (its ``data.*`` overrides over the study's data).
+
+    Raises:
+        ConfigError: naming the variant, for an override outside ``data.`` or one ``data`` refuses.
+    """
+    overrides = all_variants(cfg)[name]
+    outside = [o for o in overrides if not o.startswith("data.")]
+    if outside:
+        raise ConfigError(f"variants.{name}: {outside} do not set data.*; a variant changes only the recovery data.")
+    args = [f"{k}={json.dumps(v)}" for k, v in to_dict(cfg.data).items()]
+    try:
+        data = load_config(TrainData, args + [o.removeprefix("data.") for o in overrides])
+    except ConfigError as e:
+        raise ConfigError(f"variants.{name}: {e}") from None
+    return replace(cfg, data=data, variants={}, replay_recipes=[])
+
+
+REPLAY = "replay"  # the variant of replay_recipes
+
+
+def all_variants(cfg: StudyConfig) -> dict[str, list[str]]:
+    """``variants`` and, where ``replay_recipes`` names any, the replay variant: ``{NAME: [data.KEY=VALUE, ...]}``."""
+    replay = {REPLAY: [f"data.replay={cfg.replay_share}"]} if cfg.replay_recipes else {}
+    return dict(cfg.variants) | replay
+
+
+def variant_recipes(cfg: StudyConfig, name: str) -> list[str]:
+    """The recipes variant ``name`` runs: those of ``replay_recipes`` or ``variant_recipes`` (all when empty) that
+    the study runs (``recipes=[sft_short]`` adds no replay run of sft_longcot)."""
+    named = cfg.replay_recipes if name == REPLAY else cfg.variant_recipes or cfg.recipes
+    return [r for r in named if r in cfg.recipes]
+
+
+def variant_runs(cfg: StudyConfig) -> list[tuple[str, str]]:
+    """``(variant, recipe)`` for every recovery the variants add."""
+    return [(name, recipe) for name in all_variants(cfg) for recipe in variant_recipes(cfg, name)]
 
 
 def prune_spec(cfg: StudyConfig, n: int) -> PruneConfig:
@@ -256,6 +341,9 @@ def run_study(cfg: StudyConfig) -> dict | None:
     for recipe in cfg.recipes:
         recover_stage(cfg, recipe, pruned[cfg.recover_from], out / f"recover-{recipe}")
         logger.info("[study] %s recovered and evaluated (%.0f s)", recipe, time.time() - start)
+    for name, recipe in variant_runs(cfg):
+        recover_stage(variant_config(cfg, name), recipe, pruned[cfg.recover_from], out / f"recover-{recipe}-{name}")
+        logger.info("[study] %s on variant %s recovered and evaluated (%.0f s)", recipe, name, time.time() - start)
     if not state.is_main_process:
         return None
     eval_stage(cfg, cfg.model.name_or_path, "teacher", out / "eval-teacher")
@@ -266,16 +354,59 @@ def run_study(cfg: StudyConfig) -> dict | None:
     folders += [out / f"recover-{r}" for r in cfg.recipes]
     title = f"{Path(cfg.model.name_or_path).name}: {cfg.prune.method} pruning and recovery"
     summary = compare_stage(folders, out / "comparison", title)
+    if all_variants(cfg):
+        compare_variants(cfg, out, folders[: 1 + len(cfg.prune_layers)], summary, title)
     logger.info("[study] done in %.0f s: %s", time.time() - start, out / "comparison" / "report.md")
     return summary
+
+
+def compare_variants(cfg: StudyConfig, out: Path, bases: list[Path], summary: dict, title: str) -> None:
+    """Compare each variant's runs (``comparison-NAME/``) and write them side by side with the study's own
+    (``variants/``)."""
+    summaries, labels = {"study_data": summary}, {"study_data": f"the study's own data ({data_label(cfg.data)})"}
+    for name, overrides in all_variants(cfg).items():
+        runs = [out / f"recover-{r}-{name}" for v, r in variant_runs(cfg) if v == name]
+        summaries[name] = compare_stage(bases + runs, out / f"comparison-{name}", f"{title} ({name})")
+        labels[name] = f"{', '.join(overrides)} ({data_label(variant_config(cfg, name).data)})"
+    write_variants(out / "variants", summaries, labels, title)
+    logger.info("[study] variants side by side: %s", out / "variants" / "report.md")
+
+
+def data_label(data: TrainData) -> str:
+    """A few words on what recovery data a study trains on (its source or dataset, and its replay)."""
+    text = data.dataset or f"source {data.source}"
+    return text + (f", {100 * data.replay:.0f}% replay of {data.replay_knowledge()}" if data.replay else "")
+
+
+def preset_args(argv: list[str]) -> list[str]:
+    """``study=NAME`` expanded into the keys of ``lprecover/configs/study/NAME.yaml`` (before the other arguments,
+    which override them).
+
+    Raises:
+        ConfigError: for a preset that does not exist, naming the ones that do.
+    """
+    names = [a.split("=", 1)[1] for a in argv if a.startswith("study=")]
+    rest = [a for a in argv if not a.startswith("study=")]
+    if not names:
+        return argv
+    path = STUDY_PRESETS / f"{names[-1]}.yaml"
+    if not path.is_file():
+        choices = ", ".join(sorted(p.stem for p in STUDY_PRESETS.glob("*.yaml")))
+        raise ConfigError(f"Unknown study preset '{names[-1]}' (study=NAME). Presets: {choices}.")
+    preset = yaml.safe_load(path.read_text()) or {}
+    return [f"{k}={json.dumps(v)}" for k, v in preset.items()] + rest
 
 
 CONFIG = StudyConfig  # the keys `--help` lists
 
 
+def help_text() -> str:
+    return __doc__ + "\nkeys: " + ", ".join(valid_keys(StudyConfig)) + ", study (a preset: study=trace_length)"
+
+
 def main(argv: list[str]) -> int:
     """Run the command on its ``key=value`` arguments (``lprecover.command.run`` adds ``--help`` and error lines)."""
-    cfg = load_config(StudyConfig, argv)
+    cfg = load_config(StudyConfig, preset_args(argv))
     with exclusive_output(cfg.output_dir):  # a second study into the same folder is refused, not interleaved
         done = run_study(cfg)
     if done is not None:  # the main process; the others only trained

@@ -30,6 +30,7 @@ from lprecover.launch import distributed_state
 from lprecover.log import get_logger
 from lprecover.pruning.prune import prune_source
 from lprecover.recovery.checks import check_models, check_output_dir, check_strategy
+from lprecover.recovery.compute import compute_record, profile
 from lprecover.recovery.data import check_rows, load_training_data
 from lprecover.recovery.evaluate import evaluate_run, evaluation_done
 from lprecover.recovery.methods import build_trainer
@@ -107,7 +108,12 @@ def recover(cfg: RecoveryConfig) -> int:
     if not is_finished(out):
         trainer = build_trainer(cfg, student_dir, dataset, out, report_to)
         mark_complete_checkpoints(trainer)
-        save_progress_models(trainer, out, cfg.progress_steps(), lambda st: recovery_record(cfg, student_dir, st, out))
+        spent = profile(trainer, cfg.method, bool(cfg.distill.teacher_logits))  # what compute_record counts
+
+        def record(st):
+            return recovery_record(cfg, student_dir, st, out) | {"compute": compute_record(trainer, spent, st)}
+
+        save_progress_models(trainer, out, cfg.progress_steps(), record)
         if state.is_main_process:
             remove_partial_checkpoints(out)
         state.wait_for_everyone()
@@ -116,7 +122,7 @@ def recover(cfg: RecoveryConfig) -> int:
             step = json.loads((Path(resume) / TRAINER_STATE).read_text())["global_step"]
             logger.info("Resuming from %s at step %d of %d", resume, step, cfg.train.max_steps)
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-        save_final(trainer, out, recovery_record(cfg, student_dir, trainer.state, out))
+        save_final(trainer, out, record(trainer.state))
         if state.is_main_process:
             write_json(out / METRICS_FILE, trainer.state.log_history)
     else:

@@ -74,6 +74,7 @@ def mini_study(tmp_path_factory, teacher_path):
     args = [
         "recipes=[sft_short,lora_longcot]",
         "steps=20",
+        "evaluate_at=[0.25,0.5]",
         "eval.num_problems=12",
         "eval.n_samples=4",
         "eval.budgets=[5,20,40]",

@@ -37,6 +37,10 @@ def test_recovery_is_scored_along_training(mini_study):
         run = out / f"recover-{name}"
         records = [json.loads((run / f"model-step-{s}" / "recovery.json").read_text()) for s in (5, 10)]
         assert [r["steps"] for r in records] == [5, 10]
+        # Each saved point records its compute: FLOPs = tokens * FLOPs per token (no generation in these recipes).
+        spent = [r["compute"] for r in records]
+        assert all(c["flops"] == c["tokens"] * c["flops_per_token"] > 0 for c in spent), spent
+        assert spent[0]["tokens"] < spent[1]["tokens"] and spent[0]["train_seconds"] > 0
         early, _ = load_recovered(run, name="model-step-5")
         final, _ = load_recovered(run)
         changed = [n for n, p in early.state_dict().items() if not torch.equal(p, final.state_dict()[n])]
@@ -52,6 +56,11 @@ def test_recovery_is_scored_along_training(mini_study):
     report = (out / "comparison" / "report.md").read_text()
     assert "## organism_long: recovery against training tokens" in report
     assert "## Recipes ranked by organism_long area share" in report
+    assert "## organism_long: tokens and compute to recover" in report
+    row = next(r for r in summary["runs"] if r["run"] == "lora_longcot")["tasks"]["organism_long"]
+    assert {"tokens_to_50", "compute_to_50", "tokens_to_90", "compute_to_90"} <= set(row)
+    assert set(summary["ranking_to_reach"]["organism_long"]) == {"tokens_to_50", "compute_to_50"}
+    assert (out / "comparison" / "seconds.json").is_file()
 
 
 def test_report_numbers_equal_summary_and_curves(mini_study):

@@ -7,12 +7,24 @@ from lprecover.config import GROUPS_DIR, load_config
 from lprecover.evaluation.task_specs import BUILTIN_DIR, find_spec, get_spec, known_names, read_task_file
 from lprecover.organism.plugin import TASK_FILES
 from lprecover.recovery.recipe import RecoveryConfig
+from lprecover.study import StudyConfig, preset_args
 
-PRESETS = sorted((p.parent.name, p.stem) for p in GROUPS_DIR.glob("*/*.yaml"))
+PRESETS = sorted((p.parent.name, p.stem) for p in GROUPS_DIR.glob("*/*.yaml") if p.parent.name != "study")
+STUDIES = sorted(p.stem for p in (GROUPS_DIR / "study").glob("*.yaml"))
 
 
 def test_there_are_presets_in_every_group():
     assert {g for g, _ in PRESETS} == {"model", "data", "eval"} and len(PRESETS) >= 15
+    assert "trace_length" in STUDIES
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_every_study_preset_loads_and_each_key_lands(name):
+    path = GROUPS_DIR / "study" / f"{name}.yaml"
+    assert path.read_text().startswith(f"# {name}:")
+    cfg = load_config(StudyConfig, preset_args([f"study={name}"]))
+    for key, value in yaml.safe_load(path.read_text()).items():
+        assert getattr(cfg, key) == value, f"study={name}: {key} did not land"
 
 
 @pytest.mark.parametrize("group, name", PRESETS)

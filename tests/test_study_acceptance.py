@@ -94,17 +94,21 @@ def test_recipes_separate_and_short_answers_do_not_restore_scaling(study):
 
 @pytest.mark.slow
 def test_recovery_against_training_tokens(study):
-    """Each recipe evaluated at a quarter, half and all of its budget; tokens rise along the points."""
+    """Each recipe evaluated at eight points from 1/32 of its budget to all of it; tokens rise along the points;
+    tokens and compute to 50% and 90% of the loss in every recipe's row, and their section in the report."""
     summary = _summary(study)
     for row in summary["runs"]:
         if row["kind"] != "recovered":
             continue
         points = row["tasks"]["organism_long"]["progress"]
-        assert len(points) == 3, (row["run"], points)
+        assert len(points) == 8, (row["run"], points)
+        assert all(k in row["tasks"]["organism_long"] for k in ("tokens_to_50", "compute_to_50", "tokens_to_90"))
         tokens = [p["training_tokens"] for p in points]
         assert all(t is not None for t in tokens) and tokens == sorted(tokens) and tokens[0] < tokens[-1], tokens
         assert all(p["area_recovered_share"]["value"] is not None for p in points)
-    assert "recovery against training tokens" in (study / "comparison" / "report.md").read_text()
+    report = (study / "comparison" / "report.md").read_text()
+    assert "recovery against training tokens" in report and "tokens and compute to recover" in report
+    assert (study / "variants" / "report.md").is_file()  # sft_longcot with and without replay
 
 
 @pytest.mark.slow

@@ -33,7 +33,7 @@ MIN_AREA = 0.02  # accuracy: an area loss below this is no measurable loss, and 
 MIN_SLOPE = 0.02  # accuracy per doubling of the budget: a slope loss (or a teacher's slope) below this is flat
 
 
-def _sequential_matrix(records, task) -> tuple[list[int], dict[str, np.ndarray]]:
+def sequential_matrix(records, task) -> tuple[list[int], dict[str, np.ndarray]]:
     """Per problem, accuracy at each budget (the mean over its sequential samples, as in the curve)."""
     rows = [r for r in records if r["task"] == task and r["mode"] == "sequential"]
     one_setting(rows, f"{task} sequential")
@@ -153,7 +153,7 @@ def recovery_measures(teacher_dir, pruned_dir, recovered_dir, n_boot: int = 1000
     out = {}
     for task in sorted(tasks):
         out[task] = {}
-        for name, build in (("sequential", _sequential_matrix), ("parallel", _parallel_matrix)):
+        for name, build in (("sequential", sequential_matrix), ("parallel", _parallel_matrix)):
             built = [build(recs, task) for recs in runs]
             xs = built[0][0]
             if not xs or any(b[0] != xs for b in built):

@@ -6,7 +6,7 @@ from pathlib import Path
 from lprecover.config import ConfigError
 from lprecover.organism.build import TASK_VERSION, OrganismConfig, ensure_teacher
 from lprecover.organism.check import default_budgets
-from lprecover.organism.task import MAX_STEPS, N_FACTS, facts, make_problems, to_record
+from lprecover.organism.task import MAX_STEPS, N_FACTS, fact_record, facts, make_problems, to_record
 from lprecover.registry import (
     CalibrationSource,
     DataSource,
@@ -14,6 +14,7 @@ from lprecover.registry import (
     ModelTraits,
     register_calibration,
     register_data_source,
+    register_knowledge_set,
     register_model,
     register_task_dir,
     register_task_source,
@@ -125,4 +126,8 @@ def register() -> None:
     register_task_source("organism_facts", FactSource())
     register_task_dir(TASK_FILES)
     register_calibration("organism", CalibrationSource(traces=_calibration_traces, questions=_calibration_questions))
-    register_data_source("organism", DataSource(examples=_training_examples, version=TASK_VERSION))
+    # The facts its teacher memorised, in the rows it was trained on: what recovery replays to keep them.
+    register_knowledge_set("organism_facts", lambda: [fact_record(f) for f in facts()])
+    register_data_source(
+        "organism", DataSource(examples=_training_examples, version=TASK_VERSION, knowledge="organism_facts")
+    )

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import datasets
+import numpy as np
 from datasets.exceptions import DatasetGenerationError
 from filelock import FileLock
 
@@ -18,6 +19,7 @@ from lprecover.log import get_logger
 from lprecover.modeling import ModelConfig
 from lprecover.readers import read_jsonl
 from lprecover.recovery.recipe import TrainData
+from lprecover.registry import knowledge_set
 
 logger = get_logger(__name__)
 
@@ -55,7 +57,40 @@ def _built_dir(data: TrainData, model: ModelConfig) -> Path:
 
 
 def load_training_data(data: TrainData, model: ModelConfig) -> datasets.Dataset:
-    """The rows to train on; builds (under a lock, atomically) and caches them on first use.
+    """The rows to train on (with ``data.replay`` of them from ``data.replay_data``); built once and cached.
+
+    Args:
+        model: whose tokenizer and thinking format the rows are written in (the student's).
+    """
+    return with_replay(load_rows(data, model), data, model)
+
+
+REPLAY_SEED = 0  # the replayed rows and their place among the others are fixed: the same run gets the same data
+
+
+def with_replay(dataset: datasets.Dataset, data: TrainData, model: ModelConfig) -> datasets.Dataset:
+    """``dataset`` with ``n_r = round(replay / (1 - replay) * n)`` replay rows mixed in (``n`` its rows), so that
+    ``replay`` of all rows, and so of each batch in expectation, are replay. The replay set is cycled in a seeded
+    order when it has fewer rows than asked; the mix is shuffled with a fixed seed. Only ``messages`` is kept."""
+    if not data.replay:
+        return dataset
+    name = data.replay_knowledge()
+    registered = knowledge_set(name)
+    if registered is not None:
+        rows = [r["messages"] for r in registered()]
+    else:
+        rows = list(load_rows(TrainData(dataset=name), model)["messages"])
+    n = round(data.replay / (1 - data.replay) * len(dataset))
+    order = np.random.default_rng(REPLAY_SEED).permutation(len(rows))
+    replay = datasets.Dataset.from_dict({"messages": [rows[order[i % len(rows)]] for i in range(n)]})
+    logger.info("Replay: %d rows of %s mixed into %d (%.0f%%)", n, name, len(dataset), 100 * data.replay)
+    main = dataset.select_columns(["messages"])
+    mixed = datasets.concatenate_datasets([main, replay.cast(main.features)])
+    return mixed.shuffle(seed=REPLAY_SEED).flatten_indices()
+
+
+def load_rows(data: TrainData, model: ModelConfig) -> datasets.Dataset:
+    """The rows of ``data`` without replay; builds (under a lock, atomically) and caches them on first use.
 
     Args:
         model: whose tokenizer and thinking format the rows are written in (the student's).

@@ -19,6 +19,7 @@ from lprecover.launch import DEFAULT_TIMEOUT_MINUTES, TIMEOUT_HELP
 from lprecover.modeling import ModelConfig
 from lprecover.pruning.config import PruneConfig
 from lprecover.recovery.train_config import TrainConfig
+from lprecover.registry import data_source
 from lprecover.tracking import WandbSettings
 
 METHODS = ("sft", "distill", "distill_hidden", "distill_onpolicy")
@@ -53,6 +54,33 @@ class TrainData:
         help="The organism build spec (data.source=organism), as `lprecover data` takes it.",
         default_factory=OrganismData,
     )
+    # None, not 0, by default, and None for auto: a run saved before these keys existed is the same run.
+    replay: float | None = declare(
+        None,
+        help="Share of the training rows (so of each batch, in expectation) drawn from replay_data, so that "
+        "recovery keeps the knowledge it would otherwise forget; None or 0 replays nothing.",
+        ge=0,
+        lt=1,
+    )
+    replay_data: str | None = declare(
+        None,
+        help="The replay rows: a messages-schema .jsonl or a folder written by `lprecover data`, a registered "
+        "knowledge set (organism_facts), or None (auto: the data source's own knowledge set, where it has one).",
+    )
+
+    def __post_init__(self):
+        if self.replay and self.replay_knowledge() is None:
+            raise ValueError(
+                f"data.replay={self.replay} needs rows to replay, and source {self.source} has no knowledge set of "
+                "its own: set data.replay_data to a messages .jsonl or a folder built by `lprecover data`."
+            )
+
+    def replay_knowledge(self) -> str | None:
+        """The replay set: a named knowledge set or a path; None where the source has no set of its own."""
+        if self.replay_data is None:
+            source = data_source(self.source)  # a plugin's source names its own set (the organism: its facts)
+            return source.knowledge if source is not None else None
+        return self.replay_data
 
 
 @dataclass

@@ -61,6 +61,10 @@ class ContinueCounters(TrainerCallback):
         if tokens is not None and hasattr(self.trainer, "_total_train_tokens"):
             self.trainer._total_train_tokens = int(tokens)
 
+    def elapsed(self) -> float:
+        """The training seconds so far, the launches before this resume included."""
+        return self.seconds + time.time() - self.start
+
     def on_step_end(self, args, state, control, **kwargs):
         if control.should_save:
             control.should_log = True  # the checkpoint's log history then ends at its step: tokens and loss to there
@@ -84,6 +88,12 @@ class ContinueCounters(TrainerCallback):
         logs.update(fixed)
         if state.log_history and "train_loss" in state.log_history[-1]:
             state.log_history[-1].update(fixed)
+
+
+def train_seconds(trainer) -> float | None:
+    """The wall-clock training seconds so far (across resumes), or None without ``continue_counters``."""
+    found = [c for c in trainer.callback_handler.callbacks if isinstance(c, ContinueCounters)]
+    return found[0].elapsed() if found else None
 
 
 def continue_counters(trainer) -> None:
