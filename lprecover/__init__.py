@@ -19,7 +19,6 @@ LAYERS = (
     # whole jobs: train, study, compare, export, trace analysis, diagnosis
     (
         "lprecover.train",
-        "lprecover.compare_reach",
         "lprecover.compare",
         "lprecover.export",
         "lprecover.analysis",

@@ -22,7 +22,10 @@ CORE = {
         "lprecover.study",
         "The whole study: prune 1 and 2 layers, recover with each recipe, evaluate, compare.",
     ),
-    "compare": ("lprecover.compare", "Overlay the scaling curves of teacher, pruned and recovered runs; report.md."),
+    "compare": (
+        "lprecover.compare.cli",
+        "Overlay the scaling curves of teacher, pruned and recovered runs; report.md.",
+    ),
     "export": ("lprecover.export", "Merge, verify and card a recovered checkpoint (optionally push it to the hub)."),
     "diagnose": (
         "lprecover.diagnose.cli",

@@ -33,7 +33,8 @@ import yaml
 
 from lprecover.atomic import exclusive_output
 from lprecover.command import run
-from lprecover.compare import compare, discover
+from lprecover.compare.discovery import discover
+from lprecover.compare.run import compare
 from lprecover.config import (
     ConfigError,
     declare,

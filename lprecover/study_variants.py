@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from lprecover.atomic import write_file
-from lprecover.compare_reach import reach_text
+from lprecover.compare.reach import reach_text
 from lprecover.verdict import measure_text
 
 CELL_KEYS = (

@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM
 
 from lprecover.analysis import AnalyzeCommand, analyze, loops, marker_counts, repetition_rate, self_bleu
 from lprecover.cli import main as cli
-from lprecover.compare import discover
+from lprecover.compare.discovery import discover
 from lprecover.recovery.outputs import load_recovered
 from lprecover.study import run_study
 from lprecover.tracking import read_offline_run

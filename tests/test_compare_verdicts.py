@@ -8,7 +8,8 @@ import shutil
 import pytest
 import yaml
 
-from lprecover.compare import Run, compare, discover
+from lprecover.compare.discovery import Run, discover
+from lprecover.compare.run import compare
 from lprecover.evaluation.recovery_measures import MIN_AREA, MIN_SLOPE, recovery_measures
 from lprecover.verdict import PARTLY_SHARE, RETURNED_SHARE, SLOPE_FLAT, SLOPE_RETURNED, decide
 
@@ -242,7 +243,7 @@ def test_absolute_model_path_is_used_as_saved(tmp_path, monkeypatch):
 
 
 def test_the_knowledge_control_is_the_facts_task_else_the_shallow_task_or_mmlu():
-    from lprecover.compare import _tasks
+    from lprecover.compare.scores import tasks_of as _tasks
 
     def run(*tasks):
         curves = {"sequential": {t: {} for t in tasks}}
@@ -259,7 +260,7 @@ def test_the_knowledge_control_is_the_facts_task_else_the_shallow_task_or_mmlu()
 def test_ranking_marks_separated_intervals_and_names_the_slope_leader():
     """Hand-built measures: a's interval lies above b's; b's overlaps c's. The steepest curve is b's at 66% of the
     teacher's slope, so the report says plainly that no recipe reached 70%; with c at 0.8 it names c."""
-    from lprecover.compare import ranking, slope_leader
+    from lprecover.compare.scores import ranking, slope_leader
 
     def row(run, share, lo, hi, rho, kind="recovered"):
         task = {

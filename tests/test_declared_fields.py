@@ -21,7 +21,7 @@ from lprecover.config import _dataclass_fields, declared
 def _schemas() -> dict:
     from data_prep.config import DataConfig
     from lprecover.analysis import AnalyzeCommand
-    from lprecover.compare import CompareCommand
+    from lprecover.compare.config import CompareCommand
     from lprecover.diagnose.config import DiagnoseCommand
     from lprecover.evaluation.cli import EvalCommand
     from lprecover.export import ExportCommand

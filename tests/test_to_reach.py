@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lprecover.compare_reach import reach_ranking, reach_text, settled_pairs
+from lprecover.compare.reach import reach_ranking, reach_text, settled_pairs
 from lprecover.evaluation.to_reach import (
     at_crossing,
     crossing_index,
