@@ -218,6 +218,9 @@ CASES = [
     ("diagnose", ["model.name_or_path={d}/tiny", "swap_layers=[0,7]", "output_dir={out}"], "swap_layers [7] out of"),
     ("diagnose", ["model.name_or_path={d}/tiny", "task=gsm9k", "output_dir={out}"], "task: Unknown task 'gsm9k'"),
     # organism
+    ("recipes", ["copy"], "lprecover recipes copy NAME [DEST]"),
+    ("recipes", ["copy", "lora_longcott"], "Unknown recipe 'lora_longcott'. Recipes: distill"),
+    ("recipes", ["copy", "{d}/nothing.yaml"], "nothing.yaml' does not exist"),
     ("organism", ["build", "organism.hiden_size=3"], "Did you mean 'organism.hidden_size'"),
     ("organism", ["build", "organism.num_layers=1"], "num_layers must be at least 2"),
     ("organism", ["build", "organism.hidden_size=30", "organism.num_heads=4"], "hidden_size (30) must be divisible"),

@@ -152,9 +152,10 @@ def test_a_value_outside_its_declaration_exits_2_naming_the_key(
 
 
 def test_the_generated_cases_cover_every_command_and_many_fields():
-    assert set(SCHEMAS) == set(COMMANDS), "a command without a schema in SCHEMAS is not tested from its declarations"
+    keyed = set(COMMANDS) - {"recipes"}  # `lprecover recipes` takes an action and names, no key=value settings
+    assert set(SCHEMAS) == keyed, "a command without a schema in SCHEMAS is not tested from its declarations"
     keys = {c.values[2] for c in CASES}
-    assert {c.values[0] for c in CASES} == set(COMMANDS)
+    assert {c.values[0] for c in CASES} == keyed
     assert len(keys) >= 100, len(keys)
 
 

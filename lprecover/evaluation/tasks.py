@@ -148,6 +148,6 @@ def load_task(
             problems.append(_problem(spec, row, i))
         except (KeyError, IndexError, ValueError, TypeError) as e:  # the row lacks a field, or holds a wrong one
             what = f"has no field {e}" if isinstance(e, KeyError) else f"cannot be read ({e})"
-            raise ConfigError(f"Row {i} of {where} (task file '{spec.file}') {what}.") from None
+            raise ConfigError(f"Row {i} of {where} {what} (task file '{spec.file}').") from None
     answer_tokens = spec.answer_max_tokens or DEFAULT_ANSWER_TOKENS[spec.kind]
     return Task(name, spec.kind, problems, budgets, answer_tokens, spec.fixed_budgets)
