@@ -106,12 +106,13 @@ def _choice_problem(spec: TaskSpec, row: dict, index: int, question: str, instru
 def _problem(spec: TaskSpec, row: dict, index: int) -> Problem:
     # A source names its problems itself (its ids key the sampling streams); file rows are named by the task.
     pid = str(row["id"]) if spec.source else f"{spec.id_prefix or spec.name}-{row.get(spec.id_field, index)}"
-    question = str(row[spec.question_field])
     instruction = DEFAULT_INSTRUCTIONS[spec.kind] if spec.instruction is None else spec.instruction
     if spec.kind == "choice":
-        prompt, gold = _choice_problem(spec, row, index, question, instruction)
+        prompt, gold = _choice_problem(spec, row, index, str(row[spec.question_field]), instruction)
         return Problem(pid, prompt, gold)
-    return Problem(pid, f"{question}\n\n{instruction}" if instruction else question, _gold(spec, row))
+    gold = _gold(spec, row)  # the gold first: a row of another task's format names its missing answer
+    question = str(row[spec.question_field])
+    return Problem(pid, f"{question}\n\n{instruction}" if instruction else question, gold)
 
 
 def load_task(
