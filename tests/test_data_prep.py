@@ -192,11 +192,11 @@ def test_teacher_traces_are_verified_and_record_their_sampling(teacher_path, tmp
 def test_teacher_traces_resume_after_a_crash_and_match_an_uninterrupted_build(teacher_path, tmp_path, monkeypatch):
     """A build that dies after its first chunk of 16 traces keeps them; the relaunch generates the other 32 only and
     writes the rows an uninterrupted build writes (each prompt samples with its own key), then drops the store."""
-    from lprecover.evaluation import budget_forcing
+    import data_prep.build as build_module  # the builder's own binding of the generator is what a kill interrupts
 
     args = ("source=teacher", "model=organism", "organism.n=48", "teacher.budget=48", "teacher.batch_size=4")
     _, whole = _build(teacher_path, tmp_path / "whole", *args)
-    real, sizes = budget_forcing.budget_forced_generate, []
+    real, sizes = build_module.budget_forced_generate, []
 
     def dies_after_one_chunk(model, tok, prompts, *rest, **kwargs):
         if sizes:
@@ -204,7 +204,7 @@ def test_teacher_traces_resume_after_a_crash_and_match_an_uninterrupted_build(te
         sizes.append(len(prompts))
         return real(model, tok, prompts, *rest, **kwargs)
 
-    monkeypatch.setattr(budget_forcing, "budget_forced_generate", dies_after_one_chunk)
+    monkeypatch.setattr(build_module, "budget_forced_generate", dies_after_one_chunk)
     with pytest.raises(KeyboardInterrupt):
         _build(teacher_path, tmp_path / "cut", *args)
     store = tmp_path / "cut" / ".out.teacher-traces" / "samples.jsonl"
@@ -214,7 +214,7 @@ def test_teacher_traces_resume_after_a_crash_and_match_an_uninterrupted_build(te
         sizes.append(len(prompts))
         return real(model, tok, prompts, *rest, **kwargs)
 
-    monkeypatch.setattr(budget_forcing, "budget_forced_generate", counting)
+    monkeypatch.setattr(build_module, "budget_forced_generate", counting)
     _, resumed = _build(teacher_path, tmp_path / "cut", *args)
     assert sizes == [16, 16, 16], "the relaunch generated only what the first run had not"
     assert resumed.to_list() == whole.to_list()
