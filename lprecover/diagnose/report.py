@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from lprecover.atomic import write_figure, write_file
+from lprecover.diagnose.nll import PARTS
 from lprecover.diagnose.sweep import interval, problem_curves
 from lprecover.evaluation.metrics import curve_area, finite, scaling_slope
 
@@ -75,6 +76,13 @@ def _fmt(x, digits=3) -> str:
     return f"{x['value']:.{digits}f} [{x['ci_low']:.{digits}f}, {x['ci_high']:.{digits}f}]"
 
 
+def _damage_row(label: str, e: dict) -> str:
+    """One row of the damage tables: a removed layer (or pair) and its four damages."""
+    n = e["trace_nll_increase"]
+    cells = [e["reasoning_area_drop"], e["reasoning_slope_drop"], e["knowledge_drop"], *(n[k] for k in PARTS)]
+    return f"| {label} | " + " | ".join(_fmt(c) for c in cells) + " |"
+
+
 def markdown(d: dict) -> str:
     """``report.md``: the damage per layer, the criteria ranked by fidelity, and the swap."""
     lines = [f"# Diagnosis of {d['model']}", ""]
@@ -95,27 +103,13 @@ def markdown(d: dict) -> str:
         f"traces. Teacher: {', '.join(measured)}."
     )
     lines += ["", "## Damage of removing each layer alone (teacher minus pruned; 95% interval over problems)", ""]
-    lines.append("| layer | reasoning area drop | slope drop | knowledge drop | NLL increase | thinking | answer |")
-    lines.append("|---|---|---|---|---|---|---|")
-    for e in d["layers"]:
-        n = e["trace_nll_increase"]
-        lines.append(
-            f"| {e['layer']} | {_fmt(e['reasoning_area_drop'])} | {_fmt(e['reasoning_slope_drop'])} | "
-            f"{_fmt(e['knowledge_drop'])} | {_fmt(n['total'])} | {_fmt(n['thinking'])} | {_fmt(n['answer'])} |"
-        )
+    header = "| {} | reasoning area drop | slope drop | knowledge drop | NLL increase | thinking | answer |"
+    lines += [header.format("layer"), "|---|---|---|---|---|---|---|"]
+    lines += [_damage_row(str(e["layer"]), e) for e in d["layers"]]
     if d.get("pairs"):
         lines += ["", "## Damage of removing each contiguous pair", ""]
-        lines.append(
-            "| layers | reasoning area drop | slope drop | knowledge drop | NLL increase | thinking | answer |"
-        )
-        lines.append("|---|---|---|---|---|---|---|")
-        for e in d["pairs"]:
-            n = e["trace_nll_increase"]
-            lines.append(
-                f"| {e['layers'][0]}, {e['layers'][1]} | {_fmt(e['reasoning_area_drop'])} | "
-                f"{_fmt(e['reasoning_slope_drop'])} | {_fmt(e['knowledge_drop'])} | {_fmt(n['total'])} | "
-                f"{_fmt(n['thinking'])} | {_fmt(n['answer'])} |"
-            )
+        lines += [header.format("layers"), "|---|---|---|---|---|---|---|"]
+        lines += [_damage_row(f"{e['layers'][0]}, {e['layers'][1]}", e) for e in d["pairs"]]
     for damage, title in (("reasoning", "reasoning damage"), ("knowledge", "knowledge damage"), ("nll", "NLL damage")):
         ranked = sorted(
             d["criteria"].items(),
