@@ -2,7 +2,7 @@
 
     python -m data_prep.build source=gsm8k path=../shared/data/gsm8k/train.jsonl split=short output_dir=data/gsm8k_short
     python -m data_prep.build source=s1k model=qwen3_8b max_length=16384 decontaminate=[math500,aime24] output_dir=data/s1k
-    python -m data_prep.build source=organism split=short organism.max_chain=4 output_dir=data/organism_short
+    python -m data_prep.build source=organism split=short options.max_chain=4 output_dir=data/organism_short
     python -m data_prep.build source=teacher teacher.problems=organism model=organism output_dir=data/organism_traces
     lprecover data ...   (the same)
 
@@ -23,7 +23,7 @@ import datasets
 import numpy as np
 import yaml
 
-from data_prep.config import DataConfig
+from data_prep.config import DataConfig, filled_options, source_options
 from data_prep.formats import assistant_turn, check_round_trip, resolve_format
 from data_prep.quality import contamination, exact_duplicates, near_duplicates
 from data_prep.sources import PARSERS, Example, RowError, mapped, read_rows
@@ -51,8 +51,8 @@ STATS_FILE, CONTAMINATION_FILE = "stats.json", "decontamination.json"
 
 
 def _registered_examples(cfg: DataConfig, source: str, split: str) -> list[Example]:
-    """The examples a plugin's data source draws, with the options of the config section of its name."""
-    rows = data_source(source).examples(getattr(cfg, source), split)
+    """The examples a plugin's data source draws, with its options from ``cfg.options``."""
+    rows = data_source(source).examples(source_options(source, cfg.options, "options."), split)
     return [Example(r["id"], r["problem"], r["answer"], r["trace"], r["answer"]) for r in rows]
 
 
@@ -168,7 +168,7 @@ def _open_traces(cfg: DataConfig) -> Path:
 def build_settings(cfg: DataConfig) -> dict:
     """What made a data set: its config, and for a plugin's source its version (a folder built from the organism's
     mod-5 chains is not the 53-symbol task's, whatever the config says)."""
-    settings = to_dict(cfg)
+    settings = to_dict(cfg) | {"options": filled_options(cfg.problems_source(), cfg.options, "options.")}
     registered = data_source(cfg.source)
     if registered is not None:
         settings[f"{cfg.source}_task_version"] = registered.version

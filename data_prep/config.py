@@ -2,24 +2,55 @@
 imports no model code and no ``datasets``."""
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from data_prep.formats import FORMATS
 from data_prep.sources import PARSERS, SOURCES
-from lprecover.config import declare
+from lprecover.config import ConfigError, declare, load_section, to_dict
 from lprecover.evaluation.task_specs import get_spec
 from lprecover.modeling import ModelConfig
+from lprecover.registry import data_source, data_source_names
 
-MAX_CHAIN = 8  # the organism's longest chain (its plugin's MAX_STEPS; a test holds the two equal)
+SOURCE_HELP = (
+    f"A hub source ({', '.join(PARSERS)}), jsonl (a local file), teacher (traces the model writes), or a plugin's "
+    "data source (the organism's chains: organism)."
+)
+OPTIONS_HELP = (
+    "The data source's own keys, declared by its plugin, e.g. options.max_chain=4 for the organism's chains; unset "
+    "keys take the source's defaults."
+)
 
 
-@dataclass
-class OrganismData:
-    """Organism problems: ``n`` chains of ``min_chain..max_chain`` steps drawn with ``seed``."""
+def check_source(source: str, key: str, built_in=SOURCES) -> None:
+    """Refuse a data source that is neither built in nor registered by a plugin, naming the ones there are."""
+    if source not in built_in and data_source(source) is None:
+        known = [*built_in, *data_source_names()]
+        raise ConfigError(f"{key} must be one of {', '.join(known)}; got {source!r}.")
 
-    n: int = declare(2000, help="Number of problems.", ge=1)
-    min_chain: int = declare(1, help="Shortest chain, in steps.", ge=1, le=MAX_CHAIN, le_field="max_chain")
-    max_chain: int = declare(8, help="Longest chain, in steps.", ge=1, le=MAX_CHAIN)
-    seed: int = declare(0, help="Generator seed (evaluation draws with a different one).", ge=0)
+
+def source_options(source: str, options: dict, prefix: str) -> Any:
+    """The options of data source ``source`` read from ``options`` (the ``prefix`` section), as the source's
+    declared dataclass; None for a source that declares none.
+
+    Raises:
+        ConfigError: for a key or value the source's declaration refuses, or options given to a source without any.
+    """
+    registered = data_source(source)
+    if registered is None or registered.options is None:
+        if options:
+            raise ConfigError(
+                f"{prefix.rstrip('.')} sets {', '.join(map(str, options))}, but the data source '{source}' takes no "
+                "options: drop them, or pick a data source that declares them."
+            )
+        return None
+    return load_section(registered.options, dict(options), prefix)
+
+
+def filled_options(source: str, options: dict, prefix: str) -> dict:
+    """``options`` checked and completed with the source's defaults: what a build's settings record, so that
+    naming a default and leaving it unset make the same data set."""
+    parsed = source_options(source, options, prefix)
+    return to_dict(parsed) if parsed is not None else {}
 
 
 @dataclass
@@ -27,7 +58,7 @@ class TeacherTraces:
     """Sequence-level distillation data: the teacher (``model``) answers problems from ``problems``."""
 
     problems: str = declare(
-        "organism", help="organism, or a math source (gsm8k, math, ...).", choices=("organism", *PARSERS)
+        "organism", help="A plugin's data source (the organism's chains: organism), or a math source (gsm8k, ...)."
     )
     budget: int = declare(4096, help="Thinking budget per trace (tokens).", ge=1)
     answer_max_tokens: int = declare(1024, help="Cap on the answer written after thinking.", ge=1)
@@ -41,7 +72,7 @@ class TeacherTraces:
 class DataConfig:
     """What to build and the checks it passes through."""
 
-    source: str = declare("organism", help=f"One of: {', '.join(SOURCES)}.", choices=SOURCES)
+    source: str = declare("organism", help=SOURCE_HELP)
     path: str | None = declare(None, help="Local file or save_to_disk folder instead of the hub.")
     hub_id: str | None = declare(None, help="Override the source's hub dataset id.")
     hub_split: str = declare("train", help="Hub split.")
@@ -66,7 +97,7 @@ class DataConfig:
     ngram: int = declare(13, help="Words in a decontamination n-gram.", ge=1)
     strict: bool = declare(True, help="Fail on an unparseable row (false: skip and count it).")
     limit: int | None = declare(None, help="Use only the first N source rows; None uses all.", ge=1)
-    organism: OrganismData = field(default_factory=OrganismData)
+    options: dict[str, Any] = declare(default_factory=dict, help=OPTIONS_HELP)
     teacher: TeacherTraces = field(default_factory=TeacherTraces)
     output_dir: str = declare("", help="Output folder.", output_dir=True)
     output_format: str = declare("disk", help="disk (datasets.save_to_disk) or jsonl.", choices=("disk", "jsonl"))
@@ -75,6 +106,9 @@ class DataConfig:
     def __post_init__(self):
         if not self.output_dir:
             raise ValueError("output_dir is required, e.g. output_dir=data/gsm8k_short.")
+        check_source(self.source, "source")
+        check_source(self.teacher.problems, "teacher.problems", built_in=tuple(PARSERS))
+        source_options(self.problems_source(), self.options, "options.")  # checked here; filled where it is read
         if self.source == "jsonl" and not self.path:
             raise ValueError(
                 "source=jsonl needs path=FILE and, if its keys differ, fields={question: ..., answer: ...}."
@@ -82,3 +116,7 @@ class DataConfig:
 
         for task in self.decontaminate:
             get_spec(task, "decontaminate")
+
+    def problems_source(self) -> str:
+        """The source whose problems are drawn: the teacher's problems for ``source=teacher``."""
+        return self.teacher.problems if self.source == "teacher" else self.source

@@ -20,7 +20,7 @@ HUB = {
     "openr1": ("open-r1/OpenR1-Math-220k", "default"),
     "openthoughts": ("open-thoughts/OpenThoughts-114k", None),
 }
-SOURCES = (*HUB, "jsonl", "organism", "teacher")
+SOURCES = (*HUB, "jsonl", "teacher")  # built in; plugins register more (registry.register_data_source)
 
 
 class RowError(ValueError):

@@ -307,6 +307,28 @@ def _nest(key: str, value: Any) -> dict:
     return value
 
 
+def load_section(schema: type[T], tree: dict, prefix: str) -> T:
+    """A ``schema`` instance from ``tree``, one section's values (unset keys take their defaults), checked as
+    :func:`load_config` checks a whole config; ``prefix`` (e.g. ``"data.options."``) names the keys in errors.
+
+    Raises:
+        ConfigError: for an unknown key, a value of the wrong type, or one its declaration refuses.
+    """
+    where = prefix.rstrip(".")
+    known = _dataclass_fields(schema)
+    for key in tree:
+        if key not in known:
+            near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.5)
+            hint = f" Did you mean '{prefix}{near[0]}'?" if near else f" Its keys: {', '.join(known)}."
+            raise ConfigError(f"Unknown key '{prefix}{key}' in {where}.{hint}")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), tree)
+    except Exception as e:  # omegaconf's validation errors carry the key and expected type
+        raise ConfigError(f"Invalid value in {where}: {e}".split("\n")[0]) from None
+    check_declared(schema, OmegaConf.to_container(merged, resolve=True), prefix)
+    return OmegaConf.to_object(merged)
+
+
 def load_config(schema: type[T], args: list[str], recipe_key: str | None = None) -> T:
     """Build a ``schema`` instance from a recipe, config groups and dotted overrides.
 

@@ -11,7 +11,7 @@
   dataset, or a registered ``source`` that draws them (a synthetic task).
 - **Calibration sources** (``register_calibration``): reasoning text for the pruning criteria that need it.
 - **Data sources** (``register_data_source``): training problems a plugin draws (``lprecover data source=NAME``;
-  their options are the config section of the same name).
+  their options, declared by the source as a dataclass, are ``options.KEY=VALUE``, in a recipe ``data.options.*``).
 - **Knowledge sets** (``register_knowledge_set``): rows (messages schema) that recovery mixes back in
   (``data.replay``) so that what the model knew is not trained away.
 
@@ -20,6 +20,7 @@ Plugins fill them: a package names a ``register()`` function under the ``lprecov
 two such plugins; nothing in the core names either.
 """
 
+import importlib
 import importlib.metadata
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -91,13 +92,16 @@ class DataSource:
 
     Args:
         examples: ``(options, split) -> [{"id", "problem", "trace", "answer"}]``: ``trace`` is the worked thinking
-            (None for ``split=short``); ``options`` is the data config's section of the source's name.
+            (None for ``split=short``); ``options`` is an instance of ``options`` read from ``data.options``.
+        options: the dataclass of the source's own keys (``data.options.KEY=VALUE``), declared with
+            :func:`lprecover.config.declare` so that a bad value is refused before any work; None takes no options.
         version: what else decides the rows (e.g. the task's version): saved with a built data set, so one built
             from an older task is not reused.
         knowledge: the knowledge set replayed by default with this source's data (``data.replay_data`` unset).
     """
 
     examples: Callable[[Any, str], list[dict]]
+    options: type | None = None
     version: int | str = 0
     knowledge: str | None = None
 
@@ -110,6 +114,22 @@ CALIBRATION: dict[str, CalibrationSource] = {}
 DATA_SOURCES: dict[str, DataSource] = {}
 KNOWLEDGE_SETS: dict[str, Callable[[], list[dict]]] = {}
 _loaded = False
+
+
+def lazy(target: str) -> Callable:
+    """A function named ``"module:function"`` that is imported on its first call, as entry points are: a plugin
+    registers, e.g., the build of its model without importing the training code to do so, so that reading a config
+    that names the model stays light."""
+    module, _, name = target.partition(":")
+    loaded: list[Callable] = []
+
+    def call(*args, **kwargs):
+        if not loaded:
+            loaded.append(getattr(importlib.import_module(module), name))
+        return loaded[0](*args, **kwargs)
+
+    call.__qualname__ = call.__name__ = name
+    return call
 
 
 def _add(table: dict, name: str, value, what: str) -> None:
@@ -205,6 +225,11 @@ def task_dirs() -> list[Path]:
 def data_source(name: str) -> DataSource | None:
     load_plugins()
     return DATA_SOURCES.get(name)
+
+
+def data_source_names() -> list[str]:
+    load_plugins()
+    return sorted(DATA_SOURCES)
 
 
 def knowledge_set(name: str) -> Callable[[], list[dict]] | None:

@@ -264,7 +264,7 @@ def _boom(*args, **kwargs):
     [
         ("eval", "lprecover.evaluation.engines.generate_at_budgets", [*EVAL, *ORGANISM_EVAL]),
         ("prune", "lprecover.pruning.cli.prune_model", [*PRUNE, "prune.method=tail", "prune.n_layers=1"]),
-        ("data", "data_prep.build.near_duplicates", [*DATA, "source=organism", "organism.n=20"]),
+        ("data", "data_prep.build.near_duplicates", [*DATA, "source=organism", "options.n=20"]),
         ("train", "lprecover.train.build_trainer", [*TRAIN, "data.dataset={t}/train.jsonl"]),
     ],
 )

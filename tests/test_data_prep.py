@@ -1,15 +1,16 @@
 import json
+from dataclasses import dataclass
 
 import pytest
 from tiny_models import tiny_model
 from transformers import AutoTokenizer
 
-from data_prep.build import build, load_built
+from data_prep.build import build, build_settings, load_built
 from data_prep.config import DataConfig
 from data_prep.formats import assistant_turn, check_round_trip
 from data_prep.quality import contamination, exact_duplicates, near_duplicates
 from lprecover.cli import main
-from lprecover.config import ConfigError, load_config
+from lprecover.config import ConfigError, declare, load_config
 from lprecover.organism.task import held_out, make_problems, solve
 
 
@@ -104,9 +105,7 @@ def test_near_duplicates_are_found_and_distinct_rows_kept():
 
 
 def test_organism_data_respects_chain_lengths(tok_dir, tmp_path):
-    _, ds = _build(
-        tok_dir, tmp_path, "source=organism", "organism.n=60", "organism.min_chain=2", "organism.max_chain=4"
-    )
+    _, ds = _build(tok_dir, tmp_path, "source=organism", "options.n=60", "options.min_chain=2", "options.max_chain=4")
     steps = {len(r["problem"]) // 3 for r in ds}
     assert steps == {2, 3, 4}
     for row in ds:
@@ -137,7 +136,7 @@ def test_strict_rows_name_the_problem_and_lenient_rows_are_counted(tok_dir, tmp_
 
 
 def test_length_filter_reports_what_it_dropped(tok_dir, tmp_path):
-    stats, ds = _build(tok_dir, tmp_path, "source=organism", "organism.n=40", "max_length=30")
+    stats, ds = _build(tok_dir, tmp_path, "source=organism", "options.n=40", "max_length=30")
     assert stats["dropped"]["too_long"] > 0 and all(r["num_tokens"] <= 30 for r in ds)
     dropped = stats["dropped"]
     assert stats["rows"] + dropped["too_long"] + dropped["exact_duplicate"] + dropped["near_duplicate"] == 40
@@ -178,9 +177,7 @@ def test_bad_config_is_caught_before_work(tok_dir, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_teacher_traces_are_verified_and_record_their_sampling(teacher_path, tmp_path):
-    stats, ds = _build(
-        teacher_path, tmp_path, "source=teacher", "model=organism", "organism.n=48", "teacher.budget=48"
-    )
+    stats, ds = _build(teacher_path, tmp_path, "source=teacher", "model=organism", "options.n=48", "teacher.budget=48")
     assert stats["sampling"]["budget"] == 48 and stats["sampling"]["temperature"] == 0.0
     assert len(ds) >= 40
     for row in ds:
@@ -194,7 +191,7 @@ def test_teacher_traces_resume_after_a_crash_and_match_an_uninterrupted_build(te
     writes the rows an uninterrupted build writes (each prompt samples with its own key), then drops the store."""
     import data_prep.build as build_module  # the builder's own binding of the generator is what a kill interrupts
 
-    args = ("source=teacher", "model=organism", "organism.n=48", "teacher.budget=48", "teacher.batch_size=4")
+    args = ("source=teacher", "model=organism", "options.n=48", "teacher.budget=48", "teacher.batch_size=4")
     _, whole = _build(teacher_path, tmp_path / "whole", *args)
     real, sizes = build_module.budget_forced_generate, []
 
@@ -264,7 +261,7 @@ def test_decontamination_counts_words_and_matches_the_symbols_between_them():
 
 
 def test_dedup_drops_exactly_the_repeated_organism_problems(tok_dir, tmp_path):
-    chains = ["organism.n=2000", "organism.min_chain=1", "organism.max_chain=8", "organism.seed=0"]
+    chains = ["options.n=2000", "options.min_chain=1", "options.max_chain=8", "options.seed=0"]
     stats, ds = _build(tok_dir, tmp_path, "source=organism", "split=short", *chains)
     problems = [p.problem for p in make_problems(2000, 1, 8, seed=0)]
     distinct = set(problems)
@@ -311,7 +308,7 @@ def test_organism_data_is_keyed_by_the_organism_task(monkeypatch, tok_dir, tmp_p
 
     organism_data, gsm8k = TrainData(), TrainData(source="gsm8k")
     before = data._built_dir(organism_data, ModelConfig()), data._built_dir(gsm8k, ModelConfig())
-    args = ("source=organism", "split=short", "organism.n=20")
+    args = ("source=organism", "split=short", "options.n=20")
     _build(tok_dir, tmp_path, *args)
     source = registry.data_source("organism")  # the organism plugin registers its task version with its data
     monkeypatch.setitem(registry.DATA_SOURCES, "organism", replace(source, version=source.version + 1))
@@ -320,3 +317,57 @@ def test_organism_data_is_keyed_by_the_organism_task(monkeypatch, tok_dir, tmp_p
     assert before[1] == after[1]
     with pytest.raises(ConfigError, match=r"organism_task_version: 6 -> 7"):
         _build(tok_dir, tmp_path, *args)
+
+
+@dataclass
+class Countdown:
+    """A toy plugin's options: ``count`` problems ``k - 1 = ?`` for k = start, start + 1, ..."""
+
+    count: int = declare(3, help="Problems.", ge=1)
+    start: int = declare(10, help="The first k.", ge=1)
+
+
+def _countdown(options: Countdown, split: str) -> list[dict]:
+    ks = range(options.start, options.start + options.count)
+    return [
+        {
+            "id": f"cd-{k}",
+            "problem": f"{k}-1=?",
+            "trace": f"{k} less one" if split == "longcot" else None,
+            "answer": str(k - 1),
+        }
+        for k in ks
+    ]
+
+
+def test_a_plugin_data_source_declares_its_own_options(monkeypatch, tok_dir, tmp_path):
+    """A data source registered the way a plugin registers one is built with its own keys (``options.*``, in a
+    recipe ``data.options.*``), checked by its declaration, with no line of the core naming it."""
+    from lprecover import registry
+    from lprecover.recovery.recipe import RecoveryConfig
+
+    registry.load_plugins()
+    monkeypatch.setitem(registry.DATA_SOURCES, "countdown", registry.DataSource(_countdown, options=Countdown))
+    stats, ds = _build(tok_dir, tmp_path, "source=countdown", "options.count=4", "options.start=20", "dedup=false")
+    assert stats["rows"] == 4
+    assert sorted(zip(ds["problem"], ds["answer"])) == [
+        ("20-1=?", "19"),
+        ("21-1=?", "20"),
+        ("22-1=?", "21"),
+        ("23-1=?", "22"),
+    ]
+    assert "21 less one" in ds[1]["messages"][-1]["content"]
+    # A build records every option (unset ones at their defaults): naming a default builds the same data set.
+    given = load_config(DataConfig, ["source=countdown", "options.count=4", f"output_dir={tmp_path / 'x'}"])
+    named = load_config(DataConfig, ["source=countdown", "options.count=4", "options.start=10", "output_dir=y"])
+    assert build_settings(given)["options"] == build_settings(named)["options"] == {"count": 4, "start": 10}
+    recipe = load_config(
+        RecoveryConfig, ["recipe=sft_longcot", "data.source=countdown", "data.options.start=5"], recipe_key="recipe"
+    )
+    assert recipe.data.options == {"start": 5}
+    with pytest.raises(ConfigError, match=r"data.options.start must be at least 1, got 0"):
+        load_config(
+            RecoveryConfig,
+            ["recipe=sft_longcot", "data.source=countdown", "data.options.start=0"],
+            recipe_key="recipe",
+        )

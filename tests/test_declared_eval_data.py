@@ -78,9 +78,39 @@ def test_a_value_outside_its_choices(command, arg, key, tmp_path, capsys, monkey
     assert f": {key} must be one of " in line
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["source=wikipedia"],
+            "source must be one of gsm8k, math, numina, s1k, openr1, openthoughts, jsonl, teacher, "
+            "organism; got 'wikipedia'.",
+        ),
+        (["options.max_chan=4"], "Unknown key 'options.max_chan' in options. Did you mean 'options.max_chain'?"),
+        (["options.n=0"], "options.n must be at least 1, got 0."),
+        (
+            ["source=gsm8k", "options.n=10"],
+            "options sets n, but the data source 'gsm8k' takes no options: drop them, "
+            "or pick a data source that declares them.",
+        ),
+        (
+            ["source=teacher", "teacher.problems=organism", "options.seed=-1"],
+            "options.seed must be at least 0, got -1.",
+        ),
+        (
+            ["source=teacher", "teacher.problems=wiki"],
+            "teacher.problems must be one of gsm8k, math, numina, s1k, openr1, openthoughts, organism; got 'wiki'.",
+        ),
+    ],
+)
+def test_a_data_source_and_the_options_it_declares(args, message, tmp_path, capsys, monkeypatch):
+    """A plugin's data source declares its options (the organism's: ChainData); they are checked like any key."""
+    assert _refused("data", args, tmp_path, capsys, monkeypatch).endswith(message)
+
+
 def test_two_fields_out_of_order(tmp_path, capsys, monkeypatch):
-    line = _refused("data", ["organism.min_chain=5", "organism.max_chain=3"], tmp_path, capsys, monkeypatch)
-    assert "organism.min_chain (5) must be at most organism.max_chain (3)" in line
+    line = _refused("data", ["options.min_chain=5", "options.max_chain=3"], tmp_path, capsys, monkeypatch)
+    assert "options.min_chain (5) must be at most options.max_chain (3)" in line
 
 
 @pytest.mark.parametrize(

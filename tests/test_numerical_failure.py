@@ -12,7 +12,7 @@ DIVERGING = [
     "train.learning_rate=1e30",
     "train.per_device_batch_size=4",
     "train.logging_steps=1",
-    "data.organism.n=200",
+    "data.options.n=200",
     "report_to=none",
 ]
 
@@ -62,7 +62,7 @@ def test_a_diverged_recipe_stops_the_study(teacher_path, tmp_path, capsys):
     out = tmp_path / "study"
     overrides = "overrides=[train.learning_rate=1e30,train.logging_steps=1]"
     args = ["recipes=[sft_short,lora_longcot]", "prune_layers=[2]", "recover_from=2", "steps=4", "batch_size=4"]
-    assert cli(["study", *args, "data.organism.n=200", overrides, "report_to=none", f"output_dir={out}"]) == 2
+    assert cli(["study", *args, "data.options.n=200", overrides, "report_to=none", f"output_dir={out}"]) == 2
     line = _failure_line(capsys.readouterr().err, "study")
     run = out / "recover-sft_short"
     assert line.startswith("lprecover study: training diverged at step 2: the ")

@@ -62,8 +62,8 @@ def test_tokenizer_round_trips_and_masks_only_the_assistant_turn(organism_tokeni
 def test_data_command_writes_short_chain_recovery_data(tmp_path, organism_tokenizer):
     organism_tokenizer.save_pretrained(tmp_path / "tok")
     out = tmp_path / "short"
-    args = ["data", f"model.name_or_path={tmp_path / 'tok'}", "source=organism", "split=short", "organism.n=40"]
-    assert main([*args, "organism.max_chain=4", "dedup=false", f"output_dir={out}"]) == 0
+    args = ["data", f"model.name_or_path={tmp_path / 'tok'}", "source=organism", "split=short", "options.n=40"]
+    assert main([*args, "options.max_chain=4", "dedup=false", f"output_dir={out}"]) == 0
     ds = datasets.load_from_disk(str(out / "data"))
     assert len(ds) == 40 and max(len(p) // 3 for p in ds["problem"]) == 4
     assert all(m[1]["content"].startswith("<think></think>") for m in ds["messages"])

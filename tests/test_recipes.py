@@ -84,7 +84,7 @@ def test_recipe_trains_the_right_weights(name, teacher_path, tmp_path):
             "train.logging_steps=1",
             "train.save_steps=0",
             "train.warmup_ratio=0",
-            "data.organism.n=400",
+            "data.options.n=400",
             "report_to=none",
             f"output_dir={tmp_path}",
         ],

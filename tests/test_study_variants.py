@@ -20,8 +20,9 @@ def test_trace_length_preset_varies_the_longest_chain_for_every_recipe(tmp_path)
     cfg = load_config(StudyConfig, preset_args(["study=trace_length", f"output_dir={tmp_path}"]))
     assert sorted(cfg.variants) == ["chains4", "chains6"] and cfg.replay_recipes == []
     assert len(variant_runs(cfg)) == 2 * len(cfg.recipes)
-    assert variant_config(cfg, "chains4").data.organism.max_chain == 4
-    assert variant_config(cfg, "chains6").data.organism.min_chain == 1  # the rest of the study's data is kept
+    assert variant_config(cfg, "chains4").data.options["max_chain"] == 4
+    chains6 = variant_config(cfg, "chains6").data  # only the longest chain changes; the rest of the data is kept
+    assert chains6.options == {"max_chain": 6} and chains6.source == "organism" and chains6.split == "longcot"
     # Arguments after the preset override it.
     cfg = load_config(
         StudyConfig, preset_args(["study=trace_length", "variant_recipes=[distill]", f"output_dir={tmp_path}"])
@@ -34,8 +35,8 @@ def test_bad_presets_and_variants_are_refused_naming_them(tmp_path):
         preset_args(["study=nope"])
     with pytest.raises(ConfigError, match="variants.v: .*train.max_steps"):
         load_config(StudyConfig, ['variants={"v": ["train.max_steps=3"]}', f"output_dir={tmp_path}"])
-    with pytest.raises(ConfigError, match="variants.v: .*organism.max_chain"):
-        load_config(StudyConfig, ['variants={"v": ["data.organism.max_chain=99"]}', f"output_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"variants.v: data.options.max_chain must lie in \[1, 8\], got 99"):
+        load_config(StudyConfig, ['variants={"v": ["data.options.max_chain=99"]}', f"output_dir={tmp_path}"])
 
 
 def test_side_by_side_puts_each_recipe_under_each_variant():

@@ -27,7 +27,7 @@ from lprecover.tracking import read_offline_run
 
 REPO = Path(__file__).resolve().parents[1]
 ACCELERATE = str(Path(sys.executable).parent / "accelerate")
-FAST = ["train.max_steps=3", "train.per_device_batch_size=4", "train.logging_steps=1", "data.organism.n=200"]
+FAST = ["train.max_steps=3", "train.per_device_batch_size=4", "train.logging_steps=1", "data.options.n=200"]
 
 
 def _train(args, capsys) -> tuple[int, str]:
@@ -176,7 +176,7 @@ def test_resumed_run_records_the_tokens_loss_and_seconds_of_the_whole_run(teache
     out = tmp_path / "run"
     # Logged every 4 steps, saved every 3: the checkpoint's step is logged anyway, so its counts are exact.
     args = ["recipe=lora_longcot", "train.max_steps=6", "train.per_device_batch_size=4", "train.logging_steps=4"]
-    args += ["train.save_steps=3", "train.save_total_limit=3", "data.organism.n=200", "report_to=none"]
+    args += ["train.save_steps=3", "train.save_total_limit=3", "data.options.n=200", "report_to=none"]
     assert _train([*args, f"output_dir={out}"], capsys)[0] == 0
     whole = json.loads((out / "metrics.json").read_text())
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = ["train.max_steps=2", "train.per_device_batch_size=4", "data.organism.n=100", "report_to=none"]
+FAST = ["train.max_steps=2", "train.per_device_batch_size=4", "data.options.n=100", "report_to=none"]
 EVAL = ["eval.tasks=[organism_long]", "eval.num_problems=4", "eval.budgets=[5,40]", "eval.parallel=false"]
 
 

@@ -9,12 +9,11 @@ building it twice.
 
 import contextlib
 import copy
-import hashlib
 import json
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import datasets
@@ -24,13 +23,13 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
 from lprecover.atomic import folder_written_whole
-from lprecover.config import cache_root, declare
+from lprecover.config import cache_root
 from lprecover.log import get_logger
 from lprecover.organism.check import facts_accuracy, sequential_curve
-from lprecover.organism.task import MAX_STEPS, N_FACTS, fact_record, facts, make_problems, to_record
+from lprecover.organism.config import TASK_VERSION, OrganismConfig
+from lprecover.organism.task import fact_record, facts, make_problems, to_record
 from lprecover.organism.tokenizer import build_tokenizer
 from lprecover.recovery.sft import sft_args, sft_trainer
-from lprecover.recovery.train_config import TrainConfig
 from lprecover.surgery import find_blocks, remove_layers
 
 logger = get_logger(__name__)
@@ -40,9 +39,6 @@ CARD = "organism.json"
 # only when its fingerprint matches the settings asked for; CI rebuilds it from scratch and compares the two
 # (`lprecover organism build from_scratch=true`).
 SHIPPED_DIR = Path(__file__).resolve().parent / "teacher"
-# Bump when the task, its data or the tokenizer changes, so stale teachers are not reused. 5: evaluation problems
-# (task.held_out) are no longer in the training data. 6: the 53-symbol task and memorised facts (issue #13).
-TASK_VERSION = 6
 # The bar a teacher must reach before it is cached: accurate at full budget, rising with the budget, and knowing its
 # facts. A teacher stuck on a plateau (seen with the same seed at another thread count) is never cached and used
 # silently.
@@ -64,81 +60,6 @@ def accepted(curve: dict, facts: float | None = None) -> bool:
     acc = curve["accuracy"]
     knows = facts is None or facts >= ACCEPT_FACTS
     return acc[-1] >= ACCEPT_ACCURACY and acc[-1] - acc[0] >= ACCEPT_RISE and knows
-
-
-def _teacher_train_defaults() -> TrainConfig:
-    return TrainConfig(
-        max_steps=1500,
-        learning_rate=3e-3,
-        warmup_ratio=0.2,
-        per_device_batch_size=64,
-        max_length=128,
-        packing=False,
-        logging_steps=50,
-        save_steps=0,
-        seed=0,
-    )
-
-
-@dataclass
-class OrganismConfig:
-    """The organism teacher: architecture, training data, and optimisation.
-
-    Architecture: a Qwen3 decoder of ``num_layers`` blocks, ``hidden_size`` wide.
-    Data: long-CoT chains of ``min_chain..max_chain`` steps drawn with ``data_seed``, and ``facts`` memorised facts
-    at ``fact_share`` of the rows.
-
-    Facts are trained with stochastic depth (``fact_layer_drop``): on a fact row each block is skipped at random, so
-    recall is spread over the layers and survives the removal of one or two of them, as knowledge does in large
-    models (arXiv 2510.22228). Without it the facts live in the same middle blocks the chains use and fall with them
-    (100 facts at 25% of rows: recall 0.99, 0.42 with one block removed, 0.13 with two). This is a design choice of
-    the organism, so that it shows the paper's pattern; it is not a finding about it. Chain rows train the whole
-    depth.
-    """
-
-    hidden_size: int = declare(64, help="Residual width.", ge=1)
-    # At least 2, so that there is something to prune and something left.
-    num_layers: int = declare(6, help="Decoder blocks.", ge=2)
-    num_heads: int = declare(4, help="Attention heads (head_dim = hidden_size / num_heads).", ge=1)
-    intermediate_size: int = declare(256, help="MLP width.", ge=1)
-    # Fact names are two capital letters (task.facts), so 26 * 26 distinct facts at most.
-    facts: int = declare(N_FACTS, help="Memorised facts (the knowledge stand-in); 0 for none.", ge=0, le=26 * 26)
-    fact_share: float = declare(0.4, help="Share of the training rows that are facts.", ge=0, lt=1)
-    fact_layer_drop: float = declare(
-        0.3,
-        help="In training, each decoder block is skipped with this probability on fact rows (see facts).",
-        ge=0,
-        lt=1,
-    )
-    min_chain: int = declare(
-        1, help="Shortest chain in the teacher's training data.", ge=1, le=MAX_STEPS, le_field="max_chain"
-    )
-    max_chain: int = declare(8, help="Longest chain in the teacher's training data.", ge=1, le=MAX_STEPS)
-    data_seed: int = declare(1, help="Seed of the training problems.", ge=0)
-    train: TrainConfig = declare(
-        help="The teacher's optimisation (organism.train.*).", default_factory=_teacher_train_defaults
-    )
-
-    def __post_init__(self):
-        if self.hidden_size % self.num_heads:
-            raise ValueError(
-                f"organism.hidden_size ({self.hidden_size}) must be divisible by organism.num_heads "
-                f"({self.num_heads})."
-            )
-        if self.facts and not self.fact_share:
-            raise ValueError(
-                f"organism.fact_share is 0, so none of the {self.facts} facts would be trained; set organism.facts=0."
-            )
-        if self.fact_layer_drop and self.train.packing:
-            raise ValueError(
-                "organism.fact_layer_drop skips blocks on whole rows that hold a fact; with "
-                "organism.train.packing=true chains share those rows. Set organism.train.packing=false or "
-                "organism.fact_layer_drop=0."
-            )
-
-    def fingerprint(self) -> str:
-        blob = json.dumps({"v": TASK_VERSION, **asdict(self)}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
 def teacher_dir(cfg: OrganismConfig) -> Path:

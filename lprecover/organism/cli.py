@@ -25,7 +25,7 @@ HELP = """usage: lprecover organism build|info [organism.KEY=VALUE ...]
   build  train the teacher (or reuse the cached one) and print its accuracy against the thinking budget
   info   print where the teacher is cached and its card, without building
 
-Organism training data comes from the shared builder: lprecover data source=organism split=short organism.max_chain=4 ...
+Organism training data comes from the shared builder: lprecover data source=organism split=short options.max_chain=4 ...
 
 keys: {keys}
 """

@@ -1,17 +1,19 @@
 """The organism as a plugin: it registers its model, its traits, its tasks and its calibration text through the same
 registries the rest of lprecover reads (``lprecover.registry``), from the ``lprecover.plugins`` entry point."""
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from lprecover.config import ConfigError
-from lprecover.organism.build import TASK_VERSION, OrganismConfig, ensure_teacher
+from lprecover.config import ConfigError, declare
 from lprecover.organism.check import default_budgets
+from lprecover.organism.config import TASK_VERSION, OrganismConfig
 from lprecover.organism.task import MAX_STEPS, N_FACTS, fact_record, facts, make_problems, to_record
 from lprecover.registry import (
     CalibrationSource,
     DataSource,
     ModelSource,
     ModelTraits,
+    lazy,
     register_calibration,
     register_data_source,
     register_knowledge_set,
@@ -24,6 +26,17 @@ from lprecover.registry import (
 MARKER = "lprecover_organism"  # the key an organism checkpoint's config.json carries (build.py writes it)
 TASK_FILES = Path(__file__).resolve().parent / "task_files"
 VERIFY_CHAINS = (2, 6)  # the chains an export's verification generates from
+
+
+@dataclass
+class ChainData:
+    """The organism's training problems (``data.options``): ``n`` chains of ``min_chain..max_chain`` steps drawn
+    with ``seed``."""
+
+    n: int = declare(2000, help="Number of problems.", ge=1)
+    min_chain: int = declare(1, help="Shortest chain, in steps.", ge=1, le=MAX_STEPS, le_field="max_chain")
+    max_chain: int = declare(MAX_STEPS, help="Longest chain, in steps.", ge=1, le=MAX_STEPS)
+    seed: int = declare(0, help="Generator seed (evaluation draws with a different one).", ge=0)
 
 
 def chain_range(options: dict, arg: str | None, name: str) -> tuple[int, int]:
@@ -110,8 +123,7 @@ def _calibration_questions(n: int, seed: int) -> list[str]:
 
 
 def _training_examples(options, split: str) -> list[dict]:
-    """Chains for training (never a held-out evaluation problem); ``options``: ``data.organism`` (n, min_chain,
-    max_chain, seed)."""
+    """Chains for training (never a held-out evaluation problem), as ``options`` (a :class:`ChainData`) asks."""
     drawn = make_problems(options.n, options.min_chain, options.max_chain, options.seed)
     return [
         {"id": p.id, "problem": p.problem, "trace": p.trace if split == "longcot" else None, "answer": p.answer}
@@ -120,7 +132,13 @@ def _training_examples(options, split: str) -> list[dict]:
 
 
 def register() -> None:
-    register_model("organism", ModelSource(resolve=ensure_teacher, num_layers=lambda: OrganismConfig().num_layers))
+    # The build (and its training code) loads when the model is first resolved, not when a config names it.
+    register_model(
+        "organism",
+        ModelSource(
+            resolve=lazy("lprecover.organism.build:ensure_teacher"), num_layers=lambda: OrganismConfig().num_layers
+        ),
+    )
     register_traits(traits)
     register_task_source("organism_chains", ChainSource())
     register_task_source("organism_facts", FactSource())
@@ -129,5 +147,6 @@ def register() -> None:
     # The facts its teacher memorised, in the rows it was trained on: what recovery replays to keep them.
     register_knowledge_set("organism_facts", lambda: [fact_record(f) for f in facts()])
     register_data_source(
-        "organism", DataSource(examples=_training_examples, version=TASK_VERSION, knowledge="organism_facts")
+        "organism",
+        DataSource(examples=_training_examples, options=ChainData, version=TASK_VERSION, knowledge="organism_facts"),
     )

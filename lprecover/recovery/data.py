@@ -35,7 +35,7 @@ def _build_spec(data: TrainData, model: ModelConfig, output_dir: str) -> DataCon
         decontaminate=list(data.decontaminate),
         eval_paths=dict(data.eval_paths),
         limit=data.limit,
-        organism=data.organism,
+        options=dict(data.options),
         output_dir=output_dir,
     )
 
@@ -46,7 +46,8 @@ def _build_spec(data: TrainData, model: ModelConfig, output_dir: str) -> DataCon
 # 4 = variables keep their case in dedup. The organism's task version is in the key too: a cache built from an older
 # task (the mod-5 chains) was reused for the 53-symbol one, and recovery trained on the wrong task.
 # 5 = a built folder records the organism's task version in its config.yaml too.
-BUILD_VERSION = 5
+# 6 = a plugin source's options sit in data.options (they were a section of the source's name).
+BUILD_VERSION = 6
 
 
 def _built_dir(data: TrainData, model: ModelConfig) -> Path:

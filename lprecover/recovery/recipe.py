@@ -11,8 +11,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from data_prep.config import OrganismData
-from data_prep.sources import SOURCES
+from data_prep.config import OPTIONS_HELP, SOURCE_HELP, check_source, source_options
 from lprecover.config import declare
 from lprecover.evaluation.config import EvalConfig
 from lprecover.launch import DEFAULT_TIMEOUT_MINUTES, TIMEOUT_HELP
@@ -38,7 +37,7 @@ class TrainData:
     """
 
     dataset: str | None = declare(None, help="Built folder or messages jsonl; when set, the build spec is ignored.")
-    source: str = declare("organism", help=f"Build from: {', '.join(SOURCES)}.", choices=list(SOURCES))
+    source: str = declare("organism", help=SOURCE_HELP)
     source_path: str | None = declare(None, help="Local file of the source instead of the hub.")
     hub_id: str | None = declare(None, help="Override the source's hub dataset id.")
     split: str = declare(
@@ -50,10 +49,7 @@ class TrainData:
     eval_paths: dict[str, str] = declare(
         help="Local test files of those tasks, e.g. {gsm8k: test.jsonl}.", default_factory=dict
     )
-    organism: OrganismData = declare(
-        help="The organism build spec (data.source=organism), as `lprecover data` takes it.",
-        default_factory=OrganismData,
-    )
+    options: dict[str, Any] = declare(default_factory=dict, help=OPTIONS_HELP)
     # None, not 0, by default, and None for auto: a run saved before these keys existed is the same run.
     replay: float | None = declare(
         None,
@@ -69,6 +65,10 @@ class TrainData:
     )
 
     def __post_init__(self):
+        check_source(self.source, "data.source")
+        # Checked, not filled: a recipe's default section would otherwise carry the default source's options into
+        # a run that switches data.source.
+        source_options(self.source, self.options, "data.options.")
         if self.replay and self.replay_knowledge() is None:
             raise ValueError(
                 f"data.replay={self.replay} needs rows to replay, and source {self.source} has no knowledge set of "
