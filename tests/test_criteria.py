@@ -5,6 +5,7 @@ import torch
 from tiny_models import VOCAB, tiny_model
 from transformers import AutoModelForCausalLM
 
+from lprecover.config import ConfigError
 from lprecover.pruning.calibration import build_calibration
 from lprecover.pruning.config import PruneConfig
 from lprecover.pruning.criteria import Calibration, boundary_distances, calibration_loss, decide, skipping
@@ -217,7 +218,7 @@ def test_skipping_a_layer_matches_removing_it(organism_tokenizer, tmp_path):
 
 
 def test_laco_refuses_when_threshold_is_unreachable(organism_tokenizer, tmp_path):
-    with pytest.raises(ValueError, match="laco_threshold"):
+    with pytest.raises(ConfigError, match="laco_threshold"):
         decide(tiny_model("llama"), _calibration(organism_tokenizer, tmp_path), "laco", 2, threshold=1.01)
 
 

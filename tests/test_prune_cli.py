@@ -113,3 +113,20 @@ def test_organism_shortgpt_invocation_calibrates_on_its_own_traces(teacher_path,
     pruned = sequential_curve(AutoModelForCausalLM.from_pretrained(out).eval(), tok, n=160, budgets=[40])
     teacher = sequential_curve(AutoModelForCausalLM.from_pretrained(teacher_path).eval(), tok, n=160, budgets=[40])
     assert pruned["accuracy"][0] < teacher["accuracy"][0]
+
+
+def test_an_unreachable_laco_threshold_is_one_sentence_and_no_output(tiny_dir, tmp_path, capsys):
+    """Whether LaCo can merge enough layers is known only once the merges are scored; then it says so in one line
+    that names the key to change, and writes nothing."""
+    out = tmp_path / "out"
+    args = [f"model.name_or_path={tiny_dir}", f"output_dir={out}", "prune.method=laco", "prune.n_layers=2"]
+    text = tmp_path / "calibration.txt"
+    text.write_text("a+3=Bb+4=Fc-4=B\n" * 8)
+    code, err = _run(
+        [*args, "prune.laco_threshold=1", "prune.calibration=text", f"prune.calibration_path={text}"], capsys
+    )
+    lines = err.strip().splitlines()
+    assert code == 2 and "Traceback" not in err, err
+    assert lines[-1].startswith("lprecover prune: LaCo merged away only ")
+    assert lines[-1].endswith("at similarity threshold 1.0; lower prune.laco_threshold or prune.n_layers.")
+    assert not out.exists()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from lprecover.config import ConfigError
 from lprecover.log import get_logger, progress
 from lprecover.surgery import find_blocks, kept_to_original, merge_layers, remove_layers
 
@@ -342,8 +343,8 @@ def laco(model, cal, n_layers, merge_count=2, threshold=0.85, min_layer=1, inter
         else:
             blocks[layer].load_state_dict(backup)
             layer -= 1
-    if len(removed) < n_layers:
-        raise ValueError(
+    if len(removed) < n_layers:  # known only once the merges are scored: a sentence, not a traceback
+        raise ConfigError(
             f"LaCo merged away only {len(removed)} of the {n_layers} layers asked for at similarity threshold "
             f"{threshold}; lower prune.laco_threshold or prune.n_layers."
         )
