@@ -9,7 +9,7 @@ from data_prep.sources import PARSERS, SOURCES
 from lprecover.config import ConfigError, declare, load_section, to_dict
 from lprecover.evaluation.task_specs import get_spec
 from lprecover.modeling import ModelConfig
-from lprecover.registry import data_source, data_source_names
+from lprecover.registry import data_source, data_source_names, default
 
 SOURCE_HELP = (
     f"A hub source ({', '.join(PARSERS)}), jsonl (a local file), teacher (traces the model writes), or a plugin's "
@@ -58,7 +58,9 @@ class TeacherTraces:
     """Sequence-level distillation data: the teacher (``model``) answers problems from ``problems``."""
 
     problems: str = declare(
-        "organism", help="A plugin's data source (the organism's chains: organism), or a math source (gsm8k, ...)."
+        help="A plugin's data source (default: the one a plugin names, the organism's chains), or a math source "
+        "(gsm8k, ...).",
+        default_factory=lambda: default("data_source"),
     )
     budget: int = declare(4096, help="Thinking budget per trace (tokens).", ge=1)
     answer_max_tokens: int = declare(1024, help="Cap on the answer written after thinking.", ge=1)
@@ -72,7 +74,7 @@ class TeacherTraces:
 class DataConfig:
     """What to build and the checks it passes through."""
 
-    source: str = declare("organism", help=SOURCE_HELP)
+    source: str = declare(help=SOURCE_HELP, default_factory=lambda: default("data_source"))
     path: str | None = declare(None, help="Local file or save_to_disk folder instead of the hub.")
     hub_id: str | None = declare(None, help="Override the source's hub dataset id.")
     hub_split: str = declare("train", help="Hub split.")

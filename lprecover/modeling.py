@@ -16,11 +16,10 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 
 from lprecover.config import ConfigError, declare
 from lprecover.log import get_logger
-from lprecover.registry import model_source
+from lprecover.registry import default, model_source
 
 logger = get_logger(__name__)
 
-DEFAULT_MODEL = "organism"  # the embedded reasoning model, registered by its plugin
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -33,7 +32,8 @@ class ModelConfig:
     """
 
     name_or_path: str = declare(
-        DEFAULT_MODEL, help="Local path, hub id, or a registered name ('organism': the embedded reasoning model)."
+        help="Local path, hub id, or a registered name; default: the model a plugin names (the organism).",
+        default_factory=lambda: default("model"),
     )
     revision: str | None = declare(None, help="Hub revision (branch, tag or commit).")
     dtype: str = declare("auto", help="auto, float32, bfloat16 or float16.", choices=("auto", *DTYPES))
@@ -53,7 +53,7 @@ class ModelConfig:
 
     def __post_init__(self):
         if not self.name_or_path:
-            raise ValueError(f"model.name_or_path is empty; give a local path, a hub id, or '{DEFAULT_MODEL}'.")
+            raise ValueError("model.name_or_path is empty; give a local path, a hub id, or a registered name.")
 
 
 def looks_like_path(name: str) -> bool:

@@ -113,6 +113,8 @@ TASK_DIRS: list[Path] = []
 CALIBRATION: dict[str, CalibrationSource] = {}
 DATA_SOURCES: dict[str, DataSource] = {}
 KNOWLEDGE_SETS: dict[str, Callable[[], list[dict]]] = {}
+DEFAULTS: dict[str, str] = {}  # "model" / "data_source" -> the registered name used when a config names none
+DEFAULT_KINDS = ("model", "data_source")
 _loaded = False
 
 
@@ -170,6 +172,21 @@ def register_data_source(name: str, source: DataSource) -> None:
 def register_knowledge_set(name: str, rows: Callable[[], list[dict]]) -> None:
     """``rows()`` returns the set's rows in the messages schema (``{"messages": [...]}``)."""
     _add(KNOWLEDGE_SETS, name, rows, "knowledge set")
+
+
+def register_default(kind: str, name: str) -> None:
+    """Name the ``kind`` (``model`` or ``data_source``) that configs use when they name none: the plugin of the
+    embedded test subject names its model and its training data."""
+    if kind not in DEFAULT_KINDS:
+        raise ValueError(f"Unknown default kind '{kind}'; one of {', '.join(DEFAULT_KINDS)}.")
+    _add(DEFAULTS, kind, name, f"default {kind}")
+
+
+def default(kind: str) -> str:
+    """The registered default ``kind`` (``model`` or ``data_source``); "" where no plugin names one, which the
+    config refuses as empty, asking for a name."""
+    load_plugins()
+    return DEFAULTS.get(kind, "")
 
 
 def load_plugins() -> None:

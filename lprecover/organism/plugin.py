@@ -16,6 +16,7 @@ from lprecover.registry import (
     lazy,
     register_calibration,
     register_data_source,
+    register_default,
     register_knowledge_set,
     register_model,
     register_task_dir,
@@ -146,6 +147,9 @@ def register() -> None:
     register_calibration("organism", CalibrationSource(traces=_calibration_traces, questions=_calibration_questions))
     # The facts its teacher memorised, in the rows it was trained on: what recovery replays to keep them.
     register_knowledge_set("organism_facts", lambda: [fact_record(f) for f in facts()])
+    # The embedded test subject: what a config that names no model or data uses.
+    register_default("model", "organism")
+    register_default("data_source", "organism")
     register_data_source(
         "organism",
         DataSource(examples=_training_examples, options=ChainData, version=TASK_VERSION, knowledge="organism_facts"),

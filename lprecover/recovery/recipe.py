@@ -18,7 +18,7 @@ from lprecover.launch import DEFAULT_TIMEOUT_MINUTES, TIMEOUT_HELP
 from lprecover.modeling import ModelConfig
 from lprecover.pruning.config import PruneConfig
 from lprecover.recovery.train_config import TrainConfig
-from lprecover.registry import data_source
+from lprecover.registry import data_source, default
 from lprecover.tracking import WandbSettings
 
 METHODS = ("sft", "distill", "distill_hidden", "distill_onpolicy")
@@ -37,7 +37,7 @@ class TrainData:
     """
 
     dataset: str | None = declare(None, help="Built folder or messages jsonl; when set, the build spec is ignored.")
-    source: str = declare("organism", help=SOURCE_HELP)
+    source: str = declare(help=SOURCE_HELP, default_factory=lambda: default("data_source"))
     source_path: str | None = declare(None, help="Local file of the source instead of the hub.")
     hub_id: str | None = declare(None, help="Override the source's hub dataset id.")
     split: str = declare(
