@@ -3,13 +3,15 @@
 import numpy as np
 import pytest
 
-from lprecover.compare.reach import reach_ranking, reach_text, settled_pairs
+from lprecover.compare.reach import add_reach, ranked_pairs, reach_ranking, reach_text
 from lprecover.evaluation.to_reach import (
     at_crossing,
     crossing_index,
     crossings,
+    paired_difference,
     percentile,
     reach_from_matrices,
+    signed_percentile,
 )
 from lprecover.recovery.compute import flops_per_token, generated_tokens, training_flops
 
@@ -164,7 +166,14 @@ def test_ranking_by_tokens_to_50_marks_settled_pairs():
     # fast [800, 1200] overlaps mid [1100, 2000]; mid lies below slow [2500, not reached]; slow's open upper bound
     # cannot lie below anything.
     assert [r["separated_from_next"] for r in ranked] == [False, True, False, False]
-    assert settled_pairs(ranked) == [["fast", "slow"], ["fast", "never"], ["mid", "slow"], ["mid", "never"]]
+    pairs = ranked_pairs(summary, "chains", "tokens_to_50")  # no resamples to pair: by separate intervals
+    assert [[p["faster"], p["slower"]] for p in pairs if p["settled"]] == [
+        ["fast", "slow"],
+        ["fast", "never"],
+        ["mid", "slow"],
+        ["mid", "never"],
+    ]
+    assert not any(p["paired"] for p in pairs) and len(pairs) == 6
     assert reach_text(summary["runs"][0]["tasks"]["chains"]["tokens_to_50"]) == "3.0k [2.5k, not reached]"
     assert reach_text(not_reached) == "not reached"
     assert reach_text(_m(None, 3500.0, None, 0.3, "not reached by the last evaluation (4000 tokens)")) == (
@@ -182,3 +191,78 @@ def test_generated_tokens_sum_each_logs_mean_length_over_its_steps():
     assert generated_tokens(logs, 20, rows_per_step=8) == 8 * (10 * 30 + 10 * 20)
     assert generated_tokens(logs, 25, rows_per_step=8) == 8 * (10 * 30 + 10 * 20 + 5 * 10)
     assert generated_tokens([{"step": 10, "loss": 1.0}], 10, rows_per_step=8) is None
+
+
+def test_signed_percentile_keeps_the_side_of_an_infinite_draw():
+    d = np.array([-np.inf, -np.inf, -3.0, -1.0, 2.0, np.inf])
+    assert signed_percentile(d, 0.5) == pytest.approx(-2.0)  # between -3 and -1
+    assert signed_percentile(d, 0.1) == -np.inf  # between the two -inf
+    assert signed_percentile(d, 0.3) == -np.inf  # between -inf and -3, below the median: the -inf
+    assert signed_percentile(d, 0.9) == np.inf  # between 2 and +inf, above the median: the +inf
+    assert signed_percentile(np.array([1.0, 2.0, 3.0, 4.0, 5.0]), 0.975) == pytest.approx(4.9)
+
+
+@pytest.mark.parametrize(
+    "first, second, low, high, share, settled",
+    [
+        # The same shift on every resample: the difference is that shift, whatever the spread of each run.
+        ([100, 900, 300, 700], [150, 950, 350, 750], -50.0, -50.0, 1.0, True),
+        # The first reaches, the second never does: D = -inf throughout; settled, its bounds infinite.
+        ([100, 200, 300, 400], [np.inf] * 4, None, None, 1.0, True),
+        # Neither reaches in one of four resamples: a tie (D = 0) there, so the first is first in 3 of 4; the 97.5%
+        # percentile is 0 (the tie) and the pair is not settled.
+        ([100, 200, 300, np.inf], [np.inf] * 4, None, 0.0, 0.75, False),
+        # Each first in two of four: not settled, D from -100 to 100.
+        ([100, 300, 200, 400], [200, 200, 300, 300], -100.0, 100.0, 0.5, False),
+        # One resample undefined in the second run of four (25% > 5%): no interval, not settled.
+        ([100, 200, 300, 400], [200, 300, np.nan, 500], None, None, None, False),
+    ],
+)
+def test_paired_difference_by_hand(first, second, low, high, share, settled):
+    out = paired_difference(np.array(first, dtype=float), np.array(second, dtype=float))
+    assert out["ci_low"] == (pytest.approx(low) if low is not None else None)
+    assert out["ci_high"] == (pytest.approx(high) if high is not None else None)
+    assert out["first_share"] == share and out["settled"] is settled
+
+
+def test_pairing_settles_two_recipes_whose_separate_intervals_overlap():
+    """Two recipes with the same per-problem recovery, one on twice the tokens per evaluation: every resample
+    crosses 50% at twice the tokens, so the pair is settled paired while the separate intervals overlap."""
+    rng = np.random.default_rng(3)
+    n, budgets = 60, [8, 16]
+    t, p = np.ones((n, 2)), np.zeros((n, 2))
+    # Problems recover at different points, so the crossing varies a lot from resample to resample.
+    recovered_at = rng.integers(1, 5, n)
+    points = [np.repeat((recovered_at <= i)[:, None], 2, axis=1).astype(float) for i in range(1, 5)]
+    draws, measures = {}, {}
+    for name, tokens in (("lean", [1000, 2000, 3000, 4000]), ("costly", [1300, 2600, 3900, 5200])):
+        draws[name] = {}
+        out = reach_from_matrices(
+            budgets, t, p, points, {"tokens": tokens}, 400, np.random.default_rng(0), draws_out=draws[name]
+        )
+        measures[name] = out["tokens_to_50"]
+    lean, costly = measures["lean"], measures["costly"]
+    assert costly["value"] == pytest.approx(1.3 * lean["value"])
+    assert lean["ci_high"] > costly["ci_low"]  # the separate intervals overlap
+    np.testing.assert_allclose(draws["costly"]["tokens_to_50"], 1.3 * draws["lean"]["tokens_to_50"])
+
+    summary = {
+        "tasks": ["chains"],
+        "runs": [
+            {"run": name, "kind": "recovered", "tasks": {"chains": {"run": name, "tokens_to_50": m}}}
+            for name, m in measures.items()
+        ],
+    }
+    key = ("seed", 400, (("chains", tuple(range(n))),))
+    paired = {name: {"chains": {"resamples": key, "draws": draws[name]}} for name in draws}
+    add_reach(summary, paired)
+    (entry,) = summary["pairs_to_reach"]["chains"]["tokens_to_50"]
+    assert entry["faster"] == "lean" and entry["paired"] and entry["settled"] and entry["first_share"] == 1.0
+    assert entry["difference"]["value"] == pytest.approx(lean["value"] - costly["value"])
+    assert entry["difference"]["ci_high"] < 0
+    assert summary["settled_pairs"]["chains"]["tokens_to_50"] == [["lean", "costly"]]
+    # Resampled on other problems, the two do not pair, and their separate intervals overlap: not settled.
+    paired["costly"]["chains"]["resamples"] = ("seed", 400, (("chains", tuple(range(1, n + 1))),))
+    add_reach(summary, paired)
+    (entry,) = summary["pairs_to_reach"]["chains"]["tokens_to_50"]
+    assert not entry["paired"] and not entry["settled"]

@@ -48,6 +48,8 @@ class Run:
     progress: list[dict] = field(default_factory=list)
     compute: dict | None = None  # recovery.json's compute record of the final model (recovery/compute.py)
     reach: dict = field(default_factory=dict)  # tokens and compute to recover, per task (compare.reach)
+    # Their crossings per resample, per task, to pair with another run's (evaluation.to_reach.paired_difference).
+    reach_draws: dict = field(default_factory=dict)
 
 
 def _read_json(path: Path):

@@ -5,14 +5,19 @@ settled pairs, beside the knowledge control before and after recovery.
 Names in ``summary.json`` (each ``{value, ci_low, ci_high, resamples_reached, reason}``, in every recovered run's
 row of each reasoning task): ``tokens_to_50``, ``compute_to_50``, ``tokens_to_90``, ``compute_to_90`` (the area
 share), and ``tokens_to_50_slope``, ``compute_to_50_slope``, ``tokens_to_90_slope``, ``compute_to_90_slope`` (the
-slope share). ``ranking_to_reach`` ranks by ``tokens_to_50`` and ``compute_to_50``; ``settled_pairs`` lists every
-pair whose intervals do not overlap. The measured seconds (``seconds_to_*``, ``train_seconds``) differ from run to
+slope share). ``ranking_to_reach`` ranks by ``tokens_to_50`` and ``compute_to_50``. ``pairs_to_reach`` holds every
+pair of a ranking, earlier run first: paired on the same resamples of problems where both runs were scored on the same
+problems (``paired: true``; ``difference``: the 95% interval of the earlier run's crossing minus the later one's,
+``first_share``: the share of resamples in which the earlier run reaches strictly first), else by their separate
+intervals (``paired: false``). A pair is ``settled`` where the earlier run reaches first in at least 97.5% of the
+resamples (paired), or where its interval lies wholly below the later run's (not paired); ``settled_pairs`` lists
+the settled pairs. The measured seconds (``seconds_to_*``, ``train_seconds``) differ from run to
 run, so they go to ``seconds.json`` and the report, never to ``summary.json``.
 """
 
 import math
 
-from lprecover.evaluation.to_reach import reach_measures
+from lprecover.evaluation.to_reach import paired_difference, reach_measures
 
 LEVELS = (50, 90)
 REACH_KEYS = tuple(f"{a}_to_{lvl}{s}" for s in ("", "_slope") for lvl in LEVELS for a in ("tokens", "compute"))
@@ -32,9 +37,10 @@ def _spent(compute: dict | None) -> dict:
     return {"compute": compute.get("flops"), "seconds": compute.get("train_seconds")}
 
 
-def score_reach(run, teacher, base, n_boot: int) -> dict:
-    """``reach_measures`` of ``run`` against ``teacher`` and its pruned ``base`` (Run objects)."""
-    return reach_measures(teacher.eval_dir, base.eval_dir, reach_points(run), n_boot=n_boot)
+def score_reach(run, teacher, base, n_boot: int, draws_out: dict | None = None) -> dict:
+    """``reach_measures`` of ``run`` against ``teacher`` and its pruned ``base`` (Run objects); each crossing's
+    resamples go to ``draws_out`` where given."""
+    return reach_measures(teacher.eval_dir, base.eval_dir, reach_points(run), n_boot=n_boot, draws_out=draws_out)
 
 
 def reach_row(reach: dict, task: str) -> dict:
@@ -79,37 +85,57 @@ def _rankable(m: dict | None) -> bool:
     return bool(m) and (m["value"] is not None or (m["reason"] or "").startswith("not reached"))
 
 
-def reach_ranking(summary: dict, task: str, key: str) -> list[dict]:
-    """Recovered runs on ``task`` by ``key`` (fewest tokens or FLOPs first; "not reached" last), each with
-    ``separated_from_next``: its interval lies wholly below the next one's."""
+def pair(a: dict, b: dict, task: str, key: str, draws: dict) -> dict:
+    """The comparison of ranked entries ``a`` (earlier) and ``b`` on ``key`` (module docstring): paired where both
+    runs' resamples of ``task`` are in ``draws`` and were drawn on the same problems, else by separate intervals."""
+    da, db = (draws.get(x["run"], {}).get(task) for x in (a, b))
+    out = {"faster": a["run"], "slower": b["run"]}
+    if da and db and da["resamples"] == db["resamples"] and key in da["draws"] and key in db["draws"]:
+        diff = paired_difference(da["draws"][key], db["draws"][key])
+        va, vb = a[key]["value"], b[key]["value"]
+        value = va - vb if va is not None and vb is not None else None
+        interval = {"value": value, "ci_low": diff["ci_low"], "ci_high": diff["ci_high"]}
+        return (
+            out
+            | {"paired": True, "difference": interval, "first_share": diff["first_share"]}
+            | {"settled": diff["settled"]}
+        )
+    return out | {"paired": False, "difference": None, "first_share": None, "settled": separated(a[key], b[key])}
+
+
+def _ranked_rows(summary: dict, task: str, key: str) -> list[dict]:
     rows = [r["tasks"][task] for r in summary["runs"] if r["kind"] == "recovered" and task in r["tasks"]]
     rows = [t for t in rows if _rankable(t.get(key))]
-    rows.sort(key=lambda t: (t[key]["value"] is None, t[key]["value"] or 0.0, t["run"]))
+    return sorted(rows, key=lambda t: (t[key]["value"] is None, t[key]["value"] or 0.0, t["run"]))
+
+
+def reach_ranking(summary: dict, task: str, key: str, draws: dict | None = None) -> list[dict]:
+    """Recovered runs on ``task`` by ``key`` (fewest tokens or FLOPs first; "not reached" last), each with
+    ``separated_from_next``: it is settled before the next one (:func:`pair`; ``draws``: per run name, its
+    crossings per resample by task, as ``reach_measures`` gives them)."""
+    rows = _ranked_rows(summary, task, key)
     out = []
     for i, t in enumerate(rows):
-        nxt = rows[i + 1][key] if i + 1 < len(rows) else None
-        out.append(
-            {
-                "run": t["run"],
-                "ranked_by": key,
-                key: t[key],
-                "separated_from_next": bool(nxt) and separated(t[key], nxt),
-            }
-        )
+        settled = i + 1 < len(rows) and pair(t, rows[i + 1], task, key, draws or {})["settled"]
+        out.append({"run": t["run"], "ranked_by": key, key: t[key], "separated_from_next": settled})
     return out
 
 
-def settled_pairs(ranked: list[dict]) -> list[list[str]]:
-    """Every pair ``[faster, slower]`` of a ranking whose intervals do not overlap."""
-    key = ranked[0]["ranked_by"] if ranked else None
-    return [[a["run"], b["run"]] for i, a in enumerate(ranked) for b in ranked[i + 1 :] if separated(a[key], b[key])]
+def ranked_pairs(summary: dict, task: str, key: str, draws: dict | None = None) -> list[dict]:
+    """Every pair of the ranking by ``key`` on ``task``, earlier run first (:func:`pair`)."""
+    ranked = _ranked_rows(summary, task, key)
+    return [pair(a, b, task, key, draws or {}) for i, a in enumerate(ranked) for b in ranked[i + 1 :]]
 
 
-def add_reach(summary: dict) -> None:
-    """``ranking_to_reach`` and ``settled_pairs`` (per task, per ranking key) into ``summary``."""
-    summary["ranking_to_reach"] = {t: {k: reach_ranking(summary, t, k) for k in RANKED_BY} for t in summary["tasks"]}
+def add_reach(summary: dict, draws: dict | None = None) -> None:
+    """``ranking_to_reach``, ``pairs_to_reach`` and ``settled_pairs`` (per task, per ranking key) into ``summary``;
+    ``draws`` (per run name, as ``reach_measures`` gives them) pairs the comparisons."""
+    tasks, keys = summary["tasks"], RANKED_BY
+    summary["ranking_to_reach"] = {t: {k: reach_ranking(summary, t, k, draws) for k in keys} for t in tasks}
+    summary["pairs_to_reach"] = {t: {k: ranked_pairs(summary, t, k, draws) for k in keys} for t in tasks}
     summary["settled_pairs"] = {
-        t: {k: settled_pairs(summary["ranking_to_reach"][t][k]) for k in RANKED_BY} for t in summary["tasks"]
+        t: {k: [[p["faster"], p["slower"]] for p in summary["pairs_to_reach"][t][k] if p["settled"]] for k in keys}
+        for t in tasks
     }
 
 
@@ -138,7 +164,9 @@ REACH_LEGEND = (
     "(`evaluation/to_reach.py`): interpolated linearly between the evaluations along training, the curve starting at "
     "the pruned model (0 tokens, share 0); the first crossing where a curve crosses, falls back and crosses again; "
     "95% paired bootstrap intervals over problems, each resample recomputing every curve and its crossing (a "
-    "resample that never reaches counts as infinite: a bound on such resamples reads `not reached`). FLOPs: "
+    "resample that never reaches counts as infinite: a bound on such resamples reads `not reached`). Two recipes are "
+    "settled where, on the same resamples, the earlier reaches first in at least 97.5% of them (runs scored on "
+    "other problems: where their intervals lie apart). FLOPs: "
     "`T (4N + 2N_train) + T 2N_teacher (teacher online) + G 2N (generated)`, N non-embedding "
     "(`recovery/compute.py`). Seconds are measured wall clock (`seconds.json`), not reproducible."
 )
@@ -183,7 +211,7 @@ def reach_lines(summary: dict, seconds: dict, control: str | None) -> list[str]:
             unit = "tokens" if key.startswith("tokens") else "flops"
             order = [
                 f"{i}. {r['run']} {reach_text(r[key], unit)}"
-                + (" (interval below the next)" if r["separated_from_next"] else "")
+                + (" (settled before the next)" if r["separated_from_next"] else "")
                 for i, r in enumerate(ranked, 1)
             ]
             lines += [f"Ranked by `{key}`: " + "; ".join(order) + ".", ""]
@@ -195,6 +223,6 @@ def reach_lines(summary: dict, seconds: dict, control: str | None) -> list[str]:
 def settled_sentence(pairs: list[list[str]], key: str) -> str:
     """One plain sentence on which pairs the ranking by ``key`` settles."""
     if not pairs:
-        return f"No pair of recipes is settled on `{key}`: every pair's intervals overlap."
+        return f"No pair of recipes is settled on `{key}`: no recipe reaches first in 97.5% of the resamples."
     listed = ", ".join(f"{a} before {b}" for a, b in pairs)
-    return f"Settled on `{key}` (intervals apart): {listed}."
+    return f"Settled on `{key}` (first in at least 97.5% of the resamples): {listed}."

@@ -58,7 +58,7 @@ def compare(runs: list[Run], output_dir: Path, title: str = "", n_boot: int = 10
         ]
     summary["ranking"] = {t: ranking(summary, t) for t in tasks}
     summary["slope_leader"] = {t: slope_leader(summary["ranking"][t]) for t in tasks}
-    add_reach(summary)
+    add_reach(summary, {r.name: r.reach_draws for r in runs if r.reach_draws})
     summary = finite(summary)  # valid JSON: a value that could not be computed is null, never NaN
     output_dir.mkdir(parents=True, exist_ok=True)
     plot_tasks = tasks + ([control] if control else [])

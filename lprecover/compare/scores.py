@@ -32,7 +32,7 @@ def pair_and_score(runs: list[Run], n_boot: int) -> None:
         run.recovery = _measures(teachers[0], bases[0], run.eval_dir, n_boot)
         for point in run.progress:
             point["recovery"] = _measures(teachers[0], bases[0], point["eval_dir"], n_boot)
-        run.reach = finite(score_reach(run, teachers[0], bases[0], n_boot))
+        run.reach = finite(score_reach(run, teachers[0], bases[0], n_boot, draws_out=run.reach_draws))
 
 
 def _measures(teacher: Run, base: Run, eval_dir: str, n_boot: int) -> dict:

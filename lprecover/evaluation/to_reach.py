@@ -30,6 +30,11 @@ about 2.5% of the resamples never reach (the upper bound is "not reached"), and 
 97.5% never reach. A resample whose share is undefined (its pruned base lost nothing) is left out; where more than
 5% are, there is no interval (``resamples_reached`` None), as in ``recovery._measure``. Fewer than two problems
 give no interval.
+
+Which of two runs reaches a level first (:func:`paired_difference`): both runs' crossings on the same resamples
+(the same problems, seed and number of resamples draw the same problems in every run), their difference per
+resample, and the share of resamples in which the first reaches strictly before the second. Paired, the difference
+of two recipes that move together over problems is far tighter than the gap between their separate intervals.
 """
 
 import numpy as np
@@ -94,6 +99,56 @@ def percentile(draws: np.ndarray, q: float) -> float:
     return float(ordered[lo] + (pos - lo) * (ordered[hi] - ordered[lo]))
 
 
+def signed_percentile(draws: np.ndarray, q: float) -> float:
+    """The ``q`` percentile of ``draws`` that may hold -inf and +inf (linear between order statistics): where it
+    falls between an infinite and another order statistic, the infinite one on its side (-inf below the median, +inf
+    above), so that neither bound claims more than the draws show."""
+    ordered = np.sort(draws)
+    pos = q * (len(ordered) - 1)
+    lo, hi = int(np.floor(pos)), int(np.ceil(pos))
+    a, b = ordered[lo], ordered[hi]
+    if a == b or lo == hi:
+        return float(a)
+    if np.isinf(a) or np.isinf(b):
+        return float(b if q >= 0.5 else a)
+    return float(a + (pos - lo) * (b - a))
+
+
+def paired_difference(first: np.ndarray, second: np.ndarray) -> dict:
+    """Whether ``first`` reaches a level before ``second``, on the same resamples of problems.
+
+    ``first`` and ``second`` are two runs' crossings on the SAME resamples (``draws_out`` of
+    :func:`reach_from_matrices` with the same seed and problems): +inf where a resample never reaches, NaN where its
+    share is undefined. Per resample b,
+
+        D_b = first_b - second_b,  -inf where only second never reaches, +inf where only first never reaches,
+              0 where neither reaches (a tie: neither did by its last evaluation).
+
+    Resamples undefined in either run are left out; where more than 5% are (or none are left) there is no interval.
+
+    Returns:
+        ``ci_low``, ``ci_high``: the 2.5% and 97.5% percentiles of D (:func:`signed_percentile`; None where infinite
+        or where there is no interval); ``first_share``: the share of kept resamples with D < 0 (first strictly
+        before); ``settled``: the 97.5% percentile of D is below 0, i.e. first reaches before second in at least
+        97.5% of the resamples.
+    """
+    first, second = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
+    kept = ~(np.isnan(first) | np.isnan(second))
+    out = {"ci_low": None, "ci_high": None, "first_share": None, "settled": False}
+    if not kept.any() or kept.sum() < 0.95 * len(first):
+        return out
+    a, b = first[kept], second[kept]
+    neither = np.isinf(a) & np.isinf(b)
+    with np.errstate(invalid="ignore"):
+        d = np.where(neither, 0.0, a - b)
+    lo, hi = signed_percentile(d, CI[0]), signed_percentile(d, CI[1])
+    out["ci_low"] = lo if np.isfinite(lo) else None
+    out["ci_high"] = hi if np.isfinite(hi) else None
+    out["first_share"] = float((d < 0).mean())
+    out["settled"] = bool(hi < 0)
+    return out
+
+
 def _shares(run_values: np.ndarray, pruned: np.ndarray, teacher: np.ndarray) -> np.ndarray:
     """clip((r - p) / (t - p), 0, 1) for every point (last axis), NaN where t - p <= 0."""
     lost = (teacher - pruned)[..., None]
@@ -129,6 +184,7 @@ def reach_from_matrices(
     n_boot: int = 1000,
     rng=None,
     levels=LEVELS,
+    draws_out: dict | None = None,
 ) -> dict:
     """Tokens (and every other axis in ``axes``) to reach each level of the area and slope shares.
 
@@ -181,16 +237,23 @@ def reach_from_matrices(
                 if value is None:
                     value = np.inf
                     reason = f"not reached by the last evaluation ({axis[-1]:.4g} {axis_name})"
-                out[key] = _reach(value, None if draws is None else crossings(draws, axis, level), reason)
+                per_resample = None if draws is None else crossings(draws, axis, level)
+                if draws_out is not None and per_resample is not None:
+                    draws_out[key] = per_resample
+                out[key] = _reach(value, per_resample, reason)
     return out
 
 
-def reach_measures(teacher_dir, pruned_dir, points: list[dict], n_boot: int = 1000, seed: int = 0) -> dict:
+def reach_measures(
+    teacher_dir, pruned_dir, points: list[dict], n_boot: int = 1000, seed: int = 0, draws_out: dict | None = None
+) -> dict:
     """Tokens, compute and seconds to 50% and 90% of the loss, for every task the runs share (module docstring).
 
     Args:
         points: in training order, ``{"eval_dir", "tokens", "compute", "seconds"}`` each (the final model last);
             a missing value on an axis makes that axis's crossings None.
+        draws_out: where given, ``{task: {"resamples": KEY, "draws": {measure: crossings per resample}}}``; two
+            runs whose KEYs are equal were resampled on the same problems, so their draws pair.
 
     Returns:
         ``{task: {"tokens_to_50": {...}, ...}}``, over the problems every run answered.
@@ -200,6 +263,7 @@ def reach_measures(teacher_dir, pruned_dir, points: list[dict], n_boot: int = 10
     axes = {a: [np.nan if p.get(a) is None else float(p[a]) for p in points] for a in AXES}
     rng = np.random.default_rng(seed)
     out = {}
+    drawn = []  # what decided the resamples so far: the stream of one seed, drawn task by task
     for task in sorted(tasks):
         built = [sequential_matrix(recs, task) for recs in runs]
         budgets = built[0][0]
@@ -209,5 +273,11 @@ def reach_measures(teacher_dir, pruned_dir, points: list[dict], n_boot: int = 10
         if not problems:
             continue
         t, p, *r = (np.array([b[1][q] for q in problems]) for b in built)
-        out[task] = {"problems": len(problems)} | reach_from_matrices(budgets, t, p, r, axes, n_boot, rng)
+        task_draws: dict = {}
+        out[task] = {"problems": len(problems)} | reach_from_matrices(
+            budgets, t, p, r, axes, n_boot, rng, draws_out=task_draws
+        )
+        drawn.append((task, tuple(problems)))
+        if draws_out is not None:
+            draws_out[task] = {"resamples": (seed, n_boot, tuple(drawn)), "draws": task_draws}
     return out
