@@ -34,7 +34,7 @@ import yaml
 from lprecover.atomic import exclusive_output
 from lprecover.command import run
 from lprecover.compare.discovery import discover
-from lprecover.compare.run import compare
+from lprecover.compare.run import SUMMARY_FORMAT, compare
 from lprecover.config import (
     ConfigError,
     declare,
@@ -306,8 +306,9 @@ def _digest(folder: Path) -> dict[str, str]:
 
 
 def compare_stage(folders: list[Path], out: Path, title: str) -> dict:
-    """Compare ``folders`` into ``out``; kept while every input is byte for byte what it compared last time."""
-    settings = {"title": title, "inputs": {p.name: _digest(p) for p in folders}}
+    """Compare ``folders`` into ``out``; kept while every input is byte for byte what it compared last time and
+    the comparison's format is the same."""
+    settings = {"title": title, "format": SUMMARY_FORMAT, "inputs": {p.name: _digest(p) for p in folders}}
     # Derived output: whatever changed upstream, redoing it is always allowed (overwrite=True).
     if reuse_or_refuse(out, settings, "a comparison", overwrite=True) == "reuse" and (out / "report.md").exists():
         return json.loads((out / "summary.json").read_text())

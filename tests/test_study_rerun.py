@@ -6,6 +6,7 @@ import json
 import yaml
 
 from lprecover.cli import main as cli
+from lprecover.compare.run import SUMMARY_FORMAT
 
 SMALL = [
     "recipes=[sft_short]",
@@ -40,6 +41,16 @@ def test_study_rerun_reuses_refuses_or_redoes_by_its_settings(teacher_path, tmp_
     assert cli(["study", *base]) == 0
     assert _files(out) == first, "an unchanged rerun rewrites nothing"
     capsys.readouterr()
+
+    # A comparison written by an older lprecover (another format, the same inputs) is redone, and nothing else.
+    settings = yaml.safe_load((out / "comparison" / "config.yaml").read_text())
+    (out / "comparison" / "config.yaml").write_text(yaml.safe_dump(settings | {"format": 1}, sort_keys=False))
+    assert cli(["study", *base]) == 0
+    redone = _files(out)
+    assert {k for k in redone if redone[k] != first.get(k)} >= {"comparison/summary.json", "comparison/config.yaml"}
+    assert all(redone[k] == first[k] for k in first if not k.startswith("comparison/")), "only the comparison"
+    assert yaml.safe_load((out / "comparison" / "config.yaml").read_text())["format"] == SUMMARY_FORMAT
+    first = redone
 
     for change, named in (
         (["steps=3"], ["steps: 2 -> 3"]),

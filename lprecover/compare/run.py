@@ -23,6 +23,10 @@ from lprecover.log import get_logger
 
 logger = get_logger(__name__)
 
+# What a comparison writes, versioned: a study's comparison is redone when this changes, even where every input is
+# the same (2: pairs_to_reach, settled pairs paired on the same resamples).
+SUMMARY_FORMAT = 2
+
 
 def compare(runs: list[Run], output_dir: Path, title: str = "", n_boot: int = 1000) -> dict:
     """Score, tabulate and plot ``runs`` into ``output_dir``; returns the summary written to summary.json."""
