@@ -13,13 +13,20 @@ REPO = Path(__file__).resolve().parents[1]
 GSM8K_DIR = REPO.parent / "shared" / "data" / "gsm8k"
 
 
+ACCEPTANCE = (
+    "the acceptance tier (the whole default study and its checks, about 15 minutes) runs apart: "
+    "pytest tests -m acceptance (CI runs it after the suite)"
+)
+
+
 def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs CUDA")
+    cuda = torch.cuda.is_available()
+    asked = "acceptance" in (config.getoption("markexpr") or "")  # -m acceptance (or any expression naming it)
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        if "gpu" in item.keywords and not cuda:
+            item.add_marker(pytest.mark.skip(reason="needs CUDA"))
+        if "acceptance" in item.keywords and not asked:
+            item.add_marker(pytest.mark.skip(reason=ACCEPTANCE))
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,9 @@ from report_checks import assert_report_is_the_curves
 
 from lprecover.cli import main as cli
 
+# A tier of its own (about 15 minutes on 2 cores): `pytest tests -m acceptance`; CI runs it after the suite.
+pytestmark = pytest.mark.acceptance
+
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, teacher_path):
