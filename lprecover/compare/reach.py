@@ -95,11 +95,12 @@ def pair(a: dict, b: dict, task: str, key: str, draws: dict) -> dict:
         va, vb = a[key]["value"], b[key]["value"]
         value = va - vb if va is not None and vb is not None else None
         interval = {"value": value, "ci_low": diff["ci_low"], "ci_high": diff["ci_high"]}
-        return (
-            out
-            | {"paired": True, "difference": interval, "first_share": diff["first_share"]}
-            | {"settled": diff["settled"]}
-        )
+        return out | {
+            "paired": True,
+            "difference": interval,
+            "first_share": diff["first_share"],
+            "settled": diff["settled"],
+        }
     return out | {"paired": False, "difference": None, "first_share": None, "settled": separated(a[key], b[key])}
 
 
